@@ -1,0 +1,45 @@
+package dev.lockstep.kernels;
+
+import java.lang.foreign.MemorySegment;
+
+/**
+ * The math the forward pass needs, over heap activations ({@code float[]}) and off-heap weights and KV
+ * ({@link MemorySegment}). Two implementations: {@link ScalarKernels} (the reference: formulas written
+ * out, sequential sums) and {@link PanamaKernels} (Vector API). {@link KernelProvider} picks one.
+ *
+ * <p>Determinism: every output element is computed by one fixed sequence of operations that depends only
+ * on the operand lengths, never on how many rows or tokens a call covers, nor on which thread runs it.
+ * So a row computed during batched prefill is bit-identical to the same row computed during decode.
+ */
+public interface Kernels {
+    String name();
+
+    /**
+     * Matrix times a block of token vectors: for {@code r} in {@code [rowStart, rowEnd)} and {@code t} in
+     * {@code [0, nTokens)}: {@code out[outOff + t*outStride + r] = sum_k w[r, k] * x[xOff + t*xStride + k]},
+     * {@code k} over {@code [0, w.cols())}.
+     */
+    void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                float[] out, int outOff, int outStride, int rowStart, int rowEnd);
+
+    /** {@code sum_i a[aOff+i] * b[bOff+i]}. */
+    float dot(float[] a, int aOff, float[] b, int bOff, int n);
+
+    /** {@code sum_i a[aOff+i] * b_f32[bOffBytes/4 + i]}; b is native-order float32 off-heap (KV pages). */
+    float dot(float[] a, int aOff, MemorySegment b, long bOffBytes, int n);
+
+    /** {@code y[yOff+i] += alpha * x_f32[xOffBytes/4 + i]}; x is native-order float32 off-heap (KV pages). */
+    void axpy(float alpha, MemorySegment x, long xOffBytes, float[] y, int yOff, int n);
+
+    /** {@code y[yOff+i] += alpha * x[xOff+i]}. */
+    void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n);
+
+    /**
+     * RMSNorm as HF computes it in float32: {@code out = weight * (x / sqrt(mean(x^2) + eps))}.
+     * {@code out} may alias {@code x}.
+     */
+    void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n);
+
+    /** SwiGLU activation: {@code out[i] = silu(gate[i]) * up[i]}, {@code silu(g) = g / (1 + exp(-g))}. */
+    void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n);
+}

@@ -1,0 +1,89 @@
+package dev.lockstep.kernels;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+
+/**
+ * Reference implementations: the formulas written out, sums accumulated left to right in float32.
+ * The Vector API kernels are tested against these.
+ */
+public final class ScalarKernels implements Kernels {
+    static final ValueLayout.OfFloat F32_NATIVE = ValueLayout.JAVA_FLOAT;
+
+    @Override
+    public String name() {
+        return "scalar";
+    }
+
+    @Override
+    public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                       float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        int cols = w.cols();
+        float[] row = new float[cols];
+        for (int r = rowStart; r < rowEnd; r++) {
+            w.rowToFloat(r, row, 0);
+            for (int t = 0; t < nTokens; t++) {
+                out[outOff + t * outStride + r] = dot(row, 0, x, xOff + t * xStride, cols);
+            }
+        }
+    }
+
+    @Override
+    public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
+        float sum = 0f;
+        for (int i = 0; i < n; i++) {
+            sum += a[aOff + i] * b[bOff + i];
+        }
+        return sum;
+    }
+
+    @Override
+    public float dot(float[] a, int aOff, MemorySegment b, long bOffBytes, int n) {
+        float sum = 0f;
+        for (int i = 0; i < n; i++) {
+            sum += a[aOff + i] * b.getAtIndex(F32_NATIVE, (bOffBytes >> 2) + i);
+        }
+        return sum;
+    }
+
+    @Override
+    public void axpy(float alpha, MemorySegment x, long xOffBytes, float[] y, int yOff, int n) {
+        for (int i = 0; i < n; i++) {
+            y[yOff + i] += alpha * x.getAtIndex(F32_NATIVE, (xOffBytes >> 2) + i);
+        }
+    }
+
+    @Override
+    public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
+        for (int i = 0; i < n; i++) {
+            y[yOff + i] += alpha * x[xOff + i];
+        }
+    }
+
+    @Override
+    public void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n) {
+        float sumSquares = dot(x, xOff, x, xOff, n);
+        rmsScale(x, xOff, weight, eps, out, outOff, n, sumSquares);
+    }
+
+    /** The part of RMSNorm after the reduction; shared so both kernels scale identically. */
+    static void rmsScale(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n, float sumSquares) {
+        float mean = sumSquares / n;
+        float inv = (float) (1.0 / Math.sqrt(mean + eps));
+        for (int i = 0; i < n; i++) {
+            out[outOff + i] = weight[i] * (x[xOff + i] * inv);
+        }
+    }
+
+    @Override
+    public void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
+        siluMulScalar(gate, gateOff, up, upOff, out, outOff, n);
+    }
+
+    static void siluMulScalar(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
+        for (int i = 0; i < n; i++) {
+            float g = gate[gateOff + i];
+            out[outOff + i] = (float) (g / (1.0 + Math.exp(-g))) * up[upOff + i];
+        }
+    }
+}

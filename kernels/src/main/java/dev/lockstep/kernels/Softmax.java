@@ -1,0 +1,25 @@
+package dev.lockstep.kernels;
+
+/** Numerically stable softmax in float32, sums left to right (fixed order, so deterministic). */
+public final class Softmax {
+    private Softmax() {
+    }
+
+    /** Replaces {@code x[off .. off+n)} by {@code exp(x - max) / sum(exp(x - max))}. */
+    public static void inPlace(float[] x, int off, int n) {
+        float max = Float.NEGATIVE_INFINITY;
+        for (int i = 0; i < n; i++) {
+            max = Math.max(max, x[off + i]);
+        }
+        float sum = 0f;
+        for (int i = 0; i < n; i++) {
+            float e = (float) Math.exp(x[off + i] - max);
+            x[off + i] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < n; i++) {
+            x[off + i] *= inv;
+        }
+    }
+}

@@ -1,0 +1,61 @@
+package dev.lockstep.moe;
+
+import dev.lockstep.kernels.KernelProvider;
+import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.memory.LockstepException;
+import dev.lockstep.moe.qwen3.Qwen3MoeFamily;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/** The families Lockstep can run, by {@code model_type}. */
+public final class ModelFamilies {
+    private static final Map<String, ModelFamily> FAMILIES = new LinkedHashMap<>();
+
+    static {
+        for (ModelFamily f : List.<ModelFamily>of(new Qwen3MoeFamily())) {
+            FAMILIES.put(f.modelType(), f);
+        }
+    }
+
+    private ModelFamilies() {
+    }
+
+    public static List<String> supported() {
+        return List.copyOf(FAMILIES.keySet());
+    }
+
+    public static ModelFamily forType(String modelType, Path configFile) {
+        ModelFamily f = FAMILIES.get(modelType);
+        if (f == null) {
+            throw new ConfigException(configFile + ": unsupported architecture '" + modelType + "' (supported: "
+                    + String.join(", ", FAMILIES.keySet()) + ")");
+        }
+        return f;
+    }
+
+    /** Loads the model in {@code directory} (config.json + safetensors) with the default kernels. */
+    public static CausalLm load(Path directory, WorkerPool pool) {
+        return load(directory, KernelProvider.get(), pool);
+    }
+
+    public static CausalLm load(Path directory, Kernels kernels, WorkerPool pool) {
+        if (!Files.isDirectory(directory)) {
+            throw new LockstepException(directory + ": model directory does not exist");
+        }
+        ModelConfigJson config = ModelConfigJson.read(directory.resolve("config.json"));
+        ModelFamily family = forType(config.requireString("model_type"), config.file());
+        Checkpoint checkpoint = Checkpoint.open(directory);
+        try {
+            return family.load(config, checkpoint, kernels, pool);
+        } catch (RuntimeException e) {
+            checkpoint.close();
+            throw e;
+        }
+    }
+}

@@ -1,0 +1,21 @@
+package dev.lockstep.moe;
+
+import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.memory.Checkpoint;
+
+/**
+ * One model family (ggml's "arch"): reads its hyper-parameters from config.json, declares every tensor's
+ * expected shape, and builds a forward pass from the shared blocks in {@code dev.lockstep.moe.block}.
+ * Adding a family is adding one implementation and one line in {@link ModelFamilies}.
+ */
+public interface ModelFamily {
+    /** {@code model_type} in config.json. */
+    String modelType();
+
+    /**
+     * Builds the model over an open checkpoint. Errors name the family, the key or tensor and what was
+     * expected. On success the model owns the checkpoint and closes it.
+     */
+    CausalLm load(ModelConfigJson config, Checkpoint checkpoint, Kernels kernels, WorkerPool pool);
+}

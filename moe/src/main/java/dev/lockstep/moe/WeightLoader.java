@@ -1,0 +1,82 @@
+package dev.lockstep.moe;
+
+import dev.lockstep.kernels.WeightFormat;
+import dev.lockstep.kernels.WeightMatrix;
+import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.memory.CheckpointException;
+import dev.lockstep.memory.TensorInfo;
+import dev.lockstep.memory.TensorView;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Fetches tensors a family declares, checking presence, dtype and shape, and records them so the family's
+ * summary lists exactly what it uses. Errors name the family, the tensor, and the expected vs found value.
+ */
+public final class WeightLoader {
+    private final String family;
+    private final Checkpoint checkpoint;
+    private final List<TensorInfo> used = new ArrayList<>();
+
+    public WeightLoader(String family, Checkpoint checkpoint) {
+        this.family = family;
+        this.checkpoint = checkpoint;
+    }
+
+    public boolean has(String name) {
+        return checkpoint.contains(name);
+    }
+
+    private TensorView fetch(String name, long... shape) {
+        if (!checkpoint.contains(name)) {
+            throw new CheckpointException(CheckpointException.Problem.MISSING_TENSOR,
+                    checkpoint.directory() + ": " + family + " needs tensor '" + name + "' with shape " + Arrays.toString(shape)
+                            + ", which the checkpoint does not have");
+        }
+        TensorView v = checkpoint.tensor(name);
+        if (!Arrays.equals(v.info().shape(), shape)) {
+            throw new CheckpointException(CheckpointException.Problem.SHAPE_MISMATCH,
+                    v.info().file() + ": tensor '" + name + "' has shape " + v.info().shapeString() + ", but " + family
+                            + " with this config.json expects " + Arrays.toString(shape));
+        }
+        used.add(v.info());
+        return v;
+    }
+
+    /** A {@code [rows, cols]} weight matrix in any supported weight format, over the mmapped bytes. */
+    public WeightMatrix matrix(String name, int rows, int cols) {
+        TensorView v = fetch(name, rows, cols);
+        WeightFormat format = WeightFormat.of(v.dtype());
+        if (format == null) {
+            throw new CheckpointException(CheckpointException.Problem.DTYPE_MISMATCH,
+                    v.info().file() + ": tensor '" + name + "' has dtype " + v.dtype() + "; " + family
+                            + " weights must be one of " + Arrays.toString(WeightFormat.values()));
+        }
+        return new WeightMatrix(name, format, rows, cols, v.data());
+    }
+
+    /** A 1-D tensor (norm weights) decoded to float32 on the heap: small, read on every token. */
+    public float[] vector(String name, int n) {
+        TensorView v = fetch(name, n);
+        WeightFormat format = WeightFormat.of(v.dtype());
+        if (format == null) {
+            throw new CheckpointException(CheckpointException.Problem.DTYPE_MISMATCH,
+                    v.info().file() + ": tensor '" + name + "' has dtype " + v.dtype() + "; " + family
+                            + " expects one of " + Arrays.toString(WeightFormat.values()));
+        }
+        float[] out = new float[n];
+        new WeightMatrix(name, format, 1, n, v.data()).rowToFloat(0, out, 0);
+        return out;
+    }
+
+    /** Tensors fetched so far, in order. */
+    public List<TensorInfo> used() {
+        return List.copyOf(used);
+    }
+
+    public Checkpoint checkpoint() {
+        return checkpoint;
+    }
+}

@@ -1,0 +1,183 @@
+package dev.lockstep.moe.qwen3;
+
+import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.WeightMatrix;
+import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.moe.CausalLm;
+import dev.lockstep.moe.ForwardObserver;
+import dev.lockstep.moe.ForwardState;
+import dev.lockstep.moe.LogitsMode;
+import dev.lockstep.moe.ModelSummary;
+import dev.lockstep.moe.block.AttentionBlock;
+import dev.lockstep.moe.block.Compute;
+import dev.lockstep.moe.block.DenseMlpBlock;
+import dev.lockstep.moe.block.SparseMoeBlock;
+import dev.lockstep.moe.kv.ContiguousKvCache;
+import dev.lockstep.moe.kv.KvCache;
+
+/**
+ * The Qwen3-MoE forward pass; read it beside HF {@code modeling_qwen3_moe.py}. Activations are float32
+ * rows of {@code hidden} per token; weights stay in their checkpoint format (bf16) and are widened inside
+ * the kernels.
+ */
+public final class Qwen3MoeModel implements CausalLm {
+    /** One decoder layer: attention block and either a sparse MoE block or a dense MLP. */
+    record Layer(float[] inputNorm,            // [hidden]
+                 AttentionBlock attention,
+                 float[] postAttentionNorm,    // [hidden]
+                 SparseMoeBlock moe,           // null for mlp_only layers
+                 DenseMlpBlock mlp) {          // null for sparse layers
+    }
+
+    private final Qwen3MoeConfig config;
+    private final WeightMatrix embed;  // [vocab, hidden]
+    private final Layer[] layers;
+    private final float[] finalNorm;   // [hidden]
+    private final WeightMatrix lmHead; // [vocab, hidden]
+    private final Compute compute;
+    private final Checkpoint checkpoint;
+    private final ModelSummary summary;
+
+    Qwen3MoeModel(Qwen3MoeConfig config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
+                  Compute compute, Checkpoint checkpoint, ModelSummary summary) {
+        this.config = config;
+        this.embed = embed;
+        this.layers = layers;
+        this.finalNorm = finalNorm;
+        this.lmHead = lmHead;
+        this.compute = compute;
+        this.checkpoint = checkpoint;
+        this.summary = summary;
+    }
+
+    static final class State implements ForwardState {
+        int capacity;
+        float[] x, xb, branch;
+        final AttentionBlock.Scratch attention = new AttentionBlock.Scratch();
+        final SparseMoeBlock.Scratch moe = new SparseMoeBlock.Scratch();
+        final DenseMlpBlock.Scratch mlp = new DenseMlpBlock.Scratch();
+
+        State(int capacity, int hidden) {
+            ensure(capacity, hidden);
+        }
+
+        void ensure(int n, int hidden) {
+            if (n > capacity) {
+                capacity = n;
+                x = new float[n * hidden];
+                xb = new float[n * hidden];
+                branch = new float[n * hidden];
+            }
+        }
+
+        @Override
+        public int capacityTokens() {
+            return capacity;
+        }
+    }
+
+    @Override
+    public ForwardState newState(int maxBatchTokens) {
+        return new State(Math.max(1, maxBatchTokens), config.hiddenSize());
+    }
+
+    @Override
+    public KvCache newKvCache(int capacityTokens) {
+        return new ContiguousKvCache(config.nLayers(), config.kvDim(), capacityTokens);
+    }
+
+    @Override
+    public void forward(int[] tokens, int off, int n, KvCache cache, ForwardState forwardState, float[] logits,
+                        LogitsMode mode, ForwardObserver observer) {
+        if (n <= 0) {
+            throw new IllegalArgumentException("forward needs at least one token, got " + n);
+        }
+        int h = config.hiddenSize(), vocab = config.vocabSize();
+        int needLogits = mode == LogitsMode.ALL ? n * vocab : vocab;
+        if (logits.length < needLogits) {
+            throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, " + needLogits + " needed");
+        }
+        int start = cache.length();
+        cache.reserve(n);
+        State s = (State) forwardState;
+        s.ensure(n, h);
+        Kernels kn = compute.kernels();
+        layers[0].attention().ensureRope(start + n);
+
+        // embedding
+        for (int t = 0; t < n; t++) {
+            int token = tokens[off + t];
+            if (token < 0 || token >= vocab) {
+                throw new IllegalArgumentException("token id " + token + " at index " + (off + t) + " is outside the vocabulary [0, " + vocab + ")");
+            }
+            embed.rowToFloat(token, s.x, t * h);
+        }
+        observer.onHidden(0, s.x, n, h);
+
+        for (int l = 0; l < layers.length; l++) {
+            Layer layer = layers[l];
+            // attention rmsnorm
+            for (int t = 0; t < n; t++) {
+                kn.rmsNorm(s.x, t * h, layer.inputNorm(), config.rmsNormEps(), s.xb, t * h, h);
+            }
+            // self-attention (qkv, q/k norm, RoPE, append to cache, causal GQA, o_proj)
+            layer.attention().forward(compute, l, s.xb, n, start, cache, s.attention, s.branch);
+            // residual
+            kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
+            // post-attention rmsnorm
+            for (int t = 0; t < n; t++) {
+                kn.rmsNorm(s.x, t * h, layer.postAttentionNorm(), config.rmsNormEps(), s.xb, t * h, h);
+            }
+            // sparse MoE (router, top-k, grouped experts) or dense MLP
+            if (layer.moe() != null) {
+                layer.moe().forward(compute, l, s.xb, n, s.moe, s.branch, observer);
+            } else {
+                layer.mlp().forward(compute, s.xb, n, s.mlp, s.branch);
+            }
+            // residual
+            kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
+            if (l < layers.length - 1) {
+                observer.onHidden(l + 1, s.x, n, h);
+            }
+        }
+
+        // final norm
+        for (int t = 0; t < n; t++) {
+            kn.rmsNorm(s.x, t * h, finalNorm, config.rmsNormEps(), s.xb, t * h, h);
+        }
+        observer.onHidden(layers.length, s.xb, n, h);
+
+        // lm_head
+        if (mode == LogitsMode.ALL) {
+            compute.matmul(lmHead, s.xb, n, logits);
+        } else {
+            int lastOff = (n - 1) * h;
+            compute.pool().forRange(vocab, (worker, r0, r1) -> kn.matmul(lmHead, s.xb, lastOff, h, 1, logits, 0, vocab, r0, r1));
+        }
+        cache.commit(n);
+    }
+
+    @Override
+    public ModelSummary summary() {
+        return summary;
+    }
+
+    @Override
+    public int vocabSize() {
+        return config.vocabSize();
+    }
+
+    @Override
+    public int maxPositions() {
+        return config.maxPositionEmbeddings();
+    }
+
+    public Qwen3MoeConfig config() {
+        return config;
+    }
+
+    @Override
+    public void close() {
+        checkpoint.close();
+    }
+}
