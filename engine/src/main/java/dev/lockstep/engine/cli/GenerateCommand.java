@@ -1,0 +1,97 @@
+package dev.lockstep.engine.cli;
+
+import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.GenerationStats;
+import dev.lockstep.engine.SamplingParams;
+import dev.lockstep.engine.Session;
+import dev.lockstep.engine.StopCondition;
+import dev.lockstep.memory.LockstepException;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.nio.charset.StandardCharsets;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+@Command(name = "generate", description = "Generate text: streams the continuation to stdout, statistics to stderr.")
+final class GenerateCommand implements Callable<Integer> {
+    @Mixin
+    CommonOptions common;
+
+    @Spec
+    CommandSpec spec;
+
+    @Option(names = {"-p", "--prompt"}, paramLabel = "TEXT", description = "Prompt text (default: read stdin).")
+    String prompt;
+
+    @Option(names = "-n", paramLabel = "N", defaultValue = "128", description = "Tokens to generate (default: ${DEFAULT-VALUE}).")
+    int maxNewTokens;
+
+    @Option(names = "--temp", paramLabel = "T", defaultValue = "0.8", description = "Temperature; 0 = greedy (default: ${DEFAULT-VALUE}).")
+    float temperature;
+
+    @Option(names = "--top-k", paramLabel = "K", defaultValue = "40", description = "Keep the K most likely tokens; 0 = all (default: ${DEFAULT-VALUE}).")
+    int topK;
+
+    @Option(names = "--top-p", paramLabel = "P", defaultValue = "0.95", description = "Nucleus sampling mass in (0, 1] (default: ${DEFAULT-VALUE}).")
+    float topP;
+
+    @Option(names = "--seed", paramLabel = "S", defaultValue = "42", description = "Sampling seed: same seed, same text (default: ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Option(names = "--ignore-eos", description = "Do not stop at the end-of-sequence token.")
+    boolean ignoreEos;
+
+    @Option(names = "--echo", description = "Print the prompt before the continuation.")
+    boolean echo;
+
+    @Override
+    public Integer call() throws IOException {
+        if (maxNewTokens < 0) {
+            throw new IllegalArgumentException("-n must be >= 0, got " + maxNewTokens);
+        }
+        SamplingParams params = new SamplingParams(temperature, topK, topP, seed);
+        String text = prompt != null ? prompt : new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
+        PrintWriter out = spec.commandLine().getOut();
+        PrintWriter err = spec.commandLine().getErr();
+        try (Engine engine = common.loadEngine()) {
+            int[] ids = engine.tokenizer().encode(text);
+            if (ids.length == 0) {
+                throw new LockstepException("prompt is empty: give --prompt TEXT or text on stdin");
+            }
+            int context = ids.length + maxNewTokens;
+            if (context > engine.model().maxPositions()) {
+                throw new LockstepException("prompt (" + ids.length + " tokens) + -n " + maxNewTokens + " = " + context
+                        + " positions exceeds the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
+            }
+            if (echo) {
+                out.print(text);
+                out.flush();
+            }
+            GenerationStats stats;
+            try (Session session = engine.newSession(context)) {
+                stats = session.generate(ids, maxNewTokens, params, ignoreEos ? StopCondition.IGNORE_EOS : StopCondition.EOS,
+                        (id, piece) -> {
+                            if (!piece.isEmpty()) {
+                                out.print(piece);
+                                out.flush();
+                            }
+                        });
+            }
+            out.println();
+            out.flush();
+            err.printf(Locale.ROOT,
+                    "prompt tokens: %d, generated tokens: %d%s%nprefill: %.1f tok/s (%.2f ms), decode: %.1f tok/s (%d steps, %.2f ms), threads: %d, kernels: %s%n",
+                    stats.promptTokens(), stats.generatedTokens(), stats.stoppedAtEos() ? " (stopped at end-of-sequence)" : "",
+                    stats.prefillTokensPerSecond(), stats.prefillNanos() / 1e6,
+                    stats.decodeTokensPerSecond(), stats.decodeSteps(), stats.decodeNanos() / 1e6,
+                    engine.threads(), engine.kernelsName());
+        }
+        return 0;
+    }
+}

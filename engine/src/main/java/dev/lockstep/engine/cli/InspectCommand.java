@@ -1,0 +1,66 @@
+package dev.lockstep.engine.cli;
+
+import dev.lockstep.kernels.KernelProvider;
+import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.memory.DType;
+import dev.lockstep.memory.TensorInfo;
+import dev.lockstep.moe.CausalLm;
+import dev.lockstep.moe.ModelFamilies;
+import dev.lockstep.moe.ModelSummary;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.Model.CommandSpec;
+import java.io.PrintWriter;
+
+import java.nio.file.Path;
+import java.util.EnumMap;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+@Command(name = "inspect", description = "Architecture, parameter counts (total / active per token), tensors, dtypes and bytes.")
+final class InspectCommand implements Callable<Integer> {
+    @Option(names = "--model", paramLabel = "DIR", defaultValue = "${sys:lockstep.default.model:-models/kjv-qwen3moe}", description = "Model directory. Default: ${DEFAULT-VALUE}")
+    Path model;
+
+    @Option(names = "--verbose", description = "Print stack traces with errors.")
+    boolean verbose;
+
+    @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",
+            description = "List every tensor (default: ${DEFAULT-VALUE}).")
+    boolean listTensors;
+
+    @Spec
+    CommandSpec spec;
+
+    private PrintWriter out() {
+        return spec.commandLine().getOut();
+    }
+
+    @Override
+    public Integer call() {
+        try (WorkerPool pool = new WorkerPool(1); CausalLm lm = ModelFamilies.load(model, KernelProvider.get(), pool)) {
+            ModelSummary s = lm.summary();
+            out().printf(Locale.ROOT, "model: %s%narchitecture: %s (model_type %s)%n", model, s.architecture(), s.modelType());
+            s.hyperParameters().forEach((k, v) -> out().printf(Locale.ROOT, "  %-24s %s%n", k, v));
+            out().printf(Locale.ROOT, "parameters: %,d total, %,d active per token (%.1f%%)%n",
+                    s.totalParameters(), s.activeParametersPerToken(), 100.0 * s.activeParametersPerToken() / s.totalParameters());
+            Map<DType, long[]> byType = new EnumMap<>(DType.class);
+            for (TensorInfo t : s.tensors()) {
+                long[] acc = byType.computeIfAbsent(t.dtype(), k -> new long[2]);
+                acc[0]++;
+                acc[1] += t.lengthBytes();
+            }
+            out().printf(Locale.ROOT, "tensors: %d, %,d bytes%n", s.tensors().size(), s.totalBytes());
+            byType.forEach((k, v) -> out().printf(Locale.ROOT, "  %-8s %5d tensors %,14d bytes%n", k, v[0], v[1]));
+            if (listTensors) {
+                for (TensorInfo t : s.tensors()) {
+                    out().printf(Locale.ROOT, "  %-52s %-5s %-14s %,12d bytes  %s%n", t.name(), t.dtype(), t.shapeString(),
+                            t.lengthBytes(), t.file().getFileName());
+                }
+            }
+        }
+        return 0;
+    }
+}
