@@ -1,0 +1,94 @@
+package dev.lockstep.bench;
+
+import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.PanamaKernels;
+import dev.lockstep.kernels.ScalarKernels;
+import dev.lockstep.kernels.WeightFormat;
+import dev.lockstep.kernels.WeightMatrix;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+import java.util.concurrent.TimeUnit;
+
+/**
+ * bf16 weight x float32 activations, the shapes of the bundled model: q/o_proj (256x256), expert gate/up
+ * (128x256), expert down (256x128), lm_head (4096x256); 1 token (decode) and 64 tokens (prefill block).
+ * Scalar reference beside the Vector API kernel; {@code @Setup} checks they agree.
+ */
+@State(Scope.Thread)
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Warmup(iterations = 3, time = 1)
+@Measurement(iterations = 5, time = 1)
+@Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
+public class MatmulBenchmark {
+    @Param({"256x256", "128x256", "256x128", "4096x256"})
+    public String shape;
+
+    @Param({"1", "64"})
+    public int tokens;
+
+    @Param({"panama", "scalar"})
+    public String impl;
+
+    private Arena arena;
+    private Kernels kernels;
+    private WeightMatrix w;
+    private float[] x;
+    private float[] out;
+
+    @Setup(Level.Trial)
+    public void setup() {
+        String[] rc = shape.split("x");
+        int rows = Integer.parseInt(rc[0]), cols = Integer.parseInt(rc[1]);
+        arena = Arena.ofShared();
+        MemorySegment seg = arena.allocate(2L * rows * cols, 64);
+        SplittableRandom r = new SplittableRandom(1);
+        for (long i = 0; i < (long) rows * cols; i++) {
+            seg.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 2 * i,
+                    (short) (Float.floatToIntBits((float) (r.nextDouble() - 0.5)) >>> 16));
+        }
+        w = new WeightMatrix("w", WeightFormat.BF16, rows, cols, seg);
+        x = new float[tokens * cols];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (r.nextDouble() - 0.5);
+        }
+        out = new float[tokens * rows];
+        kernels = impl.equals("panama") ? new PanamaKernels() : new ScalarKernels();
+        float[] reference = new float[tokens * rows];
+        new ScalarKernels().matmul(w, x, 0, cols, tokens, reference, 0, rows, 0, rows);
+        kernels.matmul(w, x, 0, cols, tokens, out, 0, rows, 0, rows);
+        for (int i = 0; i < out.length; i++) {
+            if (Math.abs(out[i] - reference[i]) > 1e-3f) {
+                throw new IllegalStateException(impl + " disagrees with scalar at " + i + ": " + out[i] + " vs " + reference[i]);
+            }
+        }
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        arena.close();
+    }
+
+    @Benchmark
+    public float[] matmul() {
+        kernels.matmul(w, x, 0, w.cols(), tokens, out, 0, w.rows(), 0, w.rows());
+        return out;
+    }
+}

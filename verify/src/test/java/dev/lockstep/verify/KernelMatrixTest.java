@@ -1,0 +1,203 @@
+package dev.lockstep.verify;
+
+import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.PanamaKernels;
+import dev.lockstep.kernels.Rope;
+import dev.lockstep.kernels.ScalarKernels;
+import dev.lockstep.kernels.Softmax;
+import dev.lockstep.kernels.WeightFormat;
+import dev.lockstep.kernels.WeightMatrix;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.Arguments;
+import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.SplittableRandom;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * test-backend-ops for Lockstep: every kernel x weight format, Vector API vs the scalar reference, on awkward
+ * sizes (vector-width +- 1, primes, 4097) and unaligned offsets. Error bound per op: the two differ only in
+ * summation order, so |simd - scalar| <= 1e-5 * sum|a_i * b_i| + 1e-30 (float32 rounding of a reordered sum of
+ * n <= 4097 terms stays well inside that).
+ */
+class KernelMatrixTest {
+    static final int[] SIZES = {1, 7, 31, 32, 33, 255, 4097};
+    static final Kernels SCALAR = new ScalarKernels();
+    static final Kernels SIMD = new PanamaKernels();
+    static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+    static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    static float[] random(int n, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        float[] x = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] = (float) (r.nextDouble() * 2 - 1);
+        }
+        return x;
+    }
+
+    /** A matrix whose values are exactly representable in every format (bf16-rounded), stored in {@code format}. */
+    static WeightMatrix matrix(WeightFormat format, int rows, int cols, long seed, Arena arena, long padBytes) {
+        float[] v = random(rows * cols, seed);
+        MemorySegment seg = arena.allocate(padBytes + (long) rows * cols * format.bytesPerElement(), 64).asSlice(padBytes);
+        for (int i = 0; i < v.length; i++) {
+            float bf = Float.intBitsToFloat(Float.floatToIntBits(v[i]) & 0xffff0000);
+            switch (format) {
+                case BF16 -> seg.set(SHORT_LE, 2L * i, (short) (Float.floatToIntBits(bf) >>> 16));
+                case F16 -> seg.set(SHORT_LE, 2L * i, Float.floatToFloat16(bf));
+                case F32 -> seg.set(FLOAT_LE, 4L * i, bf);
+            }
+        }
+        return new WeightMatrix("m", format, rows, cols, seg);
+    }
+
+    static void assertClose(float expected, float actual, double scale, String what) {
+        double bound = 1e-5 * scale + 1e-30;
+        assertTrue(Math.abs(expected - actual) <= bound, what + ": scalar " + expected + " vs simd " + actual + " (bound " + bound + ")");
+    }
+
+    static Stream<Arguments> matmulCases() {
+        Stream.Builder<Arguments> b = Stream.builder();
+        for (WeightFormat f : WeightFormat.values()) {
+            for (int cols : SIZES) {
+                for (int tokens : new int[]{1, 3, 4, 9}) {
+                    b.add(Arguments.of(f, cols, tokens));
+                }
+            }
+        }
+        return b.build();
+    }
+
+    @ParameterizedTest(name = "{0} cols={1} tokens={2}")
+    @MethodSource("matmulCases")
+    void matmulMatchesScalar(WeightFormat format, int cols, int tokens) {
+        int rows = 7;
+        try (Arena arena = Arena.ofConfined()) {
+            WeightMatrix w = matrix(format, rows, cols, cols * 31L + tokens, arena, 2); // 2-byte misaligned rows
+            int xOff = 3, xStride = cols + 5, outOff = 1, outStride = rows + 2;
+            float[] x = random(xOff + tokens * xStride, 99);
+            float[] expected = new float[outOff + tokens * outStride], actual = expected.clone();
+            SCALAR.matmul(w, x, xOff, xStride, tokens, expected, outOff, outStride, 1, rows);
+            SIMD.matmul(w, x, xOff, xStride, tokens, actual, outOff, outStride, 1, rows);
+            for (int t = 0; t < tokens; t++) {
+                assertEquals(0f, actual[outOff + t * outStride], "row 0 is outside [rowStart, rowEnd) and must not be written");
+                for (int r = 1; r < rows; r++) {
+                    double scale = 0;
+                    for (int k = 0; k < cols; k++) {
+                        scale += Math.abs(w.get(r, k) * x[xOff + t * xStride + k]);
+                    }
+                    int o = outOff + t * outStride + r;
+                    assertClose(expected[o], actual[o], scale, format + " row " + r + " token " + t);
+                }
+            }
+            // Tiling invariance: a token computed in a block equals the same token computed alone, bit for bit.
+            for (int t = 0; t < tokens; t++) {
+                float[] alone = new float[rows];
+                SIMD.matmul(w, x, xOff + t * xStride, xStride, 1, alone, 0, rows, 0, rows);
+                for (int r = 1; r < rows; r++) {
+                    assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(actual[outOff + t * outStride + r]),
+                            "token " + t + " row " + r + ": block vs alone");
+                }
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 7, 31, 32, 33, 255, 4097})
+    void vectorOpsMatchScalar(int n) {
+        float[] a = random(n + 5, n), b = random(n + 3, n + 1L);
+        double scale = 0;
+        for (int i = 0; i < n; i++) {
+            scale += Math.abs(a[5 + i] * b[3 + i]);
+        }
+        assertClose(SCALAR.dot(a, 5, b, 3, n), SIMD.dot(a, 5, b, 3, n), scale, "dot");
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment seg = arena.allocate(4L * (n + 1), 64);
+            MemorySegment.copy(b, 0, seg, ValueLayout.JAVA_FLOAT, 4, n);
+            double segScale = 0;
+            for (int i = 0; i < n; i++) {
+                segScale += Math.abs(a[5 + i] * b[i]);
+            }
+            assertClose(SCALAR.dot(a, 5, seg, 4, n), SIMD.dot(a, 5, seg, 4, n), segScale, "dot(segment)");
+            float[] y1 = random(n + 2, 5), y2 = y1.clone();
+            SCALAR.axpy(0.37f, seg, 4, y1, 2, n);
+            SIMD.axpy(0.37f, seg, 4, y2, 2, n);
+            for (int i = 0; i < n + 2; i++) {
+                assertEquals(y1[i], y2[i], "axpy(segment) is elementwise and must match exactly at " + i);
+            }
+            float[] z1 = random(n + 1, 6), z2 = z1.clone();
+            SCALAR.axpy(-1.5f, a, 5, z1, 1, n);
+            SIMD.axpy(-1.5f, a, 5, z2, 1, n);
+            for (int i = 0; i < n + 1; i++) {
+                assertEquals(z1[i], z2[i], "axpy is elementwise and must match exactly at " + i);
+            }
+        }
+        float[] weight = random(n, 11);
+        float[] o1 = new float[n + 4], o2 = new float[n + 4];
+        SCALAR.rmsNorm(a, 5, weight, 1e-6f, o1, 4, n);
+        SIMD.rmsNorm(a, 5, weight, 1e-6f, o2, 4, n);
+        for (int i = 0; i < n; i++) {
+            // The only difference is the sum of squares (relative 1e-5 at most), which scales every element.
+            assertEquals(o1[4 + i], o2[4 + i], 1e-5 * Math.abs(o1[4 + i]) + 1e-30, "rmsNorm at " + i);
+        }
+        float[] g1 = new float[n + 1], g2 = new float[n + 1];
+        SCALAR.siluMul(a, 5, b, 3, g1, 1, n);
+        SIMD.siluMul(a, 5, b, 3, g2, 1, n);
+        for (int i = 0; i < n; i++) {
+            float g = a[5 + i];
+            float expected = (float) (g / (1 + Math.exp(-g))) * b[3 + i];
+            assertEquals(expected, g1[1 + i], "scalar siluMul formula at " + i);
+            assertEquals(expected, g2[1 + i], "simd siluMul at " + i);
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 16, 33, 4096})
+    void softmaxSumsToOneAndPreservesOrder(int n) {
+        float[] x = random(n + 2, n);
+        float[] p = x.clone();
+        Softmax.inPlace(p, 2, n);
+        double sum = 0;
+        for (int i = 0; i < n; i++) {
+            sum += p[2 + i];
+            assertTrue(p[2 + i] > 0f);
+        }
+        assertEquals(1.0, sum, 1e-5);
+        if (n > 1) {
+            assertEquals(x[2] > x[3], p[2] > p[3]);
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {0, 1, 511, 2047, 5000})
+    void ropeRotatesHalvesAndKeepsNorm(int pos) {
+        int headDim = 64;
+        Rope rope = new Rope(headDim, 10000.0, 16);
+        rope.ensurePositions(pos + 1);
+        float[] x = random(headDim + 3, pos);
+        float[] y = x.clone();
+        rope.apply(y, 3, pos);
+        double before = 0, after = 0;
+        for (int i = 0; i < headDim; i++) {
+            before += x[3 + i] * x[3 + i];
+            after += y[3 + i] * y[3 + i];
+        }
+        assertEquals(before, after, 1e-5 * before, "rotation keeps the norm");
+        // Dimension pair (0, 32) rotates by pos * invFreq[0] = pos radians.
+        double angle = (float) pos * 1.0f;
+        assertEquals(x[3] * Math.cos(angle) - x[3 + 32] * Math.sin(angle), y[3], 1e-5);
+        if (pos == 0) {
+            for (int i = 0; i < headDim; i++) {
+                assertEquals(x[3 + i], y[3 + i], "position 0 is the identity");
+            }
+        }
+    }
+}
