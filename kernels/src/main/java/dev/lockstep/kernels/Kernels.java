@@ -10,14 +10,21 @@ import java.lang.foreign.MemorySegment;
  * <p>Determinism: every output element is computed by one fixed sequence of operations that depends only
  * on the operand lengths, never on how many rows or tokens a call covers, nor on which thread runs it.
  * So a row computed during batched prefill is bit-identical to the same row computed during decode.
+ * {@link #matmul} goes further: its order is fixed by its definition (a sequential fused multiply-add
+ * chain), so every implementation and every vector width gives the same bits.
  */
 public interface Kernels {
     String name();
 
+    /** Rows per tile of the {@link WeightLayout#TILED} layout this implementation runs fastest on. */
+    int tileRows();
+
     /**
      * Matrix times a block of token vectors: for {@code r} in {@code [rowStart, rowEnd)} and {@code t} in
-     * {@code [0, nTokens)}: {@code out[outOff + t*outStride + r] = sum_k w[r, k] * x[xOff + t*xStride + k]},
-     * {@code k} over {@code [0, w.cols())}.
+     * {@code [0, nTokens)}: {@code out[outOff + t*outStride + r] = acc}, where {@code acc = 0} and then, for
+     * {@code k = 0, 1, ..., cols-1} in order, {@code acc = fma(w[r, k], x[xOff + t*xStride + k], acc)}
+     * (one rounding per step, as {@link Math#fma}). Any layout and format is accepted; the fast paths
+     * are for {@link WeightLayout#TILED} with {@link #tileRows()} rows per tile.
      */
     void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                 float[] out, int outOff, int outStride, int rowStart, int rowEnd);

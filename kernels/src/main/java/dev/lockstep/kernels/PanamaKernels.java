@@ -2,7 +2,6 @@ package dev.lockstep.kernels;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
-import jdk.incubator.vector.ShortVector;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -14,23 +13,25 @@ import java.nio.ByteOrder;
  * Vector API kernels. Vector width comes from {@code -Dlockstep.vector.bits} (128, 256, 512; default: the
  * platform's preferred width), chosen once at class load.
  *
- * <p>Reductions never use {@code reduceLanes(ADD)}: its lane order is unspecified and differs between the
- * interpreter's fallback and C2's intrinsic, which would make a token's logits depend on JIT timing. Every
- * dot product instead keeps one accumulator per output element, reduces it with a fixed halving tree
- * ({@link #sumLanes}), then adds the scalar tail in order. Tiling (4 rows or 4 tokens at a time) only
- * shares loads; it never changes an element's operation sequence.
+ * <p>Matmul runs on {@link WeightLayout#TILED} bf16 weights with one vector lane per row, so each output
+ * is a sequential fma chain over the columns (the definition in {@link Kernels#matmul}): no horizontal
+ * reduction, bit-identical to {@link ScalarKernels} and to any other vector width. Tiling 4 tiles or 4
+ * tokens at a time only shares loads.
+ *
+ * <p>The other reductions (dot products) never use {@code reduceLanes(ADD)}: its lane order is unspecified
+ * and differs between the interpreter's fallback and C2's intrinsic, which would make a token's logits
+ * depend on JIT timing. They keep one accumulator, reduce it with a fixed halving tree ({@link #sumLanes}),
+ * then add the scalar tail in order.
  */
 public final class PanamaKernels implements Kernels {
     static final VectorSpecies<Float> F;
     static final VectorSpecies<Integer> I;
-    static final VectorSpecies<Short> S;
     static final int LANES;
 
     static {
         int bits = Integer.getInteger("lockstep.vector.bits", FloatVector.SPECIES_PREFERRED.vectorBitSize());
         F = VectorSpecies.of(float.class, VectorShape.forBitSize(bits));
         I = VectorSpecies.of(int.class, VectorShape.forBitSize(bits));
-        S = VectorSpecies.of(short.class, VectorShape.forBitSize(bits / 2));
         LANES = F.length();
     }
 
@@ -51,111 +52,145 @@ public final class PanamaKernels implements Kernels {
         return v.lane(0);
     }
 
-    /** bf16 -> f32 for LANES consecutive elements: widen to int, shift into the high half. Exact. */
-    private static FloatVector loadBf16(MemorySegment seg, long offBytes) {
-        return ((IntVector) ShortVector.fromMemorySegment(S, seg, offBytes, LE)
-                .convertShape(VectorOperators.S2I, I, 0))
-                .lanewise(VectorOperators.LSHL, 16)
-                .reinterpretAsFloats();
+    @Override
+    public int tileRows() {
+        return LANES;
     }
 
     @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        switch (w.format()) {
-            case BF16 -> {
-                if (nTokens == 1) {
-                    matvecBf16(w.data(), w.cols(), x, xOff, out, outOff, rowStart, rowEnd);
-                } else {
-                    matmulBf16(w.data(), w.cols(), x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
-                }
+        if (w.format() == WeightFormat.BF16 && w.layout() == WeightLayout.TILED && w.tileRows() == LANES) {
+            if (nTokens == 1) {
+                matvecTiledBf16(w, x, xOff, out, outOff, rowStart, rowEnd);
+            } else {
+                matmulTiledBf16(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
             }
-            // F32 and F16 weights: decode each row once to float32, then vector dot products against every token.
-            case F32, F16 -> {
-                int cols = w.cols();
-                float[] row = new float[cols];
-                for (int r = rowStart; r < rowEnd; r++) {
-                    w.rowToFloat(r, row, 0);
-                    for (int t = 0; t < nTokens; t++) {
-                        out[outOff + t * outStride + r] = dot(row, 0, x, xOff + t * xStride, cols);
-                    }
-                }
-            }
+        } else {
+            // Other formats/layouts: the definition itself (correct, slow); the loader packs bf16 weights tiled.
+            ScalarKernels.matmulSequentialFma(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
         }
     }
 
-    /** One token: 4 rows at a time so four independent FMA chains hide the FMA latency. */
-    private static void matvecBf16(MemorySegment w, int cols, float[] x, int xOff, float[] out, int outOff,
-                                   int rowStart, int rowEnd) {
-        int bound = F.loopBound(cols);
-        long rowBytes = 2L * cols;
-        int r = rowStart;
-        for (; r + TILE <= rowEnd; r += TILE) {
-            long b0 = r * rowBytes, b1 = b0 + rowBytes, b2 = b1 + rowBytes, b3 = b2 + rowBytes;
+    /*
+     * Tiled bf16 kernels. Lane i of an accumulator is row (tile * LANES + i); each 32-bit load holds columns
+     * (2p, 2p+1) of LANES rows, widened exactly by a shift (low half) and a mask (high half). Per column the
+     * accumulator takes one fma with the broadcast activation: the sequential chain Kernels.matmul defines.
+     */
+
+    private static FloatVector lowBf16(IntVector pair) {
+        return pair.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+    }
+
+    private static FloatVector highBf16(IntVector pair) {
+        return pair.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats();
+    }
+
+    /** One token: 4 tiles at a time, so four independent fma chains hide the fma latency. */
+    private static void matvecTiledBf16(WeightMatrix w, float[] x, int xOff, float[] out, int outOff, int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int cols = w.cols(), pairs = cols / 2;
+        long pairBytes = 4L * LANES;
+        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
+        int j = tile0;
+        for (; j + TILE <= tile1; j += TILE) {
+            long b0 = w.tileOffsetBytes(j), b1 = w.tileOffsetBytes(j + 1), b2 = w.tileOffsetBytes(j + 2), b3 = w.tileOffsetBytes(j + 3);
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            for (int k = 0; k < bound; k += LANES) {
-                FloatVector xv = FloatVector.fromArray(F, x, xOff + k);
-                long kb = 2L * k;
-                a0 = loadBf16(w, b0 + kb).fma(xv, a0);
-                a1 = loadBf16(w, b1 + kb).fma(xv, a1);
-                a2 = loadBf16(w, b2 + kb).fma(xv, a2);
-                a3 = loadBf16(w, b3 + kb).fma(xv, a3);
+            for (int p = 0; p < pairs; p++) {
+                long o = p * pairBytes;
+                FloatVector x0 = FloatVector.broadcast(F, x[xOff + 2 * p]);
+                FloatVector x1 = FloatVector.broadcast(F, x[xOff + 2 * p + 1]);
+                IntVector w0 = IntVector.fromMemorySegment(I, seg, b0 + o, LE);
+                IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
+                IntVector w2 = IntVector.fromMemorySegment(I, seg, b2 + o, LE);
+                IntVector w3 = IntVector.fromMemorySegment(I, seg, b3 + o, LE);
+                a0 = highBf16(w0).fma(x1, lowBf16(w0).fma(x0, a0));
+                a1 = highBf16(w1).fma(x1, lowBf16(w1).fma(x0, a1));
+                a2 = highBf16(w2).fma(x1, lowBf16(w2).fma(x0, a2));
+                a3 = highBf16(w3).fma(x1, lowBf16(w3).fma(x0, a3));
             }
-            out[outOff + r] = tailBf16(w, b0, x, xOff, bound, cols, sumLanes(a0));
-            out[outOff + r + 1] = tailBf16(w, b1, x, xOff, bound, cols, sumLanes(a1));
-            out[outOff + r + 2] = tailBf16(w, b2, x, xOff, bound, cols, sumLanes(a2));
-            out[outOff + r + 3] = tailBf16(w, b3, x, xOff, bound, cols, sumLanes(a3));
+            if ((cols & 1) != 0) {
+                long o = pairs * pairBytes;
+                FloatVector x0 = FloatVector.broadcast(F, x[xOff + cols - 1]);
+                a0 = lowBf16(IntVector.fromMemorySegment(I, seg, b0 + o, LE)).fma(x0, a0);
+                a1 = lowBf16(IntVector.fromMemorySegment(I, seg, b1 + o, LE)).fma(x0, a1);
+                a2 = lowBf16(IntVector.fromMemorySegment(I, seg, b2 + o, LE)).fma(x0, a2);
+                a3 = lowBf16(IntVector.fromMemorySegment(I, seg, b3 + o, LE)).fma(x0, a3);
+            }
+            storeTile(a0, j, out, outOff, rowStart, rowEnd);
+            storeTile(a1, j + 1, out, outOff, rowStart, rowEnd);
+            storeTile(a2, j + 2, out, outOff, rowStart, rowEnd);
+            storeTile(a3, j + 3, out, outOff, rowStart, rowEnd);
         }
-        for (; r < rowEnd; r++) {
-            long b0 = r * rowBytes;
-            FloatVector a0 = FloatVector.zero(F);
-            for (int k = 0; k < bound; k += LANES) {
-                a0 = loadBf16(w, b0 + 2L * k).fma(FloatVector.fromArray(F, x, xOff + k), a0);
-            }
-            out[outOff + r] = tailBf16(w, b0, x, xOff, bound, cols, sumLanes(a0));
+        for (; j < tile1; j++) {
+            storeTile(tileChain(seg, w.tileOffsetBytes(j), cols, x, xOff), j, out, outOff, rowStart, rowEnd);
         }
     }
 
-    /** Several tokens: each weight chunk is loaded and widened once and used for 4 tokens. */
-    private static void matmulBf16(MemorySegment w, int cols, float[] x, int xOff, int xStride, int nTokens,
-                                   float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        int bound = F.loopBound(cols);
-        long rowBytes = 2L * cols;
-        for (int r = rowStart; r < rowEnd; r++) {
-            long b = r * rowBytes;
+    /** Several tokens: each tile's weights are loaded and widened once per column pair for 4 tokens. */
+    private static void matmulTiledBf16(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int cols = w.cols(), pairs = cols / 2;
+        long pairBytes = 4L * LANES;
+        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
+        for (int j = tile0; j < tile1; j++) {
+            long b = w.tileOffsetBytes(j);
             int t = 0;
             for (; t + TILE <= nTokens; t += TILE) {
                 int x0 = xOff + t * xStride, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
                 FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-                for (int k = 0; k < bound; k += LANES) {
-                    FloatVector wv = loadBf16(w, b + 2L * k);
-                    a0 = wv.fma(FloatVector.fromArray(F, x, x0 + k), a0);
-                    a1 = wv.fma(FloatVector.fromArray(F, x, x1 + k), a1);
-                    a2 = wv.fma(FloatVector.fromArray(F, x, x2 + k), a2);
-                    a3 = wv.fma(FloatVector.fromArray(F, x, x3 + k), a3);
+                for (int p = 0; p < pairs; p++) {
+                    IntVector pair = IntVector.fromMemorySegment(I, seg, b + p * pairBytes, LE);
+                    FloatVector lo = lowBf16(pair), hi = highBf16(pair);
+                    int k = 2 * p;
+                    a0 = hi.fma(FloatVector.broadcast(F, x[x0 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0));
+                    a1 = hi.fma(FloatVector.broadcast(F, x[x1 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1));
+                    a2 = hi.fma(FloatVector.broadcast(F, x[x2 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2));
+                    a3 = hi.fma(FloatVector.broadcast(F, x[x3 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3));
                 }
-                int o = outOff + t * outStride + r;
-                out[o] = tailBf16(w, b, x, x0, bound, cols, sumLanes(a0));
-                out[o + outStride] = tailBf16(w, b, x, x1, bound, cols, sumLanes(a1));
-                out[o + 2 * outStride] = tailBf16(w, b, x, x2, bound, cols, sumLanes(a2));
-                out[o + 3 * outStride] = tailBf16(w, b, x, x3, bound, cols, sumLanes(a3));
+                if ((cols & 1) != 0) {
+                    FloatVector lo = lowBf16(IntVector.fromMemorySegment(I, seg, b + pairs * pairBytes, LE));
+                    a0 = lo.fma(FloatVector.broadcast(F, x[x0 + cols - 1]), a0);
+                    a1 = lo.fma(FloatVector.broadcast(F, x[x1 + cols - 1]), a1);
+                    a2 = lo.fma(FloatVector.broadcast(F, x[x2 + cols - 1]), a2);
+                    a3 = lo.fma(FloatVector.broadcast(F, x[x3 + cols - 1]), a3);
+                }
+                storeTile(a0, j, out, outOff + t * outStride, rowStart, rowEnd);
+                storeTile(a1, j, out, outOff + (t + 1) * outStride, rowStart, rowEnd);
+                storeTile(a2, j, out, outOff + (t + 2) * outStride, rowStart, rowEnd);
+                storeTile(a3, j, out, outOff + (t + 3) * outStride, rowStart, rowEnd);
             }
             for (; t < nTokens; t++) {
-                int x0 = xOff + t * xStride;
-                FloatVector a0 = FloatVector.zero(F);
-                for (int k = 0; k < bound; k += LANES) {
-                    a0 = loadBf16(w, b + 2L * k).fma(FloatVector.fromArray(F, x, x0 + k), a0);
-                }
-                out[outOff + t * outStride + r] = tailBf16(w, b, x, x0, bound, cols, sumLanes(a0));
+                storeTile(tileChain(seg, b, cols, x, xOff + t * xStride), j, out, outOff + t * outStride, rowStart, rowEnd);
             }
         }
     }
 
-    private static float tailBf16(MemorySegment w, long rowBase, float[] x, int xOff, int from, int cols, float sum) {
-        for (int k = from; k < cols; k++) {
-            sum += WeightMatrix.bf16ToFloat(w.get(WeightMatrix.SHORT_LE, rowBase + 2L * k)) * x[xOff + k];
+    private static FloatVector tileChain(MemorySegment seg, long base, int cols, float[] x, int xOff) {
+        int pairs = cols / 2;
+        long pairBytes = 4L * LANES;
+        FloatVector a = FloatVector.zero(F);
+        for (int p = 0; p < pairs; p++) {
+            IntVector pair = IntVector.fromMemorySegment(I, seg, base + p * pairBytes, LE);
+            a = highBf16(pair).fma(FloatVector.broadcast(F, x[xOff + 2 * p + 1]), lowBf16(pair).fma(FloatVector.broadcast(F, x[xOff + 2 * p]), a));
         }
-        return sum;
+        if ((cols & 1) != 0) {
+            a = lowBf16(IntVector.fromMemorySegment(I, seg, base + pairs * pairBytes, LE)).fma(FloatVector.broadcast(F, x[xOff + cols - 1]), a);
+        }
+        return a;
+    }
+
+    /** Writes the lanes of tile {@code j} whose rows fall in {@code [rowStart, rowEnd)} to {@code out[outOff + row]}. */
+    private static void storeTile(FloatVector acc, int j, float[] out, int outOff, int rowStart, int rowEnd) {
+        int r0 = j * LANES;
+        if (r0 >= rowStart && r0 + LANES <= rowEnd) {
+            acc.intoArray(out, outOff + r0);
+        } else {
+            for (int r = Math.max(r0, rowStart); r < Math.min(r0 + LANES, rowEnd); r++) {
+                out[outOff + r] = acc.lane(r - r0);
+            }
+        }
     }
 
     @Override

@@ -15,15 +15,34 @@ public final class ScalarKernels implements Kernels {
         return "scalar";
     }
 
+    /** Tile size used when this reference is the engine's kernel; the result does not depend on it. */
+    static final int TILE_ROWS = 8;
+
+    @Override
+    public int tileRows() {
+        return TILE_ROWS;
+    }
+
     @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        matmulSequentialFma(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
+    }
+
+    /** The definition of {@link Kernels#matmul}, written out: a sequential fma chain per output element. */
+    static void matmulSequentialFma(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         int cols = w.cols();
         float[] row = new float[cols];
         for (int r = rowStart; r < rowEnd; r++) {
             w.rowToFloat(r, row, 0);
             for (int t = 0; t < nTokens; t++) {
-                out[outOff + t * outStride + r] = dot(row, 0, x, xOff + t * xStride, cols);
+                int xo = xOff + t * xStride;
+                float acc = 0f;
+                for (int k = 0; k < cols; k++) {
+                    acc = Math.fma(row[k], x[xo + k], acc);
+                }
+                out[outOff + t * outStride + r] = acc;
             }
         }
     }

@@ -5,9 +5,9 @@ import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 
 /**
- * A row-major {@code [rows, cols]} weight matrix in one storage format, over a (typically mmapped)
- * segment. Row {@code r} starts at byte {@code r * cols * format.bytesPerElement()}. Immutable; safe to
- * share between threads.
+ * A {@code [rows, cols]} weight matrix in one storage format and one {@link WeightLayout}, over an
+ * off-heap segment: the mmapped checkpoint bytes ({@link WeightLayout#ROW_MAJOR}) or a repacked copy
+ * ({@link WeightLayout#TILED}, see {@link #packTiled}). Immutable; safe to share between threads.
  */
 public final class WeightMatrix {
     static final ValueLayout.OfShort SHORT_LE = ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
@@ -18,18 +18,83 @@ public final class WeightMatrix {
     private final int rows;
     private final int cols;
     private final MemorySegment data;
+    private final WeightLayout layout;
+    private final int tileRows;
+    private final int colPairs;
 
+    /** A row-major matrix over {@code data} (as stored in a checkpoint). */
     public WeightMatrix(String name, WeightFormat format, int rows, int cols, MemorySegment data) {
-        long expected = (long) rows * cols * format.bytesPerElement();
-        if (rows <= 0 || cols <= 0 || data.byteSize() != expected) {
-            throw new IllegalArgumentException(name + ": " + format + "[" + rows + ", " + cols + "] needs " + expected
-                    + " bytes, segment has " + data.byteSize());
+        this(name, format, rows, cols, data, WeightLayout.ROW_MAJOR, 1);
+    }
+
+    private WeightMatrix(String name, WeightFormat format, int rows, int cols, MemorySegment data, WeightLayout layout, int tileRows) {
+        if (rows <= 0 || cols <= 0 || tileRows <= 0) {
+            throw new IllegalArgumentException(name + ": bad shape [" + rows + ", " + cols + "] or tile " + tileRows);
         }
         this.name = name;
         this.format = format;
         this.rows = rows;
         this.cols = cols;
         this.data = data;
+        this.layout = layout;
+        this.tileRows = tileRows;
+        this.colPairs = (cols + 1) / 2;
+        long expected = byteSize(layout, format, rows, cols, tileRows);
+        if (data.byteSize() != expected) {
+            throw new IllegalArgumentException(name + ": " + format + "[" + rows + ", " + cols + "] " + layout + " needs " + expected
+                    + " bytes, segment has " + data.byteSize());
+        }
+    }
+
+    /** Bytes a matrix of this shape takes in {@code layout}. */
+    public static long byteSize(WeightLayout layout, WeightFormat format, int rows, int cols, int tileRows) {
+        return switch (layout) {
+            case ROW_MAJOR -> (long) rows * cols * format.bytesPerElement();
+            case TILED -> (long) ((rows + tileRows - 1) / tileRows) * tileRows * ((cols + 1) / 2) * 2 * format.bytesPerElement();
+        };
+    }
+
+    /**
+     * This matrix repacked into the {@link WeightLayout#TILED} layout with {@code tileRows} rows per tile, in
+     * {@code target} (which must be {@link #byteSize} bytes, zeroed). The format is kept; padding is zero.
+     */
+    public WeightMatrix packTiled(int tileRows, MemorySegment target) {
+        WeightMatrix packed = new WeightMatrix(name, format, rows, cols, target, WeightLayout.TILED, tileRows);
+        int bytes = format.bytesPerElement();
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                MemorySegment.copy(data, elementOffsetBytes(r, c), target, packed.elementOffsetBytes(r, c), bytes);
+            }
+        }
+        return packed;
+    }
+
+    public WeightLayout layout() {
+        return layout;
+    }
+
+    /** Rows per tile ({@code 1} for row-major). */
+    public int tileRows() {
+        return tileRows;
+    }
+
+    /** Tiles covering the rows (the last may be partial). */
+    public int tiles() {
+        return (rows + tileRows - 1) / tileRows;
+    }
+
+    /** Byte offset of element (row, col) in {@link #data()}. */
+    public long elementOffsetBytes(int row, int col) {
+        long index = switch (layout) {
+            case ROW_MAJOR -> (long) row * cols + col;
+            case TILED -> ((long) (row / tileRows) * colPairs + col / 2) * tileRows * 2 + (long) (row % tileRows) * 2 + (col & 1);
+        };
+        return index * format.bytesPerElement();
+    }
+
+    /** Byte offset of tile {@code tile} (TILED layout). */
+    public long tileOffsetBytes(int tile) {
+        return (long) tile * colPairs * tileRows * 2 * format.bytesPerElement();
     }
 
     public String name() {
@@ -52,13 +117,9 @@ public final class WeightMatrix {
         return data;
     }
 
-    public long rowOffsetBytes(int row) {
-        return (long) row * cols * format.bytesPerElement();
-    }
-
     /** Element (row, col) as float. Slow; for references, tests and one-off reads. */
     public float get(int row, int col) {
-        long off = rowOffsetBytes(row) + (long) col * format.bytesPerElement();
+        long off = elementOffsetBytes(row, col);
         return switch (format) {
             case F32 -> data.get(FLOAT_LE, off);
             case BF16 -> bf16ToFloat(data.get(SHORT_LE, off));
@@ -68,7 +129,13 @@ public final class WeightMatrix {
 
     /** Decodes row {@code row} into {@code out[outOff .. outOff + cols)}. Used for embedding lookups. */
     public void rowToFloat(int row, float[] out, int outOff) {
-        long base = rowOffsetBytes(row);
+        if (layout != WeightLayout.ROW_MAJOR) {
+            for (int c = 0; c < cols; c++) {
+                out[outOff + c] = get(row, c);
+            }
+            return;
+        }
+        long base = elementOffsetBytes(row, 0);
         switch (format) {
             case F32 -> MemorySegment.copy(data, FLOAT_LE, base, out, outOff, cols);
             case BF16 -> {
@@ -91,6 +158,6 @@ public final class WeightMatrix {
 
     @Override
     public String toString() {
-        return name + " " + format + "[" + rows + ", " + cols + "]";
+        return name + " " + format + "[" + rows + ", " + cols + "] " + layout + (layout == WeightLayout.TILED ? "x" + tileRows : "");
     }
 }

@@ -1,6 +1,8 @@
 package dev.lockstep.moe;
 
 import dev.lockstep.kernels.WeightFormat;
+import dev.lockstep.kernels.WeightLayout;
+import dev.lockstep.memory.TierArena;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.CheckpointException;
@@ -14,15 +16,25 @@ import java.util.List;
 /**
  * Fetches tensors a family declares, checking presence, dtype and shape, and records them so the family's
  * summary lists exactly what it uses. Errors name the family, the tensor, and the expected vs found value.
+ * Matrices the kernels multiply are repacked into the kernels' {@link WeightLayout#TILED} layout in an
+ * HBM-tier arena (the mmapped checkpoint pages are then no longer touched); lookup tables (embeddings)
+ * stay row-major over the mmapped bytes.
  */
 public final class WeightLoader {
+    private static final long ALIGNMENT_BYTES = 64;
+
     private final String family;
     private final Checkpoint checkpoint;
+    private final int tileRows;
+    private final TierArena arena;
     private final List<TensorInfo> used = new ArrayList<>();
 
-    public WeightLoader(String family, Checkpoint checkpoint) {
+    /** {@code arena} receives the packed copies and must outlive the model. */
+    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena) {
         this.family = family;
         this.checkpoint = checkpoint;
+        this.tileRows = tileRows;
+        this.arena = arena;
     }
 
     public boolean has(String name) {
@@ -45,8 +57,19 @@ public final class WeightLoader {
         return v;
     }
 
-    /** A {@code [rows, cols]} weight matrix in any supported weight format, over the mmapped bytes. */
+    /** A {@code [rows, cols]} weight matrix for matmul, repacked tiled (format unchanged). */
     public WeightMatrix matrix(String name, int rows, int cols) {
+        return packed(rowMajor(name, rows, cols));
+    }
+
+    /** A tiled copy of {@code m} for matmul (for tied embeddings: one tensor, two uses). */
+    public WeightMatrix packed(WeightMatrix m) {
+        long bytes = WeightMatrix.byteSize(WeightLayout.TILED, m.format(), m.rows(), m.cols(), tileRows);
+        return m.packTiled(tileRows, arena.allocate(m.name(), bytes, ALIGNMENT_BYTES));
+    }
+
+    /** A {@code [rows, cols]} matrix in any supported weight format, row-major over the mmapped bytes. */
+    public WeightMatrix rowMajor(String name, int rows, int cols) {
         TensorView v = fetch(name, rows, cols);
         WeightFormat format = WeightFormat.of(v.dtype());
         if (format == null) {

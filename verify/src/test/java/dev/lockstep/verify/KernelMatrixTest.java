@@ -6,6 +6,7 @@ import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.Softmax;
 import dev.lockstep.kernels.WeightFormat;
+import dev.lockstep.kernels.WeightLayout;
 import dev.lockstep.kernels.WeightMatrix;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
@@ -19,13 +20,15 @@ import java.nio.ByteOrder;
 import java.util.SplittableRandom;
 import java.util.stream.Stream;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
- * test-backend-ops for Lockstep: every kernel x weight format, Vector API vs the scalar reference, on awkward
- * sizes (vector-width +- 1, primes, 4097) and unaligned offsets. Error bound per op: the two differ only in
- * summation order, so |simd - scalar| <= 1e-5 * sum|a_i * b_i| + 1e-30 (float32 rounding of a reordered sum of
+ * test-backend-ops for Lockstep: every kernel x weight format x layout, Vector API vs the scalar reference,
+ * on awkward sizes (vector-width +- 1, primes, 4097) and unaligned offsets. Matmul is defined as a sequential
+ * fma chain, so there the two must agree bit for bit. Dot products differ from the reference only in
+ * summation order: |simd - scalar| <= 1e-5 * sum|a_i * b_i| + 1e-30 (float32 rounding of a reordered sum of
  * n <= 4097 terms stays well inside that).
  */
 class KernelMatrixTest {
@@ -78,33 +81,42 @@ class KernelMatrixTest {
 
     @ParameterizedTest(name = "{0} cols={1} tokens={2}")
     @MethodSource("matmulCases")
-    void matmulMatchesScalar(WeightFormat format, int cols, int tokens) {
-        int rows = 7;
+    void matmulIsBitIdenticalToTheSequentialFmaReference(WeightFormat format, int cols, int tokens) {
+        int rows = 2 * SIMD.tileRows() + 3; // two full tiles and a partial one
         try (Arena arena = Arena.ofConfined()) {
-            WeightMatrix w = matrix(format, rows, cols, cols * 31L + tokens, arena, 2); // 2-byte misaligned rows
-            int xOff = 3, xStride = cols + 5, outOff = 1, outStride = rows + 2;
-            float[] x = random(xOff + tokens * xStride, 99);
-            float[] expected = new float[outOff + tokens * outStride], actual = expected.clone();
-            SCALAR.matmul(w, x, xOff, xStride, tokens, expected, outOff, outStride, 1, rows);
-            SIMD.matmul(w, x, xOff, xStride, tokens, actual, outOff, outStride, 1, rows);
-            for (int t = 0; t < tokens; t++) {
-                assertEquals(0f, actual[outOff + t * outStride], "row 0 is outside [rowStart, rowEnd) and must not be written");
-                for (int r = 1; r < rows; r++) {
-                    double scale = 0;
-                    for (int k = 0; k < cols; k++) {
-                        scale += Math.abs(w.get(r, k) * x[xOff + t * xStride + k]);
-                    }
-                    int o = outOff + t * outStride + r;
-                    assertClose(expected[o], actual[o], scale, format + " row " + r + " token " + t);
+            WeightMatrix w = matrix(format, rows, cols, cols * 31L + tokens, arena, 2); // 2-byte misaligned
+            long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, format, rows, cols, SIMD.tileRows());
+            WeightMatrix tiled = w.packTiled(SIMD.tileRows(), arena.allocate(packedBytes, 64));
+            for (int r = 0; r < rows; r += 5) {
+                for (int c = 0; c < cols; c += 3) {
+                    assertEquals(w.get(r, c), tiled.get(r, c), "packing moves (" + r + ", " + c + ")");
                 }
             }
-            // Tiling invariance: a token computed in a block equals the same token computed alone, bit for bit.
+            int xOff = 3, xStride = cols + 5, outOff = 1, outStride = rows + 2;
+            float[] x = random(xOff + tokens * xStride, 99);
+            float[] expected = new float[outOff + tokens * outStride];
             for (int t = 0; t < tokens; t++) {
-                float[] alone = new float[rows];
-                SIMD.matmul(w, x, xOff + t * xStride, xStride, 1, alone, 0, rows, 0, rows);
-                for (int r = 1; r < rows; r++) {
-                    assertEquals(Float.floatToRawIntBits(alone[r]), Float.floatToRawIntBits(actual[outOff + t * outStride + r]),
-                            "token " + t + " row " + r + ": block vs alone");
+                for (int r = 1; r < rows - 1; r++) {
+                    float acc = 0f;
+                    for (int k = 0; k < cols; k++) {
+                        acc = Math.fma(w.get(r, k), x[xOff + t * xStride + k], acc);
+                    }
+                    expected[outOff + t * outStride + r] = acc;
+                }
+            }
+            for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
+                for (WeightMatrix m : new WeightMatrix[]{w, tiled}) {
+                    float[] actual = new float[expected.length];
+                    // rows [1, rows-1): both ends of the range cut through a tile
+                    k.matmul(m, x, xOff, xStride, tokens, actual, outOff, outStride, 1, rows - 1);
+                    assertArrayEquals(expected, actual, k.name() + " on " + m);
+                    // a token computed alone equals the same token computed in a block
+                    for (int t = 0; t < tokens; t++) {
+                        float[] alone = new float[rows];
+                        k.matmul(m, x, xOff + t * xStride, xStride, 1, alone, 0, rows, 1, rows - 1);
+                        assertArrayEquals(java.util.Arrays.copyOfRange(expected, outOff + t * outStride + 1, outOff + t * outStride + rows - 1),
+                                java.util.Arrays.copyOfRange(alone, 1, rows - 1), k.name() + " token " + t + " alone on " + m);
+                    }
                 }
             }
         }

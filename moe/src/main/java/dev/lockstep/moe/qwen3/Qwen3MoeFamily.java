@@ -5,6 +5,8 @@ import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.memory.MemoryTier;
+import dev.lockstep.memory.TierArena;
 import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.ModelConfigJson;
@@ -30,11 +32,23 @@ public final class Qwen3MoeFamily implements ModelFamily {
     @Override
     public CausalLm load(ModelConfigJson json, Checkpoint checkpoint, Kernels kernels, WorkerPool pool) {
         Qwen3MoeConfig c = Qwen3MoeConfig.parse(json);
-        WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint);
+        // Packed weights: at most the checkpoint's bytes plus tile padding; the bound is generous, the
+        // arena accounts what is really used.
+        TierArena weights = new TierArena(MemoryTier.HBM, 2 * checkpoint.totalBytes() + (64L << 20));
+        try {
+            return load(c, checkpoint, kernels, pool, weights);
+        } catch (RuntimeException e) {
+            weights.close();
+            throw e;
+        }
+    }
+
+    private static CausalLm load(Qwen3MoeConfig c, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, TierArena weights) {
+        WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint, kernels.tileRows(), weights);
         int h = c.hiddenSize();
         Rope rope = new Rope(c.headDim(), c.ropeTheta(), Math.min(c.maxPositionEmbeddings(), 4096));
 
-        WeightMatrix embed = w.matrix("model.embed_tokens.weight", c.vocabSize(), h);           // [vocab, hidden]
+        WeightMatrix embed = w.rowMajor("model.embed_tokens.weight", c.vocabSize(), h);         // [vocab, hidden]
         Qwen3MoeModel.Layer[] layers = new Qwen3MoeModel.Layer[c.nLayers()];
         for (int l = 0; l < c.nLayers(); l++) {
             String p = "model.layers." + l + ".";
@@ -70,10 +84,10 @@ public final class Qwen3MoeFamily implements ModelFamily {
         }
         float[] finalNorm = w.vector("model.norm.weight", h);
         WeightMatrix lmHead = c.tieWordEmbeddings() && !w.has("lm_head.weight")
-                ? embed
+                ? w.packed(embed)
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
         ModelSummary summary = summarize(c, w.used());
-        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), checkpoint, summary);
+        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), checkpoint, weights, summary);
     }
 
     private static ModelSummary summarize(Qwen3MoeConfig c, List<TensorInfo> tensors) {

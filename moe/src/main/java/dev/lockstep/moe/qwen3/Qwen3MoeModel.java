@@ -3,6 +3,7 @@ package dev.lockstep.moe.qwen3;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.memory.TierArena;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.ForwardObserver;
 import dev.lockstep.moe.ForwardState;
@@ -36,10 +37,11 @@ public final class Qwen3MoeModel implements CausalLm {
     private final WeightMatrix lmHead; // [vocab, hidden]
     private final Compute compute;
     private final Checkpoint checkpoint;
+    private final TierArena packedWeights;
     private final ModelSummary summary;
 
     Qwen3MoeModel(Qwen3MoeConfig config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
-                  Compute compute, Checkpoint checkpoint, ModelSummary summary) {
+                  Compute compute, Checkpoint checkpoint, TierArena packedWeights, ModelSummary summary) {
         this.config = config;
         this.embed = embed;
         this.layers = layers;
@@ -47,6 +49,7 @@ public final class Qwen3MoeModel implements CausalLm {
         this.lmHead = lmHead;
         this.compute = compute;
         this.checkpoint = checkpoint;
+        this.packedWeights = packedWeights;
         this.summary = summary;
     }
 
@@ -152,7 +155,7 @@ public final class Qwen3MoeModel implements CausalLm {
             compute.matmul(lmHead, s.xb, n, logits);
         } else {
             int lastOff = (n - 1) * h;
-            compute.pool().forRange(vocab, (worker, r0, r1) -> kn.matmul(lmHead, s.xb, lastOff, h, 1, logits, 0, vocab, r0, r1));
+            compute.matmul(lmHead, s.xb, lastOff, 1, logits);
         }
         cache.commit(n);
     }
@@ -178,6 +181,7 @@ public final class Qwen3MoeModel implements CausalLm {
 
     @Override
     public void close() {
+        packedWeights.close();
         checkpoint.close();
     }
 }
