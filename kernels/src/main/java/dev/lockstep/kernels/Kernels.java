@@ -49,4 +49,24 @@ public interface Kernels {
 
     /** SwiGLU activation: {@code out[i] = silu(gate[i]) * up[i]}, {@code silu(g) = g / (1 + exp(-g))}. */
     void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n);
+
+    /**
+     * Attention scores against one KV block (layout in {@code KvBlockDescriptor}): for query head {@code h} in
+     * {@code [0, nHeads)} (vector {@code q[qOff + h*headDim ..]}) and slot {@code s} in {@code [0, 16)}:
+     * {@code scores[scoresOff + h*scoresStride + s] = acc}, {@code acc = 0} then for {@code d = 0..headDim-1}
+     * in order {@code acc = fma(q[d], key[d][s], acc)}; keys from {@code keys} at {@code keyHeadOffsetBytes}
+     * ({@code [headDim][16]} floats). Bit-identical across implementations.
+     */
+    void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
+                         float[] scores, int scoresOff, int scoresStride);
+
+    /**
+     * Weighted sum of the value rows of one KV block, for the {@code nHeads} query heads that share one kv head
+     * (their rows start at {@code valueOffsetBytes}): for each query head {@code h} in {@code [0, nHeads)} and slot
+     * {@code s} in {@code [0, nSlots)} in order, {@code out[outOff + h*headDim + d] = fma(p[pOff + h*pStride + s],
+     * value[s][d], out[...])}, where row {@code s} starts at {@code valueOffsetBytes + s*valueRowBytes}.
+     * Bit-identical across implementations.
+     */
+    void attentionValues(float[] p, int pOff, int pStride, int nHeads, int nSlots, MemorySegment values,
+                         long valueOffsetBytes, long valueRowBytes, float[] out, int outOff, int headDim);
 }

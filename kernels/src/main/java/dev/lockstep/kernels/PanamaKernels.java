@@ -260,4 +260,62 @@ public final class PanamaKernels implements Kernels {
     public void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
         ScalarKernels.siluMulScalar(gate, gateOff, up, upOff, out, outOff, n);
     }
+
+    private static final int BLOCK = dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS;
+
+    @Override
+    public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
+                                float[] scores, int scoresOff, int scoresStride) {
+        if (LANES > BLOCK || BLOCK % LANES != 0 || nHeads > 2) {
+            new ScalarKernels().attentionScores(q, qOff, nHeads, headDim, keys, keyHeadOffsetBytes, scores, scoresOff, scoresStride);
+            return;
+        }
+        long rowBytes = 4L * BLOCK;
+        for (int g = 0; g < BLOCK; g += LANES) {
+            long base = keyHeadOffsetBytes + 4L * g;
+            if (nHeads == 2) {
+                // Two query heads share each key load (GQA group of 2).
+                FloatVector a0 = FloatVector.zero(F), a1 = a0;
+                int q0 = qOff, q1 = qOff + headDim;
+                for (int d = 0; d < headDim; d++) {
+                    FloatVector k = FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE);
+                    a0 = FloatVector.broadcast(F, q[q0 + d]).fma(k, a0);
+                    a1 = FloatVector.broadcast(F, q[q1 + d]).fma(k, a1);
+                }
+                a0.intoArray(scores, scoresOff + g);
+                a1.intoArray(scores, scoresOff + scoresStride + g);
+            } else {
+                FloatVector a0 = FloatVector.zero(F);
+                for (int d = 0; d < headDim; d++) {
+                    a0 = FloatVector.broadcast(F, q[qOff + d]).fma(FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE), a0);
+                }
+                a0.intoArray(scores, scoresOff + g);
+            }
+        }
+    }
+
+    @Override
+    public void attentionValues(float[] p, int pOff, int pStride, int nHeads, int nSlots, MemorySegment values,
+                                long valueOffsetBytes, long valueRowBytes, float[] out, int outOff, int headDim) {
+        int bound = F.loopBound(headDim);
+        for (int h = 0; h < nHeads; h++) {
+            int o = outOff + h * headDim;
+            long headBase = valueOffsetBytes; // every query head of the group reads the same kv-head rows
+            for (int d = 0; d < bound; d += LANES) {
+                FloatVector acc = FloatVector.fromArray(F, out, o + d);
+                for (int s = 0; s < nSlots; s++) {
+                    FloatVector v = FloatVector.fromMemorySegment(F, values, headBase + s * valueRowBytes + 4L * d, NATIVE);
+                    acc = FloatVector.broadcast(F, p[pOff + h * pStride + s]).fma(v, acc);
+                }
+                acc.intoArray(out, o + d);
+            }
+            for (int d = bound; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int s = 0; s < nSlots; s++) {
+                    acc = Math.fma(p[pOff + h * pStride + s], values.get(ScalarKernels.F32_NATIVE, headBase + s * valueRowBytes + 4L * d), acc);
+                }
+                out[o + d] = acc;
+            }
+        }
+    }
 }

@@ -105,4 +105,34 @@ public final class ScalarKernels implements Kernels {
             out[outOff + i] = (float) (g / (1.0 + Math.exp(-g))) * up[upOff + i];
         }
     }
+
+    @Override
+    public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
+                                float[] scores, int scoresOff, int scoresStride) {
+        long base = keyHeadOffsetBytes >> 2;
+        for (int h = 0; h < nHeads; h++) {
+            for (int s = 0; s < dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS; s++) {
+                float acc = 0f;
+                for (int d = 0; d < headDim; d++) {
+                    acc = Math.fma(q[qOff + h * headDim + d], keys.getAtIndex(F32_NATIVE, base + (long) d * 16 + s), acc);
+                }
+                scores[scoresOff + h * scoresStride + s] = acc;
+            }
+        }
+    }
+
+    @Override
+    public void attentionValues(float[] p, int pOff, int pStride, int nHeads, int nSlots, MemorySegment values,
+                                long valueOffsetBytes, long valueRowBytes, float[] out, int outOff, int headDim) {
+        for (int h = 0; h < nHeads; h++) {
+            for (int s = 0; s < nSlots; s++) {
+                float w = p[pOff + h * pStride + s];
+                long row = (valueOffsetBytes + s * valueRowBytes) >> 2;
+                for (int d = 0; d < headDim; d++) {
+                    int o = outOff + h * headDim + d;
+                    out[o] = Math.fma(w, values.getAtIndex(F32_NATIVE, row + d), out[o]);
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@ import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.Softmax;
 import dev.lockstep.kernels.WeightMatrix;
+import dev.lockstep.memory.KvBlockDescriptor;
 import dev.lockstep.moe.kv.KvCache;
 
 import java.lang.foreign.MemorySegment;
@@ -48,7 +49,8 @@ public final class AttentionBlock {
         float[] q = new float[0], k = new float[0], v = new float[0], context = new float[0];
         float[][] scores = new float[0][];
 
-        public void ensure(int nTokens, int qDim, int kvDim, int threads, int positions) {
+        public void ensure(int nTokens, int qDim, int kvDim, int threads, int group, int positions) {
+            positions = group * KvBlockDescriptor.blocksFor(positions) * KvBlockDescriptor.BLOCK_TOKENS;
             if (q.length < nTokens * qDim) {
                 q = new float[nTokens * qDim];
                 context = new float[nTokens * qDim];
@@ -82,7 +84,7 @@ public final class AttentionBlock {
      */
     public void forward(Compute c, int layer, float[] x, int n, int start, KvCache cache, Scratch s, float[] out) {
         int qDim = qDim(), kvDim = kvDim();
-        s.ensure(n, qDim, kvDim, c.pool().threads(), start + n);
+        s.ensure(n, qDim, kvDim, c.pool().threads(), nHeads / nKvHeads, start + n);
         Kernels kn = c.kernels();
         // qkv
         c.matmul3(x, n, wq, s.q, wk, s.k, wv, s.v);
@@ -106,30 +108,55 @@ public final class AttentionBlock {
                 }
             }
         });
-        // append K, V to the cache
+        // append K, V to the cache: keys transposed inside their block, values by position
+        int kvHeads = nKvHeads;
         for (int t = 0; t < n; t++) {
             int pos = start + t;
-            MemorySegment.copy(s.k, t * kvDim, cache.keySegment(layer, pos), ValueLayout.JAVA_FLOAT,
-                    cache.keyOffsetBytes(layer, pos), kvDim);
-            MemorySegment.copy(s.v, t * kvDim, cache.valueSegment(layer, pos), ValueLayout.JAVA_FLOAT,
-                    cache.valueOffsetBytes(layer, pos), kvDim);
+            int block = KvBlockDescriptor.blockOf(pos), slot = KvBlockDescriptor.slotOf(pos);
+            MemorySegment keys = cache.keyBlock(layer, block);
+            long keyBase = cache.keyBlockOffsetBytes(layer, block);
+            for (int h = 0; h < kvHeads; h++) {
+                for (int d = 0; d < headDim; d++) {
+                    keys.set(ValueLayout.JAVA_FLOAT, keyBase + KvBlockDescriptor.keyOffsetBytes(headDim, h, d, slot), s.k[t * kvDim + h * headDim + d]);
+                }
+            }
+            MemorySegment.copy(s.v, t * kvDim, cache.valueBlock(layer, block), ValueLayout.JAVA_FLOAT,
+                    cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(kvHeads, headDim, slot, 0, 0), kvDim);
         }
-        // causal attention, one (token, head) pair per work item
+        // causal attention, one (token, kv head) pair per work item: the group's query heads share each K/V load
         int group = nHeads / nKvHeads;
-        c.pool().forRange(n * nHeads, (worker, i0, i1) -> {
+        long valueRowBytes = (long) kvDim * Float.BYTES;
+        c.pool().forRange(n * kvHeads, (worker, i0, i1) -> {
             float[] scores = s.scores[worker];
             for (int item = i0; item < i1; item++) {
-                int t = item / nHeads, h = item % nHeads;
-                int qOff = t * qDim + h * headDim;
-                long headBytes = (long) (h / group) * headDim * Float.BYTES;
+                int t = item / kvHeads, kvh = item % kvHeads;
                 int len = start + t + 1;
-                for (int j = 0; j < len; j++) {
-                    scores[j] = kn.dot(s.q, qOff, cache.keySegment(layer, j), cache.keyOffsetBytes(layer, j) + headBytes, headDim) * scale;
+                int blocks = KvBlockDescriptor.blocksFor(len);
+                int stride = blocks * KvBlockDescriptor.BLOCK_TOKENS;
+                int qOff = t * qDim + kvh * group * headDim;
+                long keyHead = KvBlockDescriptor.keyHeadOffsetBytes(headDim, kvh);
+                long valueHead = KvBlockDescriptor.valueOffsetBytes(kvHeads, headDim, 0, kvh, 0);
+                for (int b = 0; b < blocks; b++) {
+                    MemorySegment keys = cache.keyBlock(layer, b);
+                    long keyOff = cache.keyBlockOffsetBytes(layer, b) + keyHead;
+                    for (int g = 0; g < group; g += 2) {
+                        int heads = Math.min(2, group - g);
+                        kn.attentionScores(s.q, qOff + g * headDim, heads, headDim, keys, keyOff, scores,
+                                g * stride + b * KvBlockDescriptor.BLOCK_TOKENS, stride);
+                    }
                 }
-                Softmax.inPlace(scores, 0, len);
-                java.util.Arrays.fill(s.context, qOff, qOff + headDim, 0f);
-                for (int j = 0; j < len; j++) {
-                    kn.axpy(scores[j], cache.valueSegment(layer, j), cache.valueOffsetBytes(layer, j) + headBytes, s.context, qOff, headDim);
+                for (int g = 0; g < group; g++) {
+                    int o = g * stride;
+                    for (int j = 0; j < len; j++) {
+                        scores[o + j] *= scale;
+                    }
+                    Softmax.inPlace(scores, o, len);
+                }
+                java.util.Arrays.fill(s.context, qOff, qOff + group * headDim, 0f);
+                for (int b = 0; b < blocks; b++) {
+                    int slots = Math.min(KvBlockDescriptor.BLOCK_TOKENS, len - b * KvBlockDescriptor.BLOCK_TOKENS);
+                    kn.attentionValues(scores, b * KvBlockDescriptor.BLOCK_TOKENS, stride, group, slots, cache.valueBlock(layer, b),
+                            cache.valueBlockOffsetBytes(layer, b) + valueHead, valueRowBytes, s.context, qOff, headDim);
                 }
             }
         });

@@ -1,5 +1,6 @@
 package dev.lockstep.moe.kv;
 
+import dev.lockstep.memory.KvBlockDescriptor;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.memory.MemoryTier;
 import dev.lockstep.memory.TierArena;
@@ -7,41 +8,44 @@ import dev.lockstep.memory.TierArena;
 import java.lang.foreign.MemorySegment;
 
 /**
- * The simplest cache: per layer one off-heap block of {@code capacity x kvDim} floats for keys and one for
- * values, allocated up front from an HBM-tier arena.
+ * The simplest cache: per layer one off-heap region of {@code ceil(capacity / 16)} key blocks and one of
+ * value blocks, allocated up front from an HBM-tier arena.
  *
  * <pre>
- *   keys[layer]:   | pos 0: kvDim f32 | pos 1: kvDim f32 | ... | pos capacity-1 |
- *   values[layer]: | pos 0: kvDim f32 | ...                                      |
+ *   keys[layer]:   | block 0: [kvHead][d][16] | block 1 | ... |
+ *   values[layer]: | block 0: [16][kvHead][d] | block 1 | ... |
  * </pre>
  */
 public final class ContiguousKvCache implements KvCache {
     private static final long ALIGNMENT_BYTES = 64;
 
     private final int layers;
-    private final int kvDim;
+    private final int kvHeads;
+    private final int headDim;
     private final int capacityTokens;
-    private final long rowBytes;
+    private final long blockBytes;
     private final TierArena arena;
     private final MemorySegment[] keys;
     private final MemorySegment[] values;
     private int length;
 
-    public ContiguousKvCache(int layers, int kvDim, int capacityTokens) {
-        if (layers <= 0 || kvDim <= 0 || capacityTokens <= 0) {
-            throw new IllegalArgumentException("layers, kvDim and capacityTokens must be positive: " + layers + ", " + kvDim + ", " + capacityTokens);
+    public ContiguousKvCache(int layers, int kvHeads, int headDim, int capacityTokens) {
+        if (layers <= 0 || kvHeads <= 0 || headDim <= 0 || capacityTokens <= 0) {
+            throw new IllegalArgumentException("layers, kvHeads, headDim and capacityTokens must be positive: "
+                    + layers + ", " + kvHeads + ", " + headDim + ", " + capacityTokens);
         }
         this.layers = layers;
-        this.kvDim = kvDim;
+        this.kvHeads = kvHeads;
+        this.headDim = headDim;
         this.capacityTokens = capacityTokens;
-        this.rowBytes = (long) kvDim * Float.BYTES;
-        long perTensor = rowBytes * capacityTokens;
-        this.arena = new TierArena(MemoryTier.HBM, 2L * layers * (perTensor + ALIGNMENT_BYTES));
+        this.blockBytes = KvBlockDescriptor.blockBytes(kvHeads, headDim);
+        long perLayer = blockBytes * KvBlockDescriptor.blocksFor(capacityTokens);
+        this.arena = new TierArena(MemoryTier.HBM, 2L * layers * (perLayer + ALIGNMENT_BYTES));
         this.keys = new MemorySegment[layers];
         this.values = new MemorySegment[layers];
         for (int l = 0; l < layers; l++) {
-            keys[l] = arena.allocate("keys of layer " + l, perTensor, ALIGNMENT_BYTES);
-            values[l] = arena.allocate("values of layer " + l, perTensor, ALIGNMENT_BYTES);
+            keys[l] = arena.allocate("keys of layer " + l, perLayer, ALIGNMENT_BYTES);
+            values[l] = arena.allocate("values of layer " + l, perLayer, ALIGNMENT_BYTES);
         }
     }
 
@@ -51,8 +55,13 @@ public final class ContiguousKvCache implements KvCache {
     }
 
     @Override
-    public int kvDim() {
-        return kvDim;
+    public int kvHeads() {
+        return kvHeads;
+    }
+
+    @Override
+    public int headDim() {
+        return headDim;
     }
 
     @Override
@@ -74,23 +83,23 @@ public final class ContiguousKvCache implements KvCache {
     }
 
     @Override
-    public MemorySegment keySegment(int layer, int position) {
+    public MemorySegment keyBlock(int layer, int block) {
         return keys[layer];
     }
 
     @Override
-    public long keyOffsetBytes(int layer, int position) {
-        return position * rowBytes;
+    public long keyBlockOffsetBytes(int layer, int block) {
+        return block * blockBytes;
     }
 
     @Override
-    public MemorySegment valueSegment(int layer, int position) {
+    public MemorySegment valueBlock(int layer, int block) {
         return values[layer];
     }
 
     @Override
-    public long valueOffsetBytes(int layer, int position) {
-        return position * rowBytes;
+    public long valueBlockOffsetBytes(int layer, int block) {
+        return block * blockBytes;
     }
 
     @Override

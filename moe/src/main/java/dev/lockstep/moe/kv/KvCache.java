@@ -3,19 +3,21 @@ package dev.lockstep.moe.kv;
 import java.lang.foreign.MemorySegment;
 
 /**
- * Keys and values of one sequence, per layer and position, as float32 rows of {@code kvDim}
- * ({@code nKvHeads * headDim}) floats in native byte order. A forward writes rows for positions
- * {@code [length(), length() + n)} in every layer, then {@link #commit}s them.
+ * Keys and values of one sequence, in blocks of {@link dev.lockstep.memory.KvBlockDescriptor#BLOCK_TOKENS}
+ * positions per layer laid out as {@link dev.lockstep.memory.KvBlockDescriptor} says (keys transposed,
+ * values by position). A forward writes positions {@code [length(), length() + n)} in every layer, then
+ * {@link #commit}s them.
  *
- * <p>Rows are addressed as (segment, byte offset) so an implementation may scatter positions over pages:
- * the contiguous cache returns one segment per layer, the paged cache (a later issue) the page holding
- * the position. Callers must not assume rows of different positions share a segment.
+ * <p>Blocks are addressed as (segment, byte offset), so an implementation may keep each block anywhere:
+ * the contiguous cache puts a layer's blocks back to back, the paged cache (a later issue) one block per
+ * page. Callers must not assume two blocks share a segment.
  */
 public interface KvCache extends AutoCloseable {
     int layers();
 
-    /** Floats per row: {@code nKvHeads * headDim}. */
-    int kvDim();
+    int kvHeads();
+
+    int headDim();
 
     /** Positions committed so far. */
     int length();
@@ -25,13 +27,13 @@ public interface KvCache extends AutoCloseable {
     /** Checks that {@code n} more positions fit; throws naming the capacity when not. */
     void reserve(int n);
 
-    MemorySegment keySegment(int layer, int position);
+    MemorySegment keyBlock(int layer, int block);
 
-    long keyOffsetBytes(int layer, int position);
+    long keyBlockOffsetBytes(int layer, int block);
 
-    MemorySegment valueSegment(int layer, int position);
+    MemorySegment valueBlock(int layer, int block);
 
-    long valueOffsetBytes(int layer, int position);
+    long valueBlockOffsetBytes(int layer, int block);
 
     /** Makes {@code n} more positions (already written in every layer) part of the sequence. */
     void commit(int n);

@@ -86,7 +86,7 @@ public final class Qwen3MoeModel implements CausalLm {
 
     @Override
     public KvCache newKvCache(int capacityTokens) {
-        return new ContiguousKvCache(config.nLayers(), config.kvDim(), capacityTokens);
+        return new ContiguousKvCache(config.nLayers(), config.nKvHeads(), config.headDim(), capacityTokens);
     }
 
     @Override
