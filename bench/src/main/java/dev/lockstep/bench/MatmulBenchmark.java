@@ -4,6 +4,7 @@ import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.PanamaKernels;
 import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.WeightFormat;
+import dev.lockstep.kernels.WeightLayout;
 import dev.lockstep.kernels.WeightMatrix;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
@@ -29,7 +30,8 @@ import java.util.concurrent.TimeUnit;
 /**
  * bf16 weight x float32 activations, the shapes of the bundled model: q/o_proj (256x256), expert gate/up
  * (128x256), expert down (256x128), lm_head (4096x256); 1 token (decode) and 64 tokens (prefill block).
- * Scalar reference beside the Vector API kernel; {@code @Setup} checks they agree.
+ * Scalar reference beside the Vector API kernel, both on the tiled layout the loader produces;
+ * {@code @Setup} checks they agree bit for bit.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -64,18 +66,21 @@ public class MatmulBenchmark {
             seg.set(ValueLayout.JAVA_SHORT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN), 2 * i,
                     (short) (Float.floatToIntBits((float) (r.nextDouble() - 0.5)) >>> 16));
         }
-        w = new WeightMatrix("w", WeightFormat.BF16, rows, cols, seg);
+        WeightMatrix rowMajor = new WeightMatrix("w", WeightFormat.BF16, rows, cols, seg);
         x = new float[tokens * cols];
         for (int i = 0; i < x.length; i++) {
             x[i] = (float) (r.nextDouble() - 0.5);
         }
         out = new float[tokens * rows];
         kernels = impl.equals("panama") ? new PanamaKernels() : new ScalarKernels();
+        // As the model loader does: weights repacked into the kernel's tiled layout.
+        long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, WeightFormat.BF16, rows, cols, kernels.tileRows());
+        w = rowMajor.packTiled(kernels.tileRows(), arena.allocate(packedBytes, 64));
         float[] reference = new float[tokens * rows];
-        new ScalarKernels().matmul(w, x, 0, cols, tokens, reference, 0, rows, 0, rows);
+        new ScalarKernels().matmul(rowMajor, x, 0, cols, tokens, reference, 0, rows, 0, rows);
         kernels.matmul(w, x, 0, cols, tokens, out, 0, rows, 0, rows);
         for (int i = 0; i < out.length; i++) {
-            if (Math.abs(out[i] - reference[i]) > 1e-3f) {
+            if (Float.floatToRawIntBits(out[i]) != Float.floatToRawIntBits(reference[i])) {
                 throw new IllegalStateException(impl + " disagrees with scalar at " + i + ": " + out[i] + " vs " + reference[i]);
             }
         }

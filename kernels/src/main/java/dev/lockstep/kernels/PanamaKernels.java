@@ -127,7 +127,10 @@ public final class PanamaKernels implements Kernels {
         }
     }
 
-    /** Several tokens: each tile's weights are loaded and widened once per column pair for 4 tokens. */
+    /**
+     * Several tokens: one tile x 8 tokens per step, eight independent fma chains (enough to cover the fma
+     * latency), each weight pair loaded and widened once for 8 tokens; fits AVX2's 16 registers.
+     */
     private static void matmulTiledBf16(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                                         float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         MemorySegment seg = w.data();
@@ -137,29 +140,53 @@ public final class PanamaKernels implements Kernels {
         for (int j = tile0; j < tile1; j++) {
             long b = w.tileOffsetBytes(j);
             int t = 0;
-            for (; t + TILE <= nTokens; t += TILE) {
+            for (; t + 8 <= nTokens; t += 8) {
                 int x0 = xOff + t * xStride, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+                int x4 = x3 + xStride, x5 = x4 + xStride, x6 = x5 + xStride, x7 = x6 + xStride;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
                 for (int p = 0; p < pairs; p++) {
                     IntVector pair = IntVector.fromMemorySegment(I, seg, b + p * pairBytes, LE);
-                    FloatVector lo = lowBf16(pair), hi = highBf16(pair);
                     int k = 2 * p;
-                    a0 = hi.fma(FloatVector.broadcast(F, x[x0 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0));
-                    a1 = hi.fma(FloatVector.broadcast(F, x[x1 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1));
-                    a2 = hi.fma(FloatVector.broadcast(F, x[x2 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2));
-                    a3 = hi.fma(FloatVector.broadcast(F, x[x3 + k + 1]), lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3));
+                    FloatVector lo = lowBf16(pair);
+                    a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
+                    a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
+                    a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
+                    a3 = lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3);
+                    a4 = lo.fma(FloatVector.broadcast(F, x[x4 + k]), a4);
+                    a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
+                    a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
+                    a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
+                    FloatVector hi = highBf16(pair);
+                    a0 = hi.fma(FloatVector.broadcast(F, x[x0 + k + 1]), a0);
+                    a1 = hi.fma(FloatVector.broadcast(F, x[x1 + k + 1]), a1);
+                    a2 = hi.fma(FloatVector.broadcast(F, x[x2 + k + 1]), a2);
+                    a3 = hi.fma(FloatVector.broadcast(F, x[x3 + k + 1]), a3);
+                    a4 = hi.fma(FloatVector.broadcast(F, x[x4 + k + 1]), a4);
+                    a5 = hi.fma(FloatVector.broadcast(F, x[x5 + k + 1]), a5);
+                    a6 = hi.fma(FloatVector.broadcast(F, x[x6 + k + 1]), a6);
+                    a7 = hi.fma(FloatVector.broadcast(F, x[x7 + k + 1]), a7);
                 }
                 if ((cols & 1) != 0) {
                     FloatVector lo = lowBf16(IntVector.fromMemorySegment(I, seg, b + pairs * pairBytes, LE));
-                    a0 = lo.fma(FloatVector.broadcast(F, x[x0 + cols - 1]), a0);
-                    a1 = lo.fma(FloatVector.broadcast(F, x[x1 + cols - 1]), a1);
-                    a2 = lo.fma(FloatVector.broadcast(F, x[x2 + cols - 1]), a2);
-                    a3 = lo.fma(FloatVector.broadcast(F, x[x3 + cols - 1]), a3);
+                    int k = cols - 1;
+                    a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
+                    a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
+                    a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
+                    a3 = lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3);
+                    a4 = lo.fma(FloatVector.broadcast(F, x[x4 + k]), a4);
+                    a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
+                    a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
+                    a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
                 }
-                storeTile(a0, j, out, outOff + t * outStride, rowStart, rowEnd);
-                storeTile(a1, j, out, outOff + (t + 1) * outStride, rowStart, rowEnd);
-                storeTile(a2, j, out, outOff + (t + 2) * outStride, rowStart, rowEnd);
-                storeTile(a3, j, out, outOff + (t + 3) * outStride, rowStart, rowEnd);
+                int o = outOff + t * outStride;
+                storeTile(a0, j, out, o, rowStart, rowEnd);
+                storeTile(a1, j, out, o + outStride, rowStart, rowEnd);
+                storeTile(a2, j, out, o + 2 * outStride, rowStart, rowEnd);
+                storeTile(a3, j, out, o + 3 * outStride, rowStart, rowEnd);
+                storeTile(a4, j, out, o + 4 * outStride, rowStart, rowEnd);
+                storeTile(a5, j, out, o + 5 * outStride, rowStart, rowEnd);
+                storeTile(a6, j, out, o + 6 * outStride, rowStart, rowEnd);
+                storeTile(a7, j, out, o + 7 * outStride, rowStart, rowEnd);
             }
             for (; t < nTokens; t++) {
                 storeTile(tileChain(seg, b, cols, x, xOff + t * xStride), j, out, outOff + t * outStride, rowStart, rowEnd);

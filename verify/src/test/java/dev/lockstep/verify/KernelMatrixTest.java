@@ -8,6 +8,7 @@ import dev.lockstep.kernels.Softmax;
 import dev.lockstep.kernels.WeightFormat;
 import dev.lockstep.kernels.WeightLayout;
 import dev.lockstep.kernels.WeightMatrix;
+import dev.lockstep.memory.KvBlockDescriptor;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.Arguments;
 import org.junit.jupiter.params.provider.MethodSource;
@@ -209,6 +210,57 @@ class KernelMatrixTest {
         if (pos == 0) {
             for (int i = 0; i < headDim; i++) {
                 assertEquals(x[3 + i], y[3 + i], "position 0 is the identity");
+            }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2, 3})
+    void attentionKernelsAreBitIdenticalToTheReference(int heads) {
+        int headDim = 64, kvHeads = 2, block = KvBlockDescriptor.BLOCK_TOKENS;
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment keys = arena.allocate(KvBlockDescriptor.blockBytes(kvHeads, headDim), 64);
+            MemorySegment values = arena.allocate(KvBlockDescriptor.blockBytes(kvHeads, headDim), 64);
+            float[] kv = random(2 * kvHeads * headDim * block, heads);
+            MemorySegment.copy(kv, 0, keys, ValueLayout.JAVA_FLOAT, 0, kvHeads * headDim * block);
+            MemorySegment.copy(kv, kvHeads * headDim * block, values, ValueLayout.JAVA_FLOAT, 0, kvHeads * headDim * block);
+            float[] q = random(2 + heads * headDim, 17);
+            long keyHead = KvBlockDescriptor.keyHeadOffsetBytes(headDim, 1);
+            int stride = 2 * block;
+            float[] expected = new float[heads * stride + 1];
+            for (int h = 0; h < heads; h++) {
+                for (int slot = 0; slot < block; slot++) {
+                    float acc = 0f;
+                    for (int d = 0; d < headDim; d++) {
+                        acc = Math.fma(q[2 + h * headDim + d], keys.get(ValueLayout.JAVA_FLOAT, keyHead + KvBlockDescriptor.keyOffsetBytes(headDim, 0, d, slot)), acc);
+                    }
+                    expected[1 + h * stride + slot] = acc;
+                }
+            }
+            for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
+                float[] scores = new float[expected.length];
+                k.attentionScores(q, 2, heads, headDim, keys, keyHead, scores, 1, stride);
+                assertArrayEquals(expected, scores, k.name() + " scores");
+            }
+            long valueHead = KvBlockDescriptor.valueOffsetBytes(kvHeads, headDim, 0, 1, 0);
+            long rowBytes = (long) kvHeads * headDim * Float.BYTES;
+            for (int slots : new int[]{1, 7, block}) {
+                float[] expectedOut = random(3 + heads * headDim, 23);
+                float[] start = expectedOut.clone();
+                for (int h = 0; h < heads; h++) {
+                    for (int slot = 0; slot < slots; slot++) {
+                        for (int d = 0; d < headDim; d++) {
+                            int o = 3 + h * headDim + d;
+                            expectedOut[o] = Math.fma(expected[1 + h * stride + slot],
+                                    values.get(ValueLayout.JAVA_FLOAT, valueHead + slot * rowBytes + 4L * d), expectedOut[o]);
+                        }
+                    }
+                }
+                for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
+                    float[] out = start.clone();
+                    k.attentionValues(expected, 1, stride, heads, slots, values, valueHead, rowBytes, out, 3, headDim);
+                    assertArrayEquals(expectedOut, out, k.name() + " values, " + slots + " slots");
+                }
             }
         }
     }
