@@ -59,12 +59,23 @@ public final class WeightMatrix {
      * {@code target} (which must be {@link #byteSize} bytes, zeroed). The format is kept; padding is zero.
      */
     public WeightMatrix packTiled(int tileRows, MemorySegment target) {
+        if (layout != WeightLayout.ROW_MAJOR) {
+            throw new IllegalStateException(name + " is already " + layout);
+        }
         WeightMatrix packed = new WeightMatrix(name, format, rows, cols, target, WeightLayout.TILED, tileRows);
         int bytes = format.bytesPerElement();
-        for (int r = 0; r < rows; r++) {
-            for (int c = 0; c < cols; c++) {
-                MemorySegment.copy(data, elementOffsetBytes(r, c), target, packed.elementOffsetBytes(r, c), bytes);
+        byte[] row = new byte[cols * bytes];
+        byte[] tile = new byte[Math.toIntExact(packed.tileOffsetBytes(1))];
+        for (int j = 0; j < packed.tiles(); j++) {
+            java.util.Arrays.fill(tile, (byte) 0);
+            for (int lane = 0; lane < tileRows && j * tileRows + lane < rows; lane++) {
+                MemorySegment.copy(this.data, java.lang.foreign.ValueLayout.JAVA_BYTE, elementOffsetBytes(j * tileRows + lane, 0), row, 0, row.length);
+                for (int c = 0; c < cols; c++) {
+                    int to = (((c >> 1) * tileRows + lane) * 2 + (c & 1)) * bytes;
+                    System.arraycopy(row, c * bytes, tile, to, bytes);
+                }
             }
+            MemorySegment.copy(tile, 0, target, java.lang.foreign.ValueLayout.JAVA_BYTE, packed.tileOffsetBytes(j), tile.length);
         }
         return packed;
     }
