@@ -1,11 +1,18 @@
 package dev.lockstep.kernels;
 
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.locks.LockSupport;
 
 /**
- * A fixed set of threads that split a range of independent work items in contiguous chunks: the calling
- * thread takes chunk 0, worker {@code i} chunk {@code i}. Which thread computes an item never changes what
- * is computed (kernels fix each element's operation order), so results are identical for any thread count.
+ * A fixed set of threads that split a range of independent work items into {@link #threads()} contiguous
+ * chunks. Chunk {@code i} is meant for worker {@code i} (the caller is worker 0), but any chunk nobody has
+ * claimed yet is taken by the caller once its own chunk is done: a descheduled worker (a busy or shared
+ * machine) then costs one chunk of work, not a scheduler time slice. Which thread computes a chunk never
+ * changes what is computed (kernels fix each element's operation order), so results are identical for any
+ * thread count and any claiming race.
  *
  * <p>Dispatch is a volatile epoch bump; workers spin briefly (decode steps come back within microseconds),
  * then park. Not reentrant: a task must not call {@link #forRange} itself.
@@ -18,25 +25,27 @@ public final class WorkerPool implements AutoCloseable {
     }
 
     private static final long SPIN_NS = 200_000;
+    private static final VarHandle PENDING;
+
+    static {
+        try {
+            PENDING = MethodHandles.lookup().findVarHandle(WorkerPool.class, "pending", int.class);
+        } catch (ReflectiveOperationException e) {
+            throw new ExceptionInInitializerError(e);
+        }
+    }
 
     private final int threads;
     private final Thread[] workers;
+    /** Per chunk: the epoch that last claimed it. A chunk runs once per epoch, by whoever claims it first. */
+    private final AtomicLongArray claims;
+    private final AtomicIntegerArray parked;
     private volatile long epoch;
     private volatile int pending;
     private volatile boolean shutdown;
     private volatile RangeTask task;
     private volatile int items;
     private volatile Throwable failure;
-    private final java.util.concurrent.atomic.AtomicIntegerArray parked;
-    private static final java.lang.invoke.VarHandle PENDING;
-
-    static {
-        try {
-            PENDING = java.lang.invoke.MethodHandles.lookup().findVarHandle(WorkerPool.class, "pending", int.class);
-        } catch (ReflectiveOperationException e) {
-            throw new ExceptionInInitializerError(e);
-        }
-    }
 
     public WorkerPool(int threads) {
         if (threads < 1) {
@@ -44,7 +53,8 @@ public final class WorkerPool implements AutoCloseable {
         }
         this.threads = threads;
         this.workers = new Thread[threads - 1];
-        this.parked = new java.util.concurrent.atomic.AtomicIntegerArray(Math.max(1, threads - 1));
+        this.claims = new AtomicLongArray(threads);
+        this.parked = new AtomicIntegerArray(Math.max(1, threads - 1));
         for (int i = 0; i < workers.length; i++) {
             int chunk = i + 1;
             workers[i] = Thread.ofPlatform().daemon().name("lockstep-worker-" + chunk).unstarted(() -> loop(chunk));
@@ -69,7 +79,8 @@ public final class WorkerPool implements AutoCloseable {
         this.items = n;
         this.failure = null;
         this.pending = threads - 1;
-        epoch++; // volatile write publishes task/items/pending to workers that read epoch
+        long e = epoch + 1;
+        epoch = e; // volatile write publishes task/items/pending to workers that read epoch
         for (int i = 0; i < workers.length; i++) {
             if (parked.get(i) != 0) {
                 LockSupport.unpark(workers[i]);
@@ -78,6 +89,11 @@ public final class WorkerPool implements AutoCloseable {
         Throwable mine = null;
         try {
             task.run(0, 0, chunkEnd(0, n));
+            for (int chunk = 1; chunk < threads; chunk++) {
+                if (claim(chunk, e)) {
+                    runChunk(0, chunk, n, task);
+                }
+            }
         } catch (Throwable t) {
             mine = t;
         }
@@ -96,6 +112,26 @@ public final class WorkerPool implements AutoCloseable {
             }
             throw new IllegalStateException(t);
         }
+    }
+
+    /**
+     * Claims {@code chunk} for epoch {@code e}. Claims only move forward: a worker that read an epoch late
+     * (the dispatcher already took its chunk, finished, and started the next epoch) must not win its
+     * stale epoch's chunk back from a newer claim.
+     */
+    private boolean claim(int chunk, long e) {
+        long seen = claims.get(chunk);
+        return seen < e && claims.compareAndSet(chunk, seen, e);
+    }
+
+    /** Runs one chunk (claimed by the caller) and counts it done, recording a failure instead of throwing. */
+    private void runChunk(int worker, int chunk, int n, RangeTask t) {
+        try {
+            t.run(worker, chunkEnd(chunk - 1, n), chunkEnd(chunk, n));
+        } catch (Throwable x) {
+            failure = x;
+        }
+        PENDING.getAndAdd(this, -1);
     }
 
     private int chunkEnd(int chunk, int n) {
@@ -125,13 +161,11 @@ public final class WorkerPool implements AutoCloseable {
                 return;
             }
             seen = e;
-            int n = items;
-            try {
-                task.run(chunk, chunkEnd(chunk - 1, n), chunkEnd(chunk, n));
-            } catch (Throwable t) {
-                failure = t;
+            // Read the task only after winning the claim: until this chunk is done, the dispatcher cannot
+            // finish this epoch and publish another task.
+            if (claim(chunk, e)) {
+                runChunk(chunk, chunk, items, task);
             }
-            PENDING.getAndAdd(this, -1);
         }
     }
 
