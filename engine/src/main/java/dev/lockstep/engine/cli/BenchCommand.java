@@ -2,14 +2,9 @@ package dev.lockstep.engine.cli;
 
 import dev.lockstep.engine.Bench;
 import dev.lockstep.engine.Engine;
-import dev.lockstep.engine.EngineOptions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
-import java.io.PrintWriter;
 
-import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
@@ -17,11 +12,7 @@ import java.util.concurrent.Callable;
 @Command(name = "bench", description = {
         "llama-bench style throughput: pp N = prefill N tokens as one block, tg N = decode N tokens one by one,",
         "both from an empty context; one warm-up run, then -r measured runs; median (min..max) tok/s."})
-final class BenchCommand implements Callable<Integer> {
-    @Option(names = "--model", paramLabel = "DIR", defaultValue = "${sys:lockstep.default.model:-models/kjv-qwen3moe}",
-            description = "Model directory. Default: ${DEFAULT-VALUE}")
-    Path model;
-
+final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")
     int prefillTokens;
 
@@ -37,16 +28,6 @@ final class BenchCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N,N", split = ",", description = "Thread counts to test (default: 1 and available processors).")
     List<Integer> threads;
 
-    @Option(names = "--verbose", description = "Print stack traces with errors.")
-    boolean verbose;
-
-    @Spec
-    CommandSpec spec;
-
-    private PrintWriter out() {
-        return spec.commandLine().getOut();
-    }
-
     @Override
     public Integer call() {
         if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0) {
@@ -56,7 +37,7 @@ final class BenchCommand implements Callable<Integer> {
                 : List.of(1, Runtime.getRuntime().availableProcessors()).stream().distinct().toList();
         out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max |%n|---|---:|---|---:|---:|---:|%n");
         for (int t : counts) {
-            try (Engine engine = Engine.load(model, new EngineOptions(t))) {
+            try (Engine engine = loadEngine(t)) {
                 if (Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
                     throw new IllegalArgumentException("-p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
                 }

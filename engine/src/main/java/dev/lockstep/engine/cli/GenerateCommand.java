@@ -7,10 +7,7 @@ import dev.lockstep.engine.Session;
 import dev.lockstep.engine.StopCondition;
 import dev.lockstep.memory.LockstepException;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
 
 import java.io.IOException;
 import java.io.PrintWriter;
@@ -19,12 +16,9 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", description = "Generate text: streams the continuation to stdout, statistics to stderr.")
-final class GenerateCommand implements Callable<Integer> {
-    @Mixin
-    CommonOptions common;
-
-    @Spec
-    CommandSpec spec;
+final class GenerateCommand extends ModelCommand implements Callable<Integer> {
+    @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
+    int threads = defaultThreads();
 
     @Option(names = {"-p", "--prompt"}, paramLabel = "TEXT", description = "Prompt text (default: read stdin).")
     String prompt;
@@ -57,9 +51,9 @@ final class GenerateCommand implements Callable<Integer> {
         }
         SamplingParams params = new SamplingParams(temperature, topK, topP, seed);
         String text = prompt != null ? prompt : new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
-        PrintWriter out = spec.commandLine().getOut();
-        PrintWriter err = spec.commandLine().getErr();
-        try (Engine engine = common.loadEngine()) {
+        PrintWriter out = out();
+        PrintWriter err = err();
+        try (Engine engine = loadEngine(threads)) {
             int[] ids = engine.tokenizer().encode(text);
             if (ids.length == 0) {
                 throw new LockstepException("prompt is empty: give --prompt TEXT or text on stdin");

@@ -9,34 +9,17 @@ import dev.lockstep.moe.ModelFamilies;
 import dev.lockstep.moe.ModelSummary;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
-import java.io.PrintWriter;
 
-import java.nio.file.Path;
 import java.util.EnumMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "inspect", description = "Architecture, parameter counts (total / active per token), tensors, dtypes and bytes.")
-final class InspectCommand implements Callable<Integer> {
-    @Option(names = "--model", paramLabel = "DIR", defaultValue = "${sys:lockstep.default.model:-models/kjv-qwen3moe}", description = "Model directory. Default: ${DEFAULT-VALUE}")
-    Path model;
-
-    @Option(names = "--verbose", description = "Print stack traces with errors.")
-    boolean verbose;
-
+final class InspectCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "List every tensor (default: ${DEFAULT-VALUE}).")
     boolean listTensors;
-
-    @Spec
-    CommandSpec spec;
-
-    private PrintWriter out() {
-        return spec.commandLine().getOut();
-    }
 
     @Override
     public Integer call() {

@@ -5,11 +5,7 @@ import dev.lockstep.engine.Perplexity;
 import dev.lockstep.memory.LockstepException;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
-import picocli.CommandLine.Spec;
-import picocli.CommandLine.Model.CommandSpec;
-import java.io.PrintWriter;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -21,9 +17,9 @@ import java.util.concurrent.Callable;
 @Command(name = "perplexity", description = {
         "Windowed perplexity: for s = 0, W, 2W, ... the model reads tokens[s, s+W) from a fresh context and scores",
         "its predictions of tokens[s+1 .. s+W]; N tokens give N-1 scored tokens."})
-final class PerplexityCommand implements Callable<Integer> {
-    @Mixin
-    CommonOptions common;
+final class PerplexityCommand extends ModelCommand implements Callable<Integer> {
+    @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
+    int threads = defaultThreads();
 
     static final class Input {
         @Option(names = "--text", paramLabel = "FILE", required = true, description = "UTF-8 text file, tokenized with the model's tokenizer.")
@@ -39,19 +35,12 @@ final class PerplexityCommand implements Callable<Integer> {
     @Option(names = "--window", paramLabel = "W", defaultValue = "256", description = "Window length in tokens (default: ${DEFAULT-VALUE}).")
     int window;
 
-    @Spec
-    CommandSpec spec;
-
-    private PrintWriter out() {
-        return spec.commandLine().getOut();
-    }
-
     @Override
     public Integer call() {
         if (window < 1) {
             throw new IllegalArgumentException("--window must be >= 1, got " + window);
         }
-        try (Engine engine = common.loadEngine()) {
+        try (Engine engine = loadEngine(threads)) {
             if (window > engine.model().maxPositions()) {
                 throw new IllegalArgumentException("--window " + window + " exceeds the model's max_position_embeddings ("
                         + engine.model().maxPositions() + ")");

@@ -1,0 +1,46 @@
+package dev.lockstep.engine.cli;
+
+import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.EngineOptions;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+import java.io.PrintWriter;
+import java.nio.file.Path;
+
+/**
+ * What every model command shares: {@code --model}, {@code --verbose}, and the output stream picocli was
+ * given (so tests can capture it). The default model is the bundled one; {@code ./lockstep} passes its
+ * absolute path as {@code -Dlockstep.default.model} so it works from any directory.
+ */
+abstract class ModelCommand {
+    @Option(names = "--model", paramLabel = "DIR", defaultValue = "${sys:lockstep.default.model:-models/kjv-qwen3moe}",
+            description = "Model directory: config.json, safetensors (single or sharded), tokenizer.json. Default: ${DEFAULT-VALUE}")
+    Path model;
+
+    @Option(names = "--verbose", description = "Print stack traces with errors.")
+    boolean verbose;
+
+    @Spec
+    CommandSpec spec;
+
+    PrintWriter out() {
+        return spec.commandLine().getOut();
+    }
+
+    PrintWriter err() {
+        return spec.commandLine().getErr();
+    }
+
+    Engine loadEngine(int threads) {
+        if (threads < 1) {
+            throw new IllegalArgumentException("--threads must be >= 1, got " + threads);
+        }
+        return Engine.load(model, new EngineOptions(threads));
+    }
+
+    static int defaultThreads() {
+        return Runtime.getRuntime().availableProcessors();
+    }
+}
