@@ -17,6 +17,7 @@ public final class Session implements AutoCloseable {
     private final KvCache cache;
     private final ForwardState state;
     private final float[] logits;
+    private final int[] one = new int[1];
 
     Session(Engine engine, KvCache cache) {
         this.engine = engine;
@@ -46,7 +47,8 @@ public final class Session implements AutoCloseable {
 
     /** Runs one token; returns its logits (a view, valid until the next call). */
     public float[] decode(int token) {
-        model.forward(new int[]{token}, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+        one[0] = token;
+        model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
         return logits;
     }
 

@@ -17,6 +17,8 @@ public final class StreamingDecoder {
     private int prefixOffset;
     /** End of what has been emitted (in tokens, inside the window). */
     private int readOffset;
+    /** decode(ids[prefixOffset, readOffset)): changes only when the offsets move. */
+    private String emitted = "";
 
     StreamingDecoder(Tokenizer tokenizer) {
         this.tokenizer = tokenizer;
@@ -28,21 +30,23 @@ public final class StreamingDecoder {
             ids = Arrays.copyOf(ids, count * 2);
         }
         ids[count++] = id;
-        String emitted = tokenizer.decode(ids, prefixOffset, readOffset);
         String full = tokenizer.decode(ids, prefixOffset, count);
         if (full.length() > emitted.length() && !full.endsWith("\uFFFD")) {
+            String piece = full.substring(emitted.length());
             prefixOffset = readOffset;
             readOffset = count;
-            return full.substring(emitted.length());
+            emitted = tokenizer.decode(ids, prefixOffset, readOffset);
+            return piece;
         }
         return "";
     }
 
     /** Whatever is still held back (an incomplete character at the end of generation), decoded as is. */
     public String flush() {
-        String emitted = tokenizer.decode(ids, prefixOffset, readOffset);
         String full = tokenizer.decode(ids, prefixOffset, count);
+        String rest = full.length() > emitted.length() ? full.substring(emitted.length()) : "";
         prefixOffset = readOffset = count;
-        return full.length() > emitted.length() ? full.substring(emitted.length()) : "";
+        emitted = "";
+        return rest;
     }
 }

@@ -289,12 +289,14 @@ public final class PanamaKernels implements Kernels {
     }
 
     private static final int BLOCK = dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS;
+    /** Shapes the vector path does not cover fall back to the definition (same bits, slower). */
+    private static final ScalarKernels REFERENCE = new ScalarKernels();
 
     @Override
     public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
                                 float[] scores, int scoresOff, int scoresStride) {
         if (LANES > BLOCK || BLOCK % LANES != 0 || nHeads > 2) {
-            new ScalarKernels().attentionScores(q, qOff, nHeads, headDim, keys, keyHeadOffsetBytes, scores, scoresOff, scoresStride);
+            REFERENCE.attentionScores(q, qOff, nHeads, headDim, keys, keyHeadOffsetBytes, scores, scoresOff, scoresStride);
             return;
         }
         long rowBytes = 4L * BLOCK;
