@@ -12,11 +12,18 @@ import java.util.SplittableRandom;
 /**
  * llama-bench style throughput tests on one model: {@code pp N} prefills N tokens as one block from an
  * empty context; {@code tg N} decodes N tokens one at a time from an empty context (greedy, each output fed
- * back). Token ids are drawn from a seeded generator. Each test runs once unmeasured (JIT warm-up), then
+ * back). Token ids are drawn from a seeded generator. Each test first runs unmeasured for at least
+ * {@code warmups} runs and {@code warmupNanos} (the JIT needs a few thousand decode steps before the Vector
+ * API kernels reach their final compiled form; one llama-bench-style warm-up run is far too short), then
  * {@code repetitions} times; results report median, min and max tokens per second.
  */
 public final class Bench {
-    public record Result(String test, int tokens, double[] tokensPerSecond) {
+    /**
+     * @param allocatedBytesPerToken heap bytes allocated by all threads during the measured runs, per token:
+     *                               near zero when the kernels run as compiled vector code; a Vector API
+     *                               fallback (intrinsics not applied) shows up here as kilobytes per token
+     */
+    public record Result(String test, int tokens, double[] tokensPerSecond, double allocatedBytesPerToken) {
         public double median() {
             double[] s = tokensPerSecond.clone();
             Arrays.sort(s);
@@ -36,33 +43,52 @@ public final class Bench {
     private Bench() {
     }
 
-    public static Result prefill(CausalLm model, int tokens, int repetitions, int warmups) {
+    private static final com.sun.management.ThreadMXBean THREADS =
+            (com.sun.management.ThreadMXBean) java.lang.management.ManagementFactory.getThreadMXBean();
+
+    /** Heap bytes allocated so far by all live threads (-1 when the JVM cannot tell). */
+    private static long allocatedBytes() {
+        return THREADS.isThreadAllocatedMemorySupported() && THREADS.isThreadAllocatedMemoryEnabled()
+                ? THREADS.getTotalThreadAllocatedBytes() : -1;
+    }
+
+    public static Result prefill(CausalLm model, int tokens, int repetitions, int warmups, long warmupNanos) {
         int[] ids = randomTokens(model.vocabSize(), tokens, 1);
         float[] logits = new float[model.vocabSize()];
         ForwardState state = model.newState(tokens);
         double[] tps = new double[repetitions];
+        int warmed = 0;
+        long allocatedBefore = -1;
         try (KvCache cache = model.newKvCache(tokens)) {
-            for (int r = -warmups; r < repetitions; r++) {
+            long warmupStart = System.nanoTime();
+            for (int r = -1; r < repetitions; r++) {
                 cache.truncate(0);
                 long t0 = System.nanoTime();
                 model.forward(ids, 0, tokens, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
                 long dt = System.nanoTime() - t0;
                 if (r >= 0) {
                     tps[r] = tokens * 1e9 / dt;
+                } else if (stillWarming(warmupStart, ++warmed, warmups, warmupNanos)) {
+                    r--;
+                } else {
+                    allocatedBefore = allocatedBytes();
                 }
             }
         }
-        return new Result("pp" + tokens, tokens, tps);
+        return new Result("pp" + tokens, tokens, tps, perToken(allocatedBefore, (long) tokens * repetitions));
     }
 
-    public static Result decode(CausalLm model, int tokens, int repetitions, int warmups) {
+    public static Result decode(CausalLm model, int tokens, int repetitions, int warmups, long warmupNanos) {
         int vocab = model.vocabSize();
         float[] logits = new float[vocab];
         int[] one = new int[1];
         ForwardState state = model.newState(1);
         double[] tps = new double[repetitions];
+        int warmed = 0;
+        long allocatedBefore = -1;
         try (KvCache cache = model.newKvCache(tokens)) {
-            for (int r = -warmups; r < repetitions; r++) {
+            long warmupStart = System.nanoTime();
+            for (int r = -1; r < repetitions; r++) {
                 cache.truncate(0);
                 one[0] = randomTokens(vocab, 1, 2)[0];
                 long t0 = System.nanoTime();
@@ -73,10 +99,24 @@ public final class Bench {
                 long dt = System.nanoTime() - t0;
                 if (r >= 0) {
                     tps[r] = tokens * 1e9 / dt;
+                } else if (stillWarming(warmupStart, ++warmed, warmups, warmupNanos)) {
+                    r--;
+                } else {
+                    allocatedBefore = allocatedBytes();
                 }
             }
         }
-        return new Result("tg" + tokens, tokens, tps);
+        return new Result("tg" + tokens, tokens, tps, perToken(allocatedBefore, (long) tokens * repetitions));
+    }
+
+    private static double perToken(long before, long tokens) {
+        long after = allocatedBytes();
+        return before < 0 || after < 0 ? Double.NaN : (double) (after - before) / tokens;
+    }
+
+    /** Warm-up goes on until both the run count and the time budget are reached. */
+    private static boolean stillWarming(long startNanos, int runs, int minRuns, long minNanos) {
+        return runs < minRuns || System.nanoTime() - startNanos < minNanos;
     }
 
     static int[] randomTokens(int vocab, int n, long seed) {

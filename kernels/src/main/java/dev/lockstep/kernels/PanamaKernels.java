@@ -86,126 +86,151 @@ public final class PanamaKernels implements Kernels {
         return pair.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats();
     }
 
-    /** One token: 4 tiles at a time, so four independent fma chains hide the fma latency. */
+    /*
+     * All vector loops live in a few large body methods that are only ever called, never inlined (they are
+     * far above C2's FreqInlineSize). A small vector helper inlined deep into a big caller can push that
+     * compilation past C2's budget; C2 then stops intrinsifying the Vector API calls and runs their Java
+     * fallback, which allocates on every operation (measured: ~2 GB/s of garbage and half the decode
+     * speed, from a 165-byte remainder helper inlined through Compute.matmul). Remainders therefore reuse
+     * the full bodies with their extra lanes clamped onto a valid tile or token and not stored.
+     */
+
+    /** One token: groups of 4 tiles, four independent fma chains to hide the fma latency. */
     private static void matvecTiledBf16(WeightMatrix w, float[] x, int xOff, float[] out, int outOff, int rowStart, int rowEnd) {
+        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
+        for (int j = tile0; j < tile1; j += TILE) {
+            matvecFourTiles(w, j, Math.min(TILE, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
+        }
+    }
+
+    /** Tiles {@code j .. j+valid-1} (valid in 1..4; the unused chains recompute the last valid tile). */
+    private static void matvecFourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
+                                        int rowStart, int rowEnd) {
         MemorySegment seg = w.data();
         int cols = w.cols(), pairs = cols / 2;
         long pairBytes = 4L * LANES;
-        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
-        int j = tile0;
-        for (; j + TILE <= tile1; j += TILE) {
-            long b0 = w.tileOffsetBytes(j), b1 = w.tileOffsetBytes(j + 1), b2 = w.tileOffsetBytes(j + 2), b3 = w.tileOffsetBytes(j + 3);
-            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-            for (int p = 0; p < pairs; p++) {
-                long o = p * pairBytes;
-                FloatVector x0 = FloatVector.broadcast(F, x[xOff + 2 * p]);
-                FloatVector x1 = FloatVector.broadcast(F, x[xOff + 2 * p + 1]);
-                IntVector w0 = IntVector.fromMemorySegment(I, seg, b0 + o, LE);
-                IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
-                IntVector w2 = IntVector.fromMemorySegment(I, seg, b2 + o, LE);
-                IntVector w3 = IntVector.fromMemorySegment(I, seg, b3 + o, LE);
-                a0 = highBf16(w0).fma(x1, lowBf16(w0).fma(x0, a0));
-                a1 = highBf16(w1).fma(x1, lowBf16(w1).fma(x0, a1));
-                a2 = highBf16(w2).fma(x1, lowBf16(w2).fma(x0, a2));
-                a3 = highBf16(w3).fma(x1, lowBf16(w3).fma(x0, a3));
-            }
-            if ((cols & 1) != 0) {
-                long o = pairs * pairBytes;
-                FloatVector x0 = FloatVector.broadcast(F, x[xOff + cols - 1]);
-                a0 = lowBf16(IntVector.fromMemorySegment(I, seg, b0 + o, LE)).fma(x0, a0);
-                a1 = lowBf16(IntVector.fromMemorySegment(I, seg, b1 + o, LE)).fma(x0, a1);
-                a2 = lowBf16(IntVector.fromMemorySegment(I, seg, b2 + o, LE)).fma(x0, a2);
-                a3 = lowBf16(IntVector.fromMemorySegment(I, seg, b3 + o, LE)).fma(x0, a3);
-            }
-            storeTile(a0, j, out, outOff, rowStart, rowEnd);
+        int last = j + valid - 1;
+        long b0 = w.tileOffsetBytes(j), b1 = w.tileOffsetBytes(Math.min(j + 1, last));
+        long b2 = w.tileOffsetBytes(Math.min(j + 2, last)), b3 = w.tileOffsetBytes(Math.min(j + 3, last));
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int p = 0; p < pairs; p++) {
+            long o = p * pairBytes;
+            FloatVector x0 = FloatVector.broadcast(F, x[xOff + 2 * p]);
+            FloatVector x1 = FloatVector.broadcast(F, x[xOff + 2 * p + 1]);
+            IntVector w0 = IntVector.fromMemorySegment(I, seg, b0 + o, LE);
+            IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
+            IntVector w2 = IntVector.fromMemorySegment(I, seg, b2 + o, LE);
+            IntVector w3 = IntVector.fromMemorySegment(I, seg, b3 + o, LE);
+            a0 = highBf16(w0).fma(x1, lowBf16(w0).fma(x0, a0));
+            a1 = highBf16(w1).fma(x1, lowBf16(w1).fma(x0, a1));
+            a2 = highBf16(w2).fma(x1, lowBf16(w2).fma(x0, a2));
+            a3 = highBf16(w3).fma(x1, lowBf16(w3).fma(x0, a3));
+        }
+        if ((cols & 1) != 0) {
+            long o = pairs * pairBytes;
+            FloatVector x0 = FloatVector.broadcast(F, x[xOff + cols - 1]);
+            a0 = lowBf16(IntVector.fromMemorySegment(I, seg, b0 + o, LE)).fma(x0, a0);
+            a1 = lowBf16(IntVector.fromMemorySegment(I, seg, b1 + o, LE)).fma(x0, a1);
+            a2 = lowBf16(IntVector.fromMemorySegment(I, seg, b2 + o, LE)).fma(x0, a2);
+            a3 = lowBf16(IntVector.fromMemorySegment(I, seg, b3 + o, LE)).fma(x0, a3);
+        }
+        storeTile(a0, j, out, outOff, rowStart, rowEnd);
+        if (valid > 1) {
             storeTile(a1, j + 1, out, outOff, rowStart, rowEnd);
+        }
+        if (valid > 2) {
             storeTile(a2, j + 2, out, outOff, rowStart, rowEnd);
+        }
+        if (valid > 3) {
             storeTile(a3, j + 3, out, outOff, rowStart, rowEnd);
         }
-        for (; j < tile1; j++) {
-            storeTile(tileChain(seg, w.tileOffsetBytes(j), cols, x, xOff), j, out, outOff, rowStart, rowEnd);
+    }
+
+    /** Several tokens: per tile, groups of 8 tokens (eight fma chains, one weight load per 8 tokens). */
+    private static void matmulTiledBf16(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
+        for (int j = tile0; j < tile1; j++) {
+            for (int t = 0; t < nTokens; t += 8) {
+                matmulEightTokens(w, j, Math.min(8, nTokens - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
+                        outStride, rowStart, rowEnd);
+            }
         }
     }
 
     /**
-     * Several tokens: one tile x 8 tokens per step, eight independent fma chains (enough to cover the fma
-     * latency), each weight pair loaded and widened once for 8 tokens; fits AVX2's 16 registers.
+     * Tile {@code j} against tokens {@code 0 .. valid-1} starting at {@code x[xOff]} (valid in 1..8; unused
+     * chains recompute the last valid token); eight independent fma chains fit AVX2's 16 registers.
      */
-    private static void matmulTiledBf16(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
-                                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+    private static void matmulEightTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
+                                          float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         MemorySegment seg = w.data();
         int cols = w.cols(), pairs = cols / 2;
         long pairBytes = 4L * LANES;
-        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
-        for (int j = tile0; j < tile1; j++) {
-            long b = w.tileOffsetBytes(j);
-            int t = 0;
-            for (; t + 8 <= nTokens; t += 8) {
-                int x0 = xOff + t * xStride, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
-                int x4 = x3 + xStride, x5 = x4 + xStride, x6 = x5 + xStride, x7 = x6 + xStride;
-                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-                for (int p = 0; p < pairs; p++) {
-                    IntVector pair = IntVector.fromMemorySegment(I, seg, b + p * pairBytes, LE);
-                    int k = 2 * p;
-                    FloatVector lo = lowBf16(pair);
-                    a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
-                    a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
-                    a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
-                    a3 = lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3);
-                    a4 = lo.fma(FloatVector.broadcast(F, x[x4 + k]), a4);
-                    a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
-                    a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
-                    a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
-                    FloatVector hi = highBf16(pair);
-                    a0 = hi.fma(FloatVector.broadcast(F, x[x0 + k + 1]), a0);
-                    a1 = hi.fma(FloatVector.broadcast(F, x[x1 + k + 1]), a1);
-                    a2 = hi.fma(FloatVector.broadcast(F, x[x2 + k + 1]), a2);
-                    a3 = hi.fma(FloatVector.broadcast(F, x[x3 + k + 1]), a3);
-                    a4 = hi.fma(FloatVector.broadcast(F, x[x4 + k + 1]), a4);
-                    a5 = hi.fma(FloatVector.broadcast(F, x[x5 + k + 1]), a5);
-                    a6 = hi.fma(FloatVector.broadcast(F, x[x6 + k + 1]), a6);
-                    a7 = hi.fma(FloatVector.broadcast(F, x[x7 + k + 1]), a7);
-                }
-                if ((cols & 1) != 0) {
-                    FloatVector lo = lowBf16(IntVector.fromMemorySegment(I, seg, b + pairs * pairBytes, LE));
-                    int k = cols - 1;
-                    a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
-                    a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
-                    a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
-                    a3 = lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3);
-                    a4 = lo.fma(FloatVector.broadcast(F, x[x4 + k]), a4);
-                    a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
-                    a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
-                    a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
-                }
-                int o = outOff + t * outStride;
-                storeTile(a0, j, out, o, rowStart, rowEnd);
-                storeTile(a1, j, out, o + outStride, rowStart, rowEnd);
-                storeTile(a2, j, out, o + 2 * outStride, rowStart, rowEnd);
-                storeTile(a3, j, out, o + 3 * outStride, rowStart, rowEnd);
-                storeTile(a4, j, out, o + 4 * outStride, rowStart, rowEnd);
-                storeTile(a5, j, out, o + 5 * outStride, rowStart, rowEnd);
-                storeTile(a6, j, out, o + 6 * outStride, rowStart, rowEnd);
-                storeTile(a7, j, out, o + 7 * outStride, rowStart, rowEnd);
-            }
-            for (; t < nTokens; t++) {
-                storeTile(tileChain(seg, b, cols, x, xOff + t * xStride), j, out, outOff + t * outStride, rowStart, rowEnd);
-            }
-        }
-    }
-
-    private static FloatVector tileChain(MemorySegment seg, long base, int cols, float[] x, int xOff) {
-        int pairs = cols / 2;
-        long pairBytes = 4L * LANES;
-        FloatVector a = FloatVector.zero(F);
+        long b = w.tileOffsetBytes(j);
+        int last = xOff + (valid - 1) * xStride;
+        int x0 = xOff, x1 = Math.min(x0 + xStride, last), x2 = Math.min(x0 + 2 * xStride, last), x3 = Math.min(x0 + 3 * xStride, last);
+        int x4 = Math.min(x0 + 4 * xStride, last), x5 = Math.min(x0 + 5 * xStride, last);
+        int x6 = Math.min(x0 + 6 * xStride, last), x7 = Math.min(x0 + 7 * xStride, last);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int p = 0; p < pairs; p++) {
-            IntVector pair = IntVector.fromMemorySegment(I, seg, base + p * pairBytes, LE);
-            a = highBf16(pair).fma(FloatVector.broadcast(F, x[xOff + 2 * p + 1]), lowBf16(pair).fma(FloatVector.broadcast(F, x[xOff + 2 * p]), a));
+            IntVector pair = IntVector.fromMemorySegment(I, seg, b + p * pairBytes, LE);
+            int k = 2 * p;
+            FloatVector lo = lowBf16(pair);
+            a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
+            a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
+            a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
+            a3 = lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3);
+            a4 = lo.fma(FloatVector.broadcast(F, x[x4 + k]), a4);
+            a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
+            a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
+            a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
+            FloatVector hi = highBf16(pair);
+            a0 = hi.fma(FloatVector.broadcast(F, x[x0 + k + 1]), a0);
+            a1 = hi.fma(FloatVector.broadcast(F, x[x1 + k + 1]), a1);
+            a2 = hi.fma(FloatVector.broadcast(F, x[x2 + k + 1]), a2);
+            a3 = hi.fma(FloatVector.broadcast(F, x[x3 + k + 1]), a3);
+            a4 = hi.fma(FloatVector.broadcast(F, x[x4 + k + 1]), a4);
+            a5 = hi.fma(FloatVector.broadcast(F, x[x5 + k + 1]), a5);
+            a6 = hi.fma(FloatVector.broadcast(F, x[x6 + k + 1]), a6);
+            a7 = hi.fma(FloatVector.broadcast(F, x[x7 + k + 1]), a7);
         }
         if ((cols & 1) != 0) {
-            a = lowBf16(IntVector.fromMemorySegment(I, seg, base + pairs * pairBytes, LE)).fma(FloatVector.broadcast(F, x[xOff + cols - 1]), a);
+            FloatVector lo = lowBf16(IntVector.fromMemorySegment(I, seg, b + pairs * pairBytes, LE));
+            int k = cols - 1;
+            a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
+            a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
+            a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
+            a3 = lo.fma(FloatVector.broadcast(F, x[x3 + k]), a3);
+            a4 = lo.fma(FloatVector.broadcast(F, x[x4 + k]), a4);
+            a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
+            a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
+            a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
         }
-        return a;
+        // Stores without an array of vectors: an array would force C2 to box them.
+        int o = outOff;
+        storeTile(a0, j, out, o, rowStart, rowEnd);
+        if (valid > 1) {
+            storeTile(a1, j, out, o + outStride, rowStart, rowEnd);
+        }
+        if (valid > 2) {
+            storeTile(a2, j, out, o + 2 * outStride, rowStart, rowEnd);
+        }
+        if (valid > 3) {
+            storeTile(a3, j, out, o + 3 * outStride, rowStart, rowEnd);
+        }
+        if (valid > 4) {
+            storeTile(a4, j, out, o + 4 * outStride, rowStart, rowEnd);
+        }
+        if (valid > 5) {
+            storeTile(a5, j, out, o + 5 * outStride, rowStart, rowEnd);
+        }
+        if (valid > 6) {
+            storeTile(a6, j, out, o + 6 * outStride, rowStart, rowEnd);
+        }
+        if (valid > 7) {
+            storeTile(a7, j, out, o + 7 * outStride, rowStart, rowEnd);
+        }
     }
 
     /** Writes the lanes of tile {@code j} whose rows fall in {@code [rowStart, rowEnd)} to {@code out[outOff + row]}. */

@@ -5,13 +5,18 @@ import dev.lockstep.engine.Engine;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
+import java.util.ArrayList;
 import java.util.List;
+import java.lang.management.ManagementFactory;
+import java.nio.file.Path;
+import dev.lockstep.memory.LockstepException;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "bench", description = {
         "llama-bench style throughput: pp N = prefill N tokens as one block, tg N = decode N tokens one by one,",
-        "both from an empty context; one warm-up run, then -r measured runs; median (min..max) tok/s."})
+        "both from an empty context; warm-up (runs and seconds), then -r measured runs; median (min..max) tok/s.",
+        "Each thread count runs in a fresh JVM (like JMH forks) unless --in-process."})
 final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")
     int prefillTokens;
@@ -22,41 +27,91 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = {"-r", "--repetitions"}, paramLabel = "R", defaultValue = "5", description = "Measured runs per test (default ${DEFAULT-VALUE}).")
     int repetitions;
 
-    @Option(names = "--warmup", paramLabel = "W", defaultValue = "1", description = "Unmeasured runs first (default ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup", paramLabel = "W", defaultValue = "1", description = "Unmeasured runs first, at least (default ${DEFAULT-VALUE}).")
     int warmups;
+
+    @Option(names = "--warmup-seconds", paramLabel = "S", defaultValue = "5",
+            description = "...and for at least S seconds per test: the JIT needs thousands of steps to settle (default ${DEFAULT-VALUE}).")
+    double warmupSeconds;
 
     @Option(names = "--threads", paramLabel = "N,N", split = ",", description = "Thread counts to test (default: 1 and available processors).")
     List<Integer> threads;
 
+    @Option(names = "--in-process", description = "Run every thread count in this JVM instead of one fresh JVM each.")
+    boolean inProcess;
+
     @Override
     public Integer call() {
-        if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0) {
-            throw new IllegalArgumentException("need -r >= 1, --warmup >= 0, -p >= 0, -n >= 0");
+        if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0 || !(warmupSeconds >= 0)) {
+            throw new IllegalArgumentException("need -r >= 1, --warmup >= 0, --warmup-seconds >= 0, -p >= 0, -n >= 0");
         }
+        long warmupNanos = (long) (warmupSeconds * 1e9);
         List<Integer> counts = threads != null ? threads
                 : List.of(1, Runtime.getRuntime().availableProcessors()).stream().distinct().toList();
-        out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max |%n|---|---:|---|---:|---:|---:|%n");
+        out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max | heap B/token |%n|---|---:|---|---:|---:|---:|---:|%n");
         for (int t : counts) {
-            try (Engine engine = loadEngine(t)) {
-                if (Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
-                    throw new IllegalArgumentException("-p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
-                }
-                if (prefillTokens > 0) {
-                    print(engine, t, Bench.prefill(engine.model(), prefillTokens, repetitions, warmups));
-                }
-                if (decodeTokens > 0) {
-                    print(engine, t, Bench.decode(engine.model(), decodeTokens, repetitions, warmups));
-                }
+            if (inProcess) {
+                runHere(t, warmupNanos);
+            } else {
+                runForked(t);
             }
         }
-        out().printf(Locale.ROOT, "kernels: %s, runs: %d measured after %d warm-up%n",
-                dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups);
+        out().printf(Locale.ROOT, "kernels: %s, runs: %d measured after >= %d warm-up runs and >= %.1f s per test%n",
+                dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups, warmupSeconds);
         return 0;
     }
 
+    /** Runs the tests for {@code t} threads in this JVM. */
+    private void runHere(int t, long warmupNanos) {
+        try (Engine engine = loadEngine(t)) {
+            if (Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
+                throw new IllegalArgumentException("-p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
+            }
+            if (prefillTokens > 0) {
+                print(engine, t, Bench.prefill(engine.model(), prefillTokens, repetitions, warmups, warmupNanos));
+            }
+            if (decodeTokens > 0) {
+                print(engine, t, Bench.decode(engine.model(), decodeTokens, repetitions, warmups, warmupNanos));
+            }
+        }
+    }
+
+    /**
+     * Runs the tests for {@code t} threads in a fresh JVM with this JVM's flags (as JMH forks): code the
+     * JIT compiled for another thread count (or another test order) must not colour the numbers.
+     */
+    private void runForked(int t) {
+        List<String> cmd = new ArrayList<>();
+        cmd.add(ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
+        cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+        cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), LockstepCli.class.getName(), "bench", "--in-process",
+                "--model", model.toString(), "-p", String.valueOf(prefillTokens), "-n", String.valueOf(decodeTokens),
+                "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
+                "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
+        try {
+            Process child = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+            try (var lines = child.inputReader(java.nio.charset.StandardCharsets.UTF_8).lines()) {
+                lines.filter(l -> l.startsWith("| ") && !l.startsWith("| model")).forEach(l -> {
+                    out().println(l);
+                    out().flush();
+                });
+            }
+            int code = child.waitFor();
+            if (code != 0) {
+                throw new LockstepException("bench for " + t + " threads failed in its child JVM (exit " + code
+                        + "); rerun with --in-process --threads " + t + " to see why");
+            }
+        } catch (java.io.IOException e) {
+            throw new LockstepException("cannot start a child JVM for the benchmark: " + e.getMessage(), e);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new LockstepException("interrupted while benchmarking");
+        }
+    }
+
     private void print(Engine engine, int threads, Bench.Result r) {
-        out().printf(Locale.ROOT, "| %s | %d | %s | %.1f | %.1f | %.1f |%n", engine.modelDir().getFileName(), threads, r.test(),
-                r.median(), r.min(), r.max());
+        out().printf(Locale.ROOT, "| %s | %d | %s | %.1f | %.1f | %.1f | %.0f |%n", engine.modelDir().getFileName(), threads, r.test(),
+                r.median(), r.min(), r.max(), r.allocatedBytesPerToken());
         out().flush();
     }
 }
