@@ -47,8 +47,18 @@ public interface Kernels {
      */
     void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n);
 
-    /** SwiGLU activation: {@code out[i] = silu(gate[i]) * up[i]}, {@code silu(g) = g / (1 + exp(-g))}. */
+    /**
+     * SwiGLU activation: {@code out[i] = (gate[i] / (1 + exp(-gate[i]))) * up[i]}, float32, with
+     * {@link Exp#exp}. Bit-identical across implementations.
+     */
     void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n);
+
+    /**
+     * Softmax in place over {@code x[off .. off+n)}: {@code m = max}, {@code e_i = Exp.exp(x_i - m)},
+     * {@code s = e_0 + e_1 + ...} summed in index order, {@code x_i = e_i * (1/s)}. Bit-identical across
+     * implementations.
+     */
+    void softmax(float[] x, int off, int n);
 
     /**
      * Attention scores against one KV block (layout in {@code KvBlockDescriptor}): for query head {@code h} in

@@ -304,13 +304,64 @@ public final class PanamaKernels implements Kernels {
         ScalarKernels.rmsScale(x, xOff, weight, eps, out, outOff, n, dot(x, xOff, x, xOff, n));
     }
 
-    /**
-     * Scalar on purpose: a vector {@code EXP} may round differently in the interpreter's fallback than in
-     * C2's intrinsic, which would break bitwise determinism; {@code Math.exp} uses one stub in both.
-     */
+    /** Vector form of {@link Exp#exp}: the same operations in the same order, lane by lane. */
+    static FloatVector expVector(FloatVector x) {
+        FloatVector xc = x.min(Exp.MAX_INPUT).max(Exp.MIN_INPUT);
+        FloatVector t = xc.fma(Exp.LOG2E, Exp.MAGIC);
+        FloatVector n = t.sub(Exp.MAGIC);
+        FloatVector r = n.fma(FloatVector.broadcast(F, -Exp.LN2_HI), xc);
+        r = n.fma(FloatVector.broadcast(F, -Exp.LN2_LO), r);
+        FloatVector p = FloatVector.broadcast(F, Exp.P0).fma(r, FloatVector.broadcast(F, Exp.P1));
+        p = p.fma(r, FloatVector.broadcast(F, Exp.P2));
+        p = p.fma(r, FloatVector.broadcast(F, Exp.P3));
+        p = p.fma(r, FloatVector.broadcast(F, Exp.P4));
+        p = p.fma(r, FloatVector.broadcast(F, Exp.P5));
+        FloatVector y = p.fma(r.mul(r), r).add(1f);
+        FloatVector scale = ((IntVector) t.reinterpretAsInts()).sub(Exp.MAGIC_BITS - 127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+        FloatVector e = y.mul(scale);
+        return e.blend(0f, x.lt(Exp.MIN_INPUT));
+    }
+
     @Override
     public void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
-        ScalarKernels.siluMulScalar(gate, gateOff, up, upOff, out, outOff, n);
+        int bound = F.loopBound(n);
+        for (int i = 0; i < bound; i += LANES) {
+            FloatVector g = FloatVector.fromArray(F, gate, gateOff + i);
+            g.div(expVector(g.neg()).add(1f)).mul(FloatVector.fromArray(F, up, upOff + i)).intoArray(out, outOff + i);
+        }
+        ScalarKernels.siluMulScalar(gate, gateOff + bound, up, upOff + bound, out, outOff + bound, n - bound);
+    }
+
+    @Override
+    public void softmax(float[] x, int off, int n) {
+        int bound = F.loopBound(n);
+        // max is exact in any order
+        FloatVector mv = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        for (int i = 0; i < bound; i += LANES) {
+            mv = mv.max(FloatVector.fromArray(F, x, off + i));
+        }
+        float max = mv.reduceLanes(VectorOperators.MAX);
+        for (int i = bound; i < n; i++) {
+            max = Math.max(max, x[off + i]);
+        }
+        for (int i = 0; i < bound; i += LANES) {
+            expVector(FloatVector.fromArray(F, x, off + i).sub(max)).intoArray(x, off + i);
+        }
+        for (int i = bound; i < n; i++) {
+            x[off + i] = Exp.exp(x[off + i] - max);
+        }
+        // the sum stays sequential: its order is part of the definition
+        float sum = 0f;
+        for (int i = 0; i < n; i++) {
+            sum += x[off + i];
+        }
+        float inv = 1.0f / sum;
+        for (int i = 0; i < bound; i += LANES) {
+            FloatVector.fromArray(F, x, off + i).mul(inv).intoArray(x, off + i);
+        }
+        for (int i = bound; i < n; i++) {
+            x[off + i] *= inv;
+        }
     }
 
     private static final int BLOCK = dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS;
@@ -351,24 +402,23 @@ public final class PanamaKernels implements Kernels {
     @Override
     public void attentionValues(float[] p, int pOff, int pStride, int nHeads, int nSlots, MemorySegment values,
                                 long valueOffsetBytes, long valueRowBytes, float[] out, int outOff, int headDim) {
+        // Slot outer, dimension inner: the inner offsets are a plain stride, so C2 hoists the segment bounds
+        // checks (with slots inner it checked every load: 15% of a 512-token prefill). Each out[d] still
+        // takes its fmas in slot order, the order Kernels defines.
         int bound = F.loopBound(headDim);
         for (int h = 0; h < nHeads; h++) {
             int o = outOff + h * headDim;
-            long headBase = valueOffsetBytes; // every query head of the group reads the same kv-head rows
-            for (int d = 0; d < bound; d += LANES) {
-                FloatVector acc = FloatVector.fromArray(F, out, o + d);
-                for (int s = 0; s < nSlots; s++) {
-                    FloatVector v = FloatVector.fromMemorySegment(F, values, headBase + s * valueRowBytes + 4L * d, NATIVE);
-                    acc = FloatVector.broadcast(F, p[pOff + h * pStride + s]).fma(v, acc);
+            for (int s = 0; s < nSlots; s++) {
+                long row = valueOffsetBytes + s * valueRowBytes; // every query head of the group reads the same kv-head rows
+                float weight = p[pOff + h * pStride + s];
+                FloatVector wv = FloatVector.broadcast(F, weight);
+                for (int d = 0; d < bound; d += LANES) {
+                    wv.fma(FloatVector.fromMemorySegment(F, values, row + 4L * d, NATIVE), FloatVector.fromArray(F, out, o + d))
+                            .intoArray(out, o + d);
                 }
-                acc.intoArray(out, o + d);
-            }
-            for (int d = bound; d < headDim; d++) {
-                float acc = out[o + d];
-                for (int s = 0; s < nSlots; s++) {
-                    acc = Math.fma(p[pOff + h * pStride + s], values.get(ScalarKernels.F32_NATIVE, headBase + s * valueRowBytes + 4L * d), acc);
+                for (int d = bound; d < headDim; d++) {
+                    out[o + d] = Math.fma(weight, values.get(ScalarKernels.F32_NATIVE, row + 4L * d), out[o + d]);
                 }
-                out[o + d] = acc;
             }
         }
     }

@@ -102,8 +102,13 @@ public final class ScalarKernels implements Kernels {
     static void siluMulScalar(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
         for (int i = 0; i < n; i++) {
             float g = gate[gateOff + i];
-            out[outOff + i] = (float) (g / (1.0 + Math.exp(-g))) * up[upOff + i];
+            out[outOff + i] = g / (1f + Exp.exp(-g)) * up[upOff + i];
         }
+    }
+
+    @Override
+    public void softmax(float[] x, int off, int n) {
+        Softmax.inPlace(x, off, n);
     }
 
     @Override

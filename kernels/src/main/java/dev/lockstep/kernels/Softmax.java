@@ -1,6 +1,9 @@
 package dev.lockstep.kernels;
 
-/** Numerically stable softmax in float32, sums left to right (fixed order, so deterministic). */
+/**
+ * The scalar definition of {@link Kernels#softmax}: numerically stable, float32, {@link Exp#exp}, the sum
+ * taken left to right (fixed order, so deterministic).
+ */
 public final class Softmax {
     private Softmax() {
     }
@@ -13,7 +16,7 @@ public final class Softmax {
         }
         float sum = 0f;
         for (int i = 0; i < n; i++) {
-            float e = (float) Math.exp(x[off + i] - max);
+            float e = Exp.exp(x[off + i] - max);
             x[off + i] = e;
             sum += e;
         }

@@ -1,10 +1,10 @@
 package dev.lockstep.verify;
 
+import dev.lockstep.kernels.Exp;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.PanamaKernels;
 import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.ScalarKernels;
-import dev.lockstep.kernels.Softmax;
 import dev.lockstep.kernels.WeightFormat;
 import dev.lockstep.kernels.WeightLayout;
 import dev.lockstep.kernels.WeightMatrix;
@@ -166,9 +166,39 @@ class KernelMatrixTest {
         SIMD.siluMul(a, 5, b, 3, g2, 1, n);
         for (int i = 0; i < n; i++) {
             float g = a[5 + i];
-            float expected = (float) (g / (1 + Math.exp(-g))) * b[3 + i];
+            float expected = g / (1f + Exp.exp(-g)) * b[3 + i];
             assertEquals(expected, g1[1 + i], "scalar siluMul formula at " + i);
             assertEquals(expected, g2[1 + i], "simd siluMul at " + i);
+            double exact = g / (1 + Math.exp(-g)) * b[3 + i];
+            assertEquals(exact, expected, 1e-6 * Math.abs(exact) + 1e-30, "siluMul close to the exact value at " + i);
+        }
+        float[] s1 = random(n + 2, n + 9), s2 = s1.clone();
+        for (int i = 0; i < n + 2; i++) {
+            s1[i] *= 30f;
+            s2[i] = s1[i];
+        }
+        SCALAR.softmax(s1, 2, n);
+        SIMD.softmax(s2, 2, n);
+        assertArrayEquals(s1, s2, "softmax is bit-identical");
+    }
+
+    @ParameterizedTest
+    @ValueSource(floats = {-200f, -87.5f, -87f, -50.25f, -10f, -1f, -1e-3f, -0f, 0f, 1e-7f, 0.3465f, 0.5f, 1f, 2f, 10f, 44.4f, 87.9f, 88f, 100f})
+    void expIsAccurateAndIdenticalInVectorForm(float x) {
+        float[] in = new float[64];
+        java.util.Arrays.fill(in, x);
+        float[] out = in.clone();
+        // softmax of a constant row is 1/n in every lane; the vector and scalar exp must agree exactly
+        SIMD.softmax(out, 0, 64);
+        for (float v : out) {
+            assertEquals(1f / 64, v, 1e-9f);
+        }
+        double exact = Math.exp(Math.max(Math.min(x, 88f), -87f));
+        float ours = Exp.exp(x);
+        if (x < -87f) {
+            assertEquals(0f, ours, "below the range exp is 0");
+        } else {
+            assertEquals(exact, ours, 2 * Math.ulp((float) exact), "exp(" + x + ") within 2 ulp");
         }
     }
 
@@ -177,7 +207,7 @@ class KernelMatrixTest {
     void softmaxSumsToOneAndPreservesOrder(int n) {
         float[] x = random(n + 2, n);
         float[] p = x.clone();
-        Softmax.inPlace(p, 2, n);
+        SIMD.softmax(p, 2, n);
         double sum = 0;
         for (int i = 0; i < n; i++) {
             sum += p[2 + i];

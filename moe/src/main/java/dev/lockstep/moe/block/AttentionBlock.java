@@ -2,7 +2,6 @@ package dev.lockstep.moe.block;
 
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.Rope;
-import dev.lockstep.kernels.Softmax;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.KvBlockDescriptor;
 import dev.lockstep.moe.kv.KvCache;
@@ -150,7 +149,7 @@ public final class AttentionBlock {
                     for (int j = 0; j < len; j++) {
                         scores[o + j] *= scale;
                     }
-                    Softmax.inPlace(scores, o, len);
+                    kn.softmax(scores, o, len);
                 }
                 java.util.Arrays.fill(s.context, qOff, qOff + group * headDim, 0f);
                 for (int b = 0; b < blocks; b++) {

@@ -1,7 +1,6 @@
 package dev.lockstep.moe.block;
 
 import dev.lockstep.kernels.Kernels;
-import dev.lockstep.kernels.Softmax;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.moe.ForwardObserver;
 
@@ -89,7 +88,7 @@ public final class SparseMoeBlock {
         c.matmul(router, x, n, s.logits);
         for (int t = 0; t < n; t++) {
             System.arraycopy(s.logits, t * nExperts, s.probs, 0, nExperts);
-            Softmax.inPlace(s.probs, 0, nExperts);
+            kn.softmax(s.probs, 0, nExperts);
             selectTopK(s.probs, s.topIdx, s.topW, t * topK);
         }
         observer.onRouter(layer, s.logits, s.topIdx, n, nExperts, topK);
