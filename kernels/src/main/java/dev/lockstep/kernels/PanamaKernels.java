@@ -402,24 +402,45 @@ public final class PanamaKernels implements Kernels {
     @Override
     public void attentionValues(float[] p, int pOff, int pStride, int nHeads, int nSlots, MemorySegment values,
                                 long valueOffsetBytes, long valueRowBytes, float[] out, int outOff, int headDim) {
-        // Slot outer, dimension inner: the inner offsets are a plain stride, so C2 hoists the segment bounds
-        // checks (with slots inner it checked every load: 15% of a 512-token prefill). Each out[d] still
-        // takes its fmas in slot order, the order Kernels defines.
-        int bound = F.loopBound(headDim);
+        // Four output vectors stay in registers across all slots (one load and one store per block, not per
+        // slot); each out[d] still takes its fmas in slot order, the order Kernels defines. Every query head
+        // of the group reads the same kv-head rows.
+        int quad = 4 * LANES;
+        int quadBound = headDim - headDim % quad;
         for (int h = 0; h < nHeads; h++) {
             int o = outOff + h * headDim;
-            for (int s = 0; s < nSlots; s++) {
-                long row = valueOffsetBytes + s * valueRowBytes; // every query head of the group reads the same kv-head rows
-                float weight = p[pOff + h * pStride + s];
-                FloatVector wv = FloatVector.broadcast(F, weight);
-                for (int d = 0; d < bound; d += LANES) {
-                    wv.fma(FloatVector.fromMemorySegment(F, values, row + 4L * d, NATIVE), FloatVector.fromArray(F, out, o + d))
-                            .intoArray(out, o + d);
+            int pBase = pOff + h * pStride;
+            for (int d = 0; d < quadBound; d += quad) {
+                valuesFourVectors(p, pBase, nSlots, values, valueOffsetBytes + 4L * d, valueRowBytes, out, o + d);
+            }
+            for (int d = quadBound; d < headDim; d++) {
+                float acc = out[o + d];
+                for (int s = 0; s < nSlots; s++) {
+                    acc = Math.fma(p[pBase + s], values.get(ScalarKernels.F32_NATIVE, valueOffsetBytes + s * valueRowBytes + 4L * d), acc);
                 }
-                for (int d = bound; d < headDim; d++) {
-                    out[o + d] = Math.fma(weight, values.get(ScalarKernels.F32_NATIVE, row + 4L * d), out[o + d]);
-                }
+                out[o + d] = acc;
             }
         }
+    }
+
+    private static void valuesFourVectors(float[] p, int pBase, int nSlots, MemorySegment values, long base, long rowBytes,
+                                          float[] out, int o) {
+        FloatVector a0 = FloatVector.fromArray(F, out, o);
+        FloatVector a1 = FloatVector.fromArray(F, out, o + LANES);
+        FloatVector a2 = FloatVector.fromArray(F, out, o + 2 * LANES);
+        FloatVector a3 = FloatVector.fromArray(F, out, o + 3 * LANES);
+        long l1 = 4L * LANES, l2 = 2 * l1, l3 = 3 * l1;
+        for (int s = 0; s < nSlots; s++) {
+            long row = base + s * rowBytes;
+            FloatVector w = FloatVector.broadcast(F, p[pBase + s]);
+            a0 = w.fma(FloatVector.fromMemorySegment(F, values, row, NATIVE), a0);
+            a1 = w.fma(FloatVector.fromMemorySegment(F, values, row + l1, NATIVE), a1);
+            a2 = w.fma(FloatVector.fromMemorySegment(F, values, row + l2, NATIVE), a2);
+            a3 = w.fma(FloatVector.fromMemorySegment(F, values, row + l3, NATIVE), a3);
+        }
+        a0.intoArray(out, o);
+        a1.intoArray(out, o + LANES);
+        a2.intoArray(out, o + 2 * LANES);
+        a3.intoArray(out, o + 3 * LANES);
     }
 }
