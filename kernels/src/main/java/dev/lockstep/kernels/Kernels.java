@@ -32,12 +32,6 @@ public interface Kernels {
     /** {@code sum_i a[aOff+i] * b[bOff+i]}. */
     float dot(float[] a, int aOff, float[] b, int bOff, int n);
 
-    /** {@code sum_i a[aOff+i] * b_f32[bOffBytes/4 + i]}; b is native-order float32 off-heap (KV pages). */
-    float dot(float[] a, int aOff, MemorySegment b, long bOffBytes, int n);
-
-    /** {@code y[yOff+i] += alpha * x_f32[xOffBytes/4 + i]}; x is native-order float32 off-heap (KV pages). */
-    void axpy(float alpha, MemorySegment x, long xOffBytes, float[] y, int yOff, int n);
-
     /** {@code y[yOff+i] += alpha * x[xOff+i]}. */
     void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n);
 

@@ -260,34 +260,6 @@ public final class PanamaKernels implements Kernels {
     }
 
     @Override
-    public float dot(float[] a, int aOff, MemorySegment b, long bOffBytes, int n) {
-        int bound = F.loopBound(n);
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < bound; i += LANES) {
-            acc = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromMemorySegment(F, b, bOffBytes + 4L * i, NATIVE), acc);
-        }
-        float sum = sumLanes(acc);
-        for (int i = bound; i < n; i++) {
-            sum += a[aOff + i] * b.get(ScalarKernels.F32_NATIVE, bOffBytes + 4L * i);
-        }
-        return sum;
-    }
-
-    @Override
-    public void axpy(float alpha, MemorySegment x, long xOffBytes, float[] y, int yOff, int n) {
-        int bound = F.loopBound(n);
-        FloatVector av = FloatVector.broadcast(F, alpha);
-        for (int i = 0; i < bound; i += LANES) {
-            // mul then add (not fma) so each element rounds exactly as the scalar reference does.
-            FloatVector.fromMemorySegment(F, x, xOffBytes + 4L * i, NATIVE).mul(av)
-                    .add(FloatVector.fromArray(F, y, yOff + i)).intoArray(y, yOff + i);
-        }
-        for (int i = bound; i < n; i++) {
-            y[yOff + i] += alpha * x.get(ScalarKernels.F32_NATIVE, xOffBytes + 4L * i);
-        }
-    }
-
-    @Override
     public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
         int bound = F.loopBound(n);
         FloatVector av = FloatVector.broadcast(F, alpha);

@@ -57,22 +57,6 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
-    public float dot(float[] a, int aOff, MemorySegment b, long bOffBytes, int n) {
-        float sum = 0f;
-        for (int i = 0; i < n; i++) {
-            sum += a[aOff + i] * b.getAtIndex(F32_NATIVE, (bOffBytes >> 2) + i);
-        }
-        return sum;
-    }
-
-    @Override
-    public void axpy(float alpha, MemorySegment x, long xOffBytes, float[] y, int yOff, int n) {
-        for (int i = 0; i < n; i++) {
-            y[yOff + i] += alpha * x.getAtIndex(F32_NATIVE, (xOffBytes >> 2) + i);
-        }
-    }
-
-    @Override
     public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
         for (int i = 0; i < n; i++) {
             y[yOff + i] += alpha * x[xOff + i];

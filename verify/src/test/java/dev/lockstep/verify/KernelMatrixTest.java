@@ -132,26 +132,11 @@ class KernelMatrixTest {
             scale += Math.abs(a[5 + i] * b[3 + i]);
         }
         assertClose(SCALAR.dot(a, 5, b, 3, n), SIMD.dot(a, 5, b, 3, n), scale, "dot");
-        try (Arena arena = Arena.ofConfined()) {
-            MemorySegment seg = arena.allocate(4L * (n + 1), 64);
-            MemorySegment.copy(b, 0, seg, ValueLayout.JAVA_FLOAT, 4, n);
-            double segScale = 0;
-            for (int i = 0; i < n; i++) {
-                segScale += Math.abs(a[5 + i] * b[i]);
-            }
-            assertClose(SCALAR.dot(a, 5, seg, 4, n), SIMD.dot(a, 5, seg, 4, n), segScale, "dot(segment)");
-            float[] y1 = random(n + 2, 5), y2 = y1.clone();
-            SCALAR.axpy(0.37f, seg, 4, y1, 2, n);
-            SIMD.axpy(0.37f, seg, 4, y2, 2, n);
-            for (int i = 0; i < n + 2; i++) {
-                assertEquals(y1[i], y2[i], "axpy(segment) is elementwise and must match exactly at " + i);
-            }
-            float[] z1 = random(n + 1, 6), z2 = z1.clone();
-            SCALAR.axpy(-1.5f, a, 5, z1, 1, n);
-            SIMD.axpy(-1.5f, a, 5, z2, 1, n);
-            for (int i = 0; i < n + 1; i++) {
-                assertEquals(z1[i], z2[i], "axpy is elementwise and must match exactly at " + i);
-            }
+        float[] z1 = random(n + 1, 6), z2 = z1.clone();
+        SCALAR.axpy(-1.5f, a, 5, z1, 1, n);
+        SIMD.axpy(-1.5f, a, 5, z2, 1, n);
+        for (int i = 0; i < n + 1; i++) {
+            assertEquals(z1[i], z2[i], "axpy is elementwise and must match exactly at " + i);
         }
         float[] weight = random(n, 11);
         float[] o1 = new float[n + 4], o2 = new float[n + 4];
