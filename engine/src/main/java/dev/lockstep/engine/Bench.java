@@ -56,67 +56,49 @@ public final class Bench {
         int[] ids = randomTokens(model.vocabSize(), tokens, 1);
         float[] logits = new float[model.vocabSize()];
         ForwardState state = model.newState(tokens);
-        double[] tps = new double[repetitions];
-        int warmed = 0;
-        long allocatedBefore = -1;
         try (KvCache cache = model.newKvCache(tokens)) {
-            long warmupStart = System.nanoTime();
-            for (int r = -1; r < repetitions; r++) {
+            return measure("pp" + tokens, tokens, repetitions, warmups, warmupNanos, () -> {
                 cache.truncate(0);
-                long t0 = System.nanoTime();
                 model.forward(ids, 0, tokens, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                long dt = System.nanoTime() - t0;
-                if (r >= 0) {
-                    tps[r] = tokens * 1e9 / dt;
-                } else if (stillWarming(warmupStart, ++warmed, warmups, warmupNanos)) {
-                    r--;
-                } else {
-                    allocatedBefore = allocatedBytes();
-                }
-            }
+            });
         }
-        return new Result("pp" + tokens, tokens, tps, perToken(allocatedBefore, (long) tokens * repetitions));
     }
 
     public static Result decode(CausalLm model, int tokens, int repetitions, int warmups, long warmupNanos) {
         int vocab = model.vocabSize();
         float[] logits = new float[vocab];
         int[] one = new int[1];
+        int first = randomTokens(vocab, 1, 2)[0];
         ForwardState state = model.newState(1);
-        double[] tps = new double[repetitions];
-        int warmed = 0;
-        long allocatedBefore = -1;
         try (KvCache cache = model.newKvCache(tokens)) {
-            long warmupStart = System.nanoTime();
-            for (int r = -1; r < repetitions; r++) {
+            return measure("tg" + tokens, tokens, repetitions, warmups, warmupNanos, () -> {
                 cache.truncate(0);
-                one[0] = randomTokens(vocab, 1, 2)[0];
-                long t0 = System.nanoTime();
+                one[0] = first;
                 for (int i = 0; i < tokens; i++) {
                     model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
                     one[0] = Sampler.argmax(logits, 0, vocab);
                 }
-                long dt = System.nanoTime() - t0;
-                if (r >= 0) {
-                    tps[r] = tokens * 1e9 / dt;
-                } else if (stillWarming(warmupStart, ++warmed, warmups, warmupNanos)) {
-                    r--;
-                } else {
-                    allocatedBefore = allocatedBytes();
-                }
-            }
+            });
         }
-        return new Result("tg" + tokens, tokens, tps, perToken(allocatedBefore, (long) tokens * repetitions));
     }
 
-    private static double perToken(long before, long tokens) {
-        long after = allocatedBytes();
-        return before < 0 || after < 0 ? Double.NaN : (double) (after - before) / tokens;
-    }
-
-    /** Warm-up goes on until both the run count and the time budget are reached. */
-    private static boolean stillWarming(long startNanos, int runs, int minRuns, long minNanos) {
-        return runs < minRuns || System.nanoTime() - startNanos < minNanos;
+    /** Warms {@code run} up, then times {@code repetitions} runs of {@code tokens} tokens each. */
+    private static Result measure(String test, int tokens, int repetitions, int warmups, long warmupNanos, Runnable run) {
+        long warmupStart = System.nanoTime();
+        for (int warmed = 0; warmed < warmups || System.nanoTime() - warmupStart < warmupNanos; warmed++) {
+            run.run();
+        }
+        double[] tps = new double[repetitions];
+        long allocatedBefore = allocatedBytes();
+        for (int r = 0; r < repetitions; r++) {
+            long t0 = System.nanoTime();
+            run.run();
+            tps[r] = tokens * 1e9 / (System.nanoTime() - t0);
+        }
+        long allocatedAfter = allocatedBytes();
+        double perToken = allocatedBefore < 0 || allocatedAfter < 0 ? Double.NaN
+                : (double) (allocatedAfter - allocatedBefore) / ((long) tokens * repetitions);
+        return new Result(test, tokens, tps, perToken);
     }
 
     static int[] randomTokens(int vocab, int n, long seed) {

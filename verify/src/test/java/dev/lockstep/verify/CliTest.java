@@ -87,4 +87,15 @@ class CliTest {
         assertTrue(r.out().contains("model.layers.5.mlp.experts.15.down_proj.weight"), r.out());
         assertTrue(r.out().contains("BF16"), r.out());
     }
+
+    @Test
+    void benchPrintsOneRowPerTest() {
+        Run r = run("bench", "--in-process", "--model", Golden.bundledModel().toString(), "-p", "16", "-n", "4", "-r", "2",
+                "--warmup-seconds", "0", "--threads", "1");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().matches("(?s).*\\| kjv-qwen3moe \\| 1 \\| pp16 \\| [0-9.]+ \\| [0-9.]+ \\| [0-9.]+ \\| [0-9]+ \\|.*"), r.out());
+        assertTrue(r.out().matches("(?s).*\\| kjv-qwen3moe \\| 1 \\| tg4 \\| .*"), r.out());
+        Run bad = run("bench", "--in-process", "--model", Golden.bundledModel().toString(), "-r", "0");
+        assertEquals(LockstepCli.EXIT_USER_ERROR, bad.code(), bad.err());
+    }
 }
