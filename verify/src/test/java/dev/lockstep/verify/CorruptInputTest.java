@@ -249,6 +249,15 @@ class CorruptInputTest {
     }
 
     @Test
+    void missingOrCorruptTokenizer() throws IOException {
+        Path dir = copyModel();
+        Files.delete(dir.resolve("tokenizer.json"));
+        assertOneLineError(new String[]{"generate", "--model", dir.toString(), "--prompt", "In the", "-n", "2"}, "tokenizer.json: no such file");
+        Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": {\"type\": \"nonsense\"");
+        assertOneLineError(new String[]{"generate", "--model", dir.toString(), "--prompt", "In the", "-n", "2"}, "cannot load tokenizer");
+    }
+
+    @Test
     void errorsAreLockstepExceptions() {
         assertTrue(LockstepException.class.isAssignableFrom(CheckpointException.class));
         assertTrue(LockstepException.class.isAssignableFrom(ConfigException.class));
