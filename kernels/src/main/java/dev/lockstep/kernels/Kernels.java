@@ -10,8 +10,9 @@ import java.lang.foreign.MemorySegment;
  * <p>Determinism: every output element is computed by one fixed sequence of operations that depends only
  * on the operand lengths, never on how many rows or tokens a call covers, nor on which thread runs it.
  * So a row computed during batched prefill is bit-identical to the same row computed during decode.
- * {@link #matmul} goes further: its order is fixed by its definition (a sequential fused multiply-add
- * chain), so every implementation and every vector width gives the same bits.
+ * Every operation here goes further: its order is fixed by its definition (sequential fused multiply-add
+ * chains, elementwise operations, {@link Exp}), so every implementation and every vector width gives the
+ * same bits, and so does a whole forward pass.
  */
 public interface Kernels {
     String name();
@@ -29,15 +30,13 @@ public interface Kernels {
     void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                 float[] out, int outOff, int outStride, int rowStart, int rowEnd);
 
-    /** {@code sum_i a[aOff+i] * b[bOff+i]}. */
-    float dot(float[] a, int aOff, float[] b, int bOff, int n);
-
     /** {@code y[yOff+i] += alpha * x[xOff+i]}. */
     void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n);
 
     /**
-     * RMSNorm as HF computes it in float32: {@code out = weight * (x / sqrt(mean(x^2) + eps))}.
-     * {@code out} may alias {@code x}.
+     * RMSNorm as HF computes it in float32: {@code out = weight * (x * inv)}, {@code inv = 1 / sqrt(s/n + eps)}
+     * with {@code s} the sum of squares as a sequential fma chain. {@code out} may alias {@code x}.
+     * Bit-identical across implementations.
      */
     void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n);
 

@@ -18,10 +18,10 @@ import java.nio.ByteOrder;
  * reduction, bit-identical to {@link ScalarKernels} and to any other vector width. Tiling 4 tiles or 4
  * tokens at a time only shares loads.
  *
- * <p>The other reductions (dot products) never use {@code reduceLanes(ADD)}: its lane order is unspecified
- * and differs between the interpreter's fallback and C2's intrinsic, which would make a token's logits
- * depend on JIT timing. They keep one accumulator, reduce it with a fixed halving tree ({@link #sumLanes}),
- * then add the scalar tail in order.
+ * <p>There are no horizontal sums anywhere: {@code reduceLanes(ADD)}'s lane order is unspecified and
+ * differs between the interpreter's fallback and C2's intrinsic, which would make a token's logits depend
+ * on JIT timing. The remaining sequential sums (RMSNorm's sum of squares, softmax's denominator) are
+ * shared scalar code, so every kernel here is bit-identical to {@link ScalarKernels}.
  */
 public final class PanamaKernels implements Kernels {
     static final VectorSpecies<Float> F;
@@ -42,14 +42,6 @@ public final class PanamaKernels implements Kernels {
     @Override
     public String name() {
         return "panama-" + F.vectorBitSize();
-    }
-
-    /** Fixed pairwise reduction: (lanes 0..L/2) + (L/2..L), halving until one lane is left. */
-    static float sumLanes(FloatVector v) {
-        for (int half = LANES / 2; half >= 1; half >>= 1) {
-            v = v.add(v.slice(half));
-        }
-        return v.lane(0);
     }
 
     @Override
@@ -246,20 +238,6 @@ public final class PanamaKernels implements Kernels {
     }
 
     @Override
-    public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        int bound = F.loopBound(n);
-        FloatVector acc = FloatVector.zero(F);
-        for (int i = 0; i < bound; i += LANES) {
-            acc = FloatVector.fromArray(F, a, aOff + i).fma(FloatVector.fromArray(F, b, bOff + i), acc);
-        }
-        float sum = sumLanes(acc);
-        for (int i = bound; i < n; i++) {
-            sum += a[aOff + i] * b[bOff + i];
-        }
-        return sum;
-    }
-
-    @Override
     public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
         int bound = F.loopBound(n);
         FloatVector av = FloatVector.broadcast(F, alpha);
@@ -273,7 +251,15 @@ public final class PanamaKernels implements Kernels {
 
     @Override
     public void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n) {
-        ScalarKernels.rmsScale(x, xOff, weight, eps, out, outOff, n, dot(x, xOff, x, xOff, n));
+        float inv = ScalarKernels.rmsInverse(x, xOff, eps, n);
+        FloatVector iv = FloatVector.broadcast(F, inv);
+        int bound = F.loopBound(n);
+        for (int i = 0; i < bound; i += LANES) {
+            FloatVector.fromArray(F, weight, i).mul(FloatVector.fromArray(F, x, xOff + i).mul(iv)).intoArray(out, outOff + i);
+        }
+        for (int i = bound; i < n; i++) {
+            out[outOff + i] = weight[i] * (x[xOff + i] * inv);
+        }
     }
 
     /** Vector form of {@link Exp#exp}: the same operations in the same order, lane by lane. */

@@ -48,15 +48,6 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
-    public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        float sum = 0f;
-        for (int i = 0; i < n; i++) {
-            sum += a[aOff + i] * b[bOff + i];
-        }
-        return sum;
-    }
-
-    @Override
     public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
         for (int i = 0; i < n; i++) {
             y[yOff + i] += alpha * x[xOff + i];
@@ -65,17 +56,23 @@ public final class ScalarKernels implements Kernels {
 
     @Override
     public void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n) {
-        float sumSquares = dot(x, xOff, x, xOff, n);
-        rmsScale(x, xOff, weight, eps, out, outOff, n, sumSquares);
-    }
-
-    /** The part of RMSNorm after the reduction; shared so both kernels scale identically. */
-    static void rmsScale(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n, float sumSquares) {
-        float mean = sumSquares / n;
-        float inv = (float) (1.0 / Math.sqrt(mean + eps));
+        float inv = rmsInverse(x, xOff, eps, n);
         for (int i = 0; i < n; i++) {
             out[outOff + i] = weight[i] * (x[xOff + i] * inv);
         }
+    }
+
+    /**
+     * {@code 1 / sqrt(mean(x^2) + eps)}, the sum of squares as a sequential fma chain. Shared by both kernel
+     * sets so RMSNorm is bit-identical everywhere; {@code n} is a hidden size or a head size, so the serial
+     * chain costs a few microseconds per token.
+     */
+    static float rmsInverse(float[] x, int xOff, float eps, int n) {
+        float sumSquares = 0f;
+        for (int i = 0; i < n; i++) {
+            sumSquares = Math.fma(x[xOff + i], x[xOff + i], sumSquares);
+        }
+        return (float) (1.0 / Math.sqrt(sumSquares / n + eps));
     }
 
     @Override
