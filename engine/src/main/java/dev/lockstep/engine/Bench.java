@@ -6,16 +6,18 @@ import dev.lockstep.moe.ForwardState;
 import dev.lockstep.moe.LogitsMode;
 import dev.lockstep.moe.kv.KvCache;
 
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.List;
 import java.util.SplittableRandom;
 
 /**
  * llama-bench style throughput tests on one model: {@code pp N} prefills N tokens as one block from an
  * empty context; {@code tg N} decodes N tokens one at a time from an empty context (greedy, each output fed
- * back). Token ids are drawn from a seeded generator. Each test first runs unmeasured for at least
- * {@code warmups} runs and {@code warmupNanos} (the JIT needs a few thousand decode steps before the Vector
- * API kernels reach their final compiled form; one llama-bench-style warm-up run is far too short), then
- * {@code repetitions} times; results report median, min and max tokens per second.
+ * back). Token ids are drawn from a seeded generator. The tests first run unmeasured for at least
+ * {@code warmups} runs each and {@code warmupNanos} (the JIT needs a few thousand decode steps before the
+ * Vector API kernels reach their final compiled form; one llama-bench-style warm-up run is far too short),
+ * then {@code repetitions} times each; results report median, min and max tokens per second.
  */
 public final class Bench {
     /**
@@ -52,53 +54,69 @@ public final class Bench {
                 ? THREADS.getTotalThreadAllocatedBytes() : -1;
     }
 
-    public static Result prefill(CausalLm model, int tokens, int repetitions, int warmups, long warmupNanos) {
-        int[] ids = randomTokens(model.vocabSize(), tokens, 1);
-        float[] logits = new float[model.vocabSize()];
-        ForwardState state = model.newState(tokens);
-        try (KvCache cache = model.newKvCache(tokens)) {
-            return measure("pp" + tokens, tokens, repetitions, warmups, warmupNanos, () -> {
-                cache.truncate(0);
-                model.forward(ids, 0, tokens, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-            });
-        }
+    /** One benchmark: {@code tokens} tokens per run of {@code body}. */
+    private record Test(String name, int tokens, Runnable body) {
     }
 
-    public static Result decode(CausalLm model, int tokens, int repetitions, int warmups, long warmupNanos) {
+    /**
+     * Runs {@code pp prefillTokens} and {@code tg decodeTokens} (either may be 0 to skip). The warm-up
+     * alternates between the tests until each has run {@code warmups} times and {@code warmupNanos} have
+     * passed, so every kernel path either test takes is compiled before anything is measured (a prefill-only
+     * process would otherwise time the single-token matvec, which its last-token lm_head uses, interpreted).
+     */
+    public static List<Result> run(CausalLm model, int prefillTokens, int decodeTokens, int repetitions, int warmups,
+                                   long warmupNanos) {
         int vocab = model.vocabSize();
         float[] logits = new float[vocab];
-        int[] one = new int[1];
-        int first = randomTokens(vocab, 1, 2)[0];
-        ForwardState state = model.newState(1);
-        try (KvCache cache = model.newKvCache(tokens)) {
-            return measure("tg" + tokens, tokens, repetitions, warmups, warmupNanos, () -> {
-                cache.truncate(0);
-                one[0] = first;
-                for (int i = 0; i < tokens; i++) {
-                    model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                    one[0] = Sampler.argmax(logits, 0, vocab);
-                }
-            });
+        List<Test> tests = new ArrayList<>();
+        try (KvCache prefillCache = model.newKvCache(Math.max(1, prefillTokens));
+             KvCache decodeCache = model.newKvCache(Math.max(1, decodeTokens))) {
+            if (prefillTokens > 0) {
+                int[] ids = randomTokens(vocab, prefillTokens, 1);
+                ForwardState state = model.newState(prefillTokens);
+                tests.add(new Test("pp" + prefillTokens, prefillTokens, () -> {
+                    prefillCache.truncate(0);
+                    model.forward(ids, 0, prefillTokens, prefillCache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                }));
+            }
+            if (decodeTokens > 0) {
+                int[] one = new int[1];
+                int first = randomTokens(vocab, 1, 2)[0];
+                ForwardState state = model.newState(1);
+                tests.add(new Test("tg" + decodeTokens, decodeTokens, () -> {
+                    decodeCache.truncate(0);
+                    one[0] = first;
+                    for (int i = 0; i < decodeTokens; i++) {
+                        model.forward(one, 0, 1, decodeCache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                        one[0] = Sampler.argmax(logits, 0, vocab);
+                    }
+                }));
+            }
+            long warmupStart = System.nanoTime();
+            for (int warmed = 0; warmed < warmups || System.nanoTime() - warmupStart < warmupNanos; warmed++) {
+                tests.forEach(t -> t.body().run());
+            }
+            List<Result> results = new ArrayList<>();
+            for (Test t : tests) {
+                results.add(measure(t, repetitions));
+            }
+            return results;
         }
     }
 
-    /** Warms {@code run} up, then times {@code repetitions} runs of {@code tokens} tokens each. */
-    private static Result measure(String test, int tokens, int repetitions, int warmups, long warmupNanos, Runnable run) {
-        long warmupStart = System.nanoTime();
-        for (int warmed = 0; warmed < warmups || System.nanoTime() - warmupStart < warmupNanos; warmed++) {
-            run.run();
-        }
+    /** Times {@code repetitions} runs of an already warmed-up test. */
+    private static Result measure(Test test, int repetitions) {
         double[] tps = new double[repetitions];
         long allocatedBefore = allocatedBytes();
         for (int r = 0; r < repetitions; r++) {
             long t0 = System.nanoTime();
-            run.run();
-            tps[r] = tokens * 1e9 / (System.nanoTime() - t0);
+            test.body().run();
+            tps[r] = test.tokens() * 1e9 / (System.nanoTime() - t0);
         }
         long allocatedAfter = allocatedBytes();
         double perToken = allocatedBefore < 0 || allocatedAfter < 0 ? Double.NaN
-                : (double) (allocatedAfter - allocatedBefore) / ((long) tokens * repetitions);
-        return new Result(test, tokens, tps, perToken);
+                : (double) (allocatedAfter - allocatedBefore) / ((long) test.tokens() * repetitions);
+        return new Result(test.name(), test.tokens(), tps, perToken);
     }
 
     static int[] randomTokens(int vocab, int n, long seed) {

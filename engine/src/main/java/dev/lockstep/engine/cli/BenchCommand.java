@@ -15,7 +15,8 @@ import java.util.concurrent.Callable;
 
 @Command(name = "bench", description = {
         "llama-bench style throughput: pp N = prefill N tokens as one block, tg N = decode N tokens one by one,",
-        "both from an empty context; warm-up (runs and seconds), then -r measured runs; median (min..max) tok/s.",
+        "both from an empty context; warm-up (the tests alternating, runs and seconds), then -r measured runs each;",
+        "median (min..max) tok/s and heap bytes allocated per token.",
         "Each thread count runs in a fresh JVM (like JMH forks) unless --in-process."})
 final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")
@@ -30,8 +31,8 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--warmup", paramLabel = "W", defaultValue = "1", description = "Unmeasured runs first, at least (default ${DEFAULT-VALUE}).")
     int warmups;
 
-    @Option(names = "--warmup-seconds", paramLabel = "S", defaultValue = "5",
-            description = "...and for at least S seconds per test: the JIT needs thousands of steps to settle (default ${DEFAULT-VALUE}).")
+    @Option(names = "--warmup-seconds", paramLabel = "S", defaultValue = "8",
+            description = "...and for at least S seconds, the tests alternating: the JIT needs thousands of steps to settle (default ${DEFAULT-VALUE}).")
     double warmupSeconds;
 
     @Option(names = "--threads", paramLabel = "N,N", split = ",", description = "Thread counts to test (default: 1 and available processors).")
@@ -56,7 +57,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                 runForked(t);
             }
         }
-        out().printf(Locale.ROOT, "kernels: %s, runs: %d measured after >= %d warm-up runs and >= %.1f s per test%n",
+        out().printf(Locale.ROOT, "kernels: %s, runs: %d measured per test after >= %d warm-up runs each and >= %.1f s of alternating warm-up%n",
                 dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups, warmupSeconds);
         return 0;
     }
@@ -67,11 +68,8 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             if (Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
                 throw new IllegalArgumentException("-p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
-            if (prefillTokens > 0) {
-                print(engine, t, Bench.prefill(engine.model(), prefillTokens, repetitions, warmups, warmupNanos));
-            }
-            if (decodeTokens > 0) {
-                print(engine, t, Bench.decode(engine.model(), decodeTokens, repetitions, warmups, warmupNanos));
+            for (Bench.Result r : Bench.run(engine.model(), prefillTokens, decodeTokens, repetitions, warmups, warmupNanos)) {
+                print(engine, t, r);
             }
         }
     }
