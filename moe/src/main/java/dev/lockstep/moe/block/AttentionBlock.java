@@ -3,6 +3,7 @@ package dev.lockstep.moe.block;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.WeightMatrix;
+import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.KvBlockDescriptor;
 import dev.lockstep.moe.kv.KvCache;
 
@@ -47,6 +48,7 @@ public final class AttentionBlock {
     public static final class Scratch {
         float[] q = new float[0], k = new float[0], v = new float[0], context = new float[0];
         float[][] scores = new float[0][];
+        final Call call = new Call();
 
         public void ensure(int nTokens, int qDim, int kvDim, int threads, int group, int positions) {
             positions = group * KvBlockDescriptor.blocksFor(positions) * KvBlockDescriptor.BLOCK_TOKENS;
@@ -84,82 +86,149 @@ public final class AttentionBlock {
     public void forward(Compute c, int layer, float[] x, int n, int start, KvCache cache, Scratch s, float[] out) {
         int qDim = qDim(), kvDim = kvDim();
         s.ensure(n, qDim, kvDim, c.pool().threads(), nHeads / nKvHeads, start + n);
-        Kernels kn = c.kernels();
         // qkv
         c.matmul3(x, n, wq, s.q, wk, s.k, wv, s.v);
+        Call call = s.call.set(this, c.kernels(), layer, n, start, cache, s);
         // q/k norm (per head) and RoPE, token by token
-        c.pool().forRange(n, (worker, t0, t1) -> {
-            for (int t = t0; t < t1; t++) {
-                int pos = start + t;
-                for (int h = 0; h < nHeads; h++) {
-                    int off = t * qDim + h * headDim;
-                    if (qNorm != null) {
-                        kn.rmsNorm(s.q, off, qNorm, normEps, s.q, off, headDim);
-                    }
-                    rope.apply(s.q, off, pos);
-                }
-                for (int h = 0; h < nKvHeads; h++) {
-                    int off = t * kvDim + h * headDim;
-                    if (kNorm != null) {
-                        kn.rmsNorm(s.k, off, kNorm, normEps, s.k, off, headDim);
-                    }
-                    rope.apply(s.k, off, pos);
-                }
-            }
-        });
+        c.pool().forRange(n, call.phase(Call.NORM_ROPE));
         // append K, V to the cache: keys transposed inside their block, values by position
-        int kvHeads = nKvHeads;
         for (int t = 0; t < n; t++) {
             int pos = start + t;
             int block = KvBlockDescriptor.blockOf(pos), slot = KvBlockDescriptor.slotOf(pos);
             MemorySegment keys = cache.keyBlock(layer, block);
             long keyBase = cache.keyBlockOffsetBytes(layer, block);
-            for (int h = 0; h < kvHeads; h++) {
+            for (int h = 0; h < nKvHeads; h++) {
                 for (int d = 0; d < headDim; d++) {
                     keys.set(ValueLayout.JAVA_FLOAT, keyBase + KvBlockDescriptor.keyOffsetBytes(headDim, h, d, slot), s.k[t * kvDim + h * headDim + d]);
                 }
             }
             MemorySegment.copy(s.v, t * kvDim, cache.valueBlock(layer, block), ValueLayout.JAVA_FLOAT,
-                    cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(kvHeads, headDim, slot, 0, 0), kvDim);
+                    cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(nKvHeads, headDim, slot, 0, 0), kvDim);
         }
-        // causal attention, one (token, kv head) pair per work item: the group's query heads share each K/V load
-        int group = nHeads / nKvHeads;
-        long valueRowBytes = (long) kvDim * Float.BYTES;
-        c.pool().forRange(n * kvHeads, (worker, i0, i1) -> {
-            float[] scores = s.scores[worker];
-            for (int item = i0; item < i1; item++) {
-                int t = item / kvHeads, kvh = item % kvHeads;
-                int len = start + t + 1;
-                int blocks = KvBlockDescriptor.blocksFor(len);
-                int stride = blocks * KvBlockDescriptor.BLOCK_TOKENS;
-                int qOff = t * qDim + kvh * group * headDim;
-                long keyHead = KvBlockDescriptor.keyHeadOffsetBytes(headDim, kvh);
-                long valueHead = KvBlockDescriptor.valueOffsetBytes(kvHeads, headDim, 0, kvh, 0);
-                for (int b = 0; b < blocks; b++) {
-                    MemorySegment keys = cache.keyBlock(layer, b);
-                    long keyOff = cache.keyBlockOffsetBytes(layer, b) + keyHead;
-                    for (int g = 0; g < group; g += 2) {
-                        int heads = Math.min(2, group - g);
-                        kn.attentionScores(s.q, qOff + g * headDim, heads, headDim, keys, keyOff, scores,
-                                g * stride + b * KvBlockDescriptor.BLOCK_TOKENS, stride);
-                    }
-                }
-                for (int g = 0; g < group; g++) {
-                    int o = g * stride;
-                    for (int j = 0; j < len; j++) {
-                        scores[o + j] *= scale;
-                    }
-                    kn.softmax(scores, o, len);
-                }
-                java.util.Arrays.fill(s.context, qOff, qOff + group * headDim, 0f);
-                for (int b = 0; b < blocks; b++) {
-                    int slots = Math.min(KvBlockDescriptor.BLOCK_TOKENS, len - b * KvBlockDescriptor.BLOCK_TOKENS);
-                    kn.attentionValues(scores, b * KvBlockDescriptor.BLOCK_TOKENS, stride, group, slots, cache.valueBlock(layer, b),
-                            cache.valueBlockOffsetBytes(layer, b) + valueHead, valueRowBytes, s.context, qOff, headDim);
-                }
-            }
-        });
+        // causal attention, one (token, kv head) pair per work item
+        c.pool().forRange(n * nKvHeads, call.phase(Call.ATTEND));
+        call.clear();
         // o_proj
         c.matmul(wo, s.context, n, out);
+    }
+
+    /**
+     * The arguments of one forward's parallel regions, reused from call to call so a decode step allocates
+     * nothing (a capturing lambda per region would).
+     */
+    static final class Call implements WorkerPool.RangeTask {
+        static final int NORM_ROPE = 0;
+        static final int ATTEND = 1;
+
+        private AttentionBlock block;
+        private Kernels kernels;
+        private KvCache cache;
+        private Scratch scratch;
+        private int layer;
+        private int n;
+        private int start;
+        private int phase;
+
+        Call set(AttentionBlock block, Kernels kernels, int layer, int n, int start, KvCache cache, Scratch scratch) {
+            this.block = block;
+            this.kernels = kernels;
+            this.layer = layer;
+            this.n = n;
+            this.start = start;
+            this.cache = cache;
+            this.scratch = scratch;
+            return this;
+        }
+
+        Call phase(int phase) {
+            this.phase = phase;
+            return this;
+        }
+
+        void clear() {
+            block = null;
+            cache = null;
+            scratch = null;
+        }
+
+        @Override
+        public void run(int worker, int start, int end) {
+            if (phase == NORM_ROPE) {
+                block.normAndRope(this, start, end);
+            } else {
+                block.attend(this, worker, start, end);
+            }
+        }
+    }
+
+    private void normAndRope(Call call, int t0, int t1) {
+        Scratch s = call.scratch;
+        Kernels kn = call.kernels;
+        int qDim = qDim(), kvDim = kvDim();
+        for (int t = t0; t < t1; t++) {
+            int pos = call.start + t;
+            for (int h = 0; h < nHeads; h++) {
+                int off = t * qDim + h * headDim;
+                if (qNorm != null) {
+                    kn.rmsNorm(s.q, off, qNorm, normEps, s.q, off, headDim);
+                }
+                rope.apply(s.q, off, pos);
+            }
+            for (int h = 0; h < nKvHeads; h++) {
+                int off = t * kvDim + h * headDim;
+                if (kNorm != null) {
+                    kn.rmsNorm(s.k, off, kNorm, normEps, s.k, off, headDim);
+                }
+                rope.apply(s.k, off, pos);
+            }
+        }
+    }
+
+    /**
+     * Items {@code [i0, i1)} of {@code n * kvHeads} (token, kv head) pairs; the group's query heads share each
+     * K/V load. Tokens are visited zig-zag (0, n-1, 1, n-2, ...) so that contiguous chunks get equal causal
+     * work: a plain split would give the last worker the longest contexts.
+     */
+    private void attend(Call call, int worker, int i0, int i1) {
+        Scratch s = call.scratch;
+        Kernels kn = call.kernels;
+        KvCache cache = call.cache;
+        int layer = call.layer, n = call.n;
+        int qDim = qDim(), kvDim = kvDim();
+        int group = nHeads / nKvHeads;
+        long valueRowBytes = (long) kvDim * Float.BYTES;
+        float[] scores = s.scores[worker];
+        for (int item = i0; item < i1; item++) {
+            int j = item / nKvHeads, kvh = item % nKvHeads;
+            int t = (j & 1) == 0 ? j >> 1 : n - 1 - (j >> 1);
+            int len = call.start + t + 1;
+            int blocks = KvBlockDescriptor.blocksFor(len);
+            int stride = blocks * KvBlockDescriptor.BLOCK_TOKENS;
+            int qOff = t * qDim + kvh * group * headDim;
+            long keyHead = KvBlockDescriptor.keyHeadOffsetBytes(headDim, kvh);
+            long valueHead = KvBlockDescriptor.valueOffsetBytes(nKvHeads, headDim, 0, kvh, 0);
+            for (int b = 0; b < blocks; b++) {
+                MemorySegment keys = cache.keyBlock(layer, b);
+                long keyOff = cache.keyBlockOffsetBytes(layer, b) + keyHead;
+                for (int g = 0; g < group; g += 2) {
+                    int heads = Math.min(2, group - g);
+                    kn.attentionScores(s.q, qOff + g * headDim, heads, headDim, keys, keyOff, scores,
+                            g * stride + b * KvBlockDescriptor.BLOCK_TOKENS, stride);
+                }
+            }
+            for (int g = 0; g < group; g++) {
+                int o = g * stride;
+                for (int k = 0; k < len; k++) {
+                    scores[o + k] *= scale;
+                }
+                kn.softmax(scores, o, len);
+            }
+            java.util.Arrays.fill(s.context, qOff, qOff + group * headDim, 0f);
+            for (int b = 0; b < blocks; b++) {
+                int slots = Math.min(KvBlockDescriptor.BLOCK_TOKENS, len - b * KvBlockDescriptor.BLOCK_TOKENS);
+                kn.attentionValues(scores, b * KvBlockDescriptor.BLOCK_TOKENS, stride, group, slots, cache.valueBlock(layer, b),
+                        cache.valueBlockOffsetBytes(layer, b) + valueHead, valueRowBytes, s.context, qOff, headDim);
+            }
+        }
     }
 }

@@ -2,6 +2,7 @@ package dev.lockstep.moe.block;
 
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
+import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.moe.ForwardObserver;
 
 import java.util.Arrays;
@@ -44,6 +45,7 @@ public final class SparseMoeBlock {
         int[] active = new int[0];
         float[][] g = new float[0][], u = new float[0][];
         final AtomicInteger next = new AtomicInteger();
+        final Call call = new Call();
 
         void ensure(int n, int nExperts, int topK, int hidden, int inter, int threads) {
             if (logits.length < n * nExperts) {
@@ -119,33 +121,85 @@ public final class SparseMoeBlock {
 
         // experts: each worker takes whole experts (dynamic, for balance); the assignment never changes results
         s.next.set(0);
-        int activeExperts = nActive;
-        c.pool().forRange(c.pool().threads(), (worker, w0, w1) -> {
-            float[] g = s.g[worker], u = s.u[worker];
-            for (int i; (i = s.next.getAndIncrement()) < activeExperts; ) {
-                int e = s.active[i];
-                int a0 = s.first[e], m = s.first[e + 1] - a0;
-                kn.matmul(gate[e], s.xg, a0 * hidden, hidden, m, g, 0, inter, 0, inter);
-                kn.matmul(up[e], s.xg, a0 * hidden, hidden, m, u, 0, inter, 0, inter);
-                kn.siluMul(g, 0, u, 0, g, 0, m * inter);
-                kn.matmul(down[e], g, 0, inter, m, s.yg, a0 * hidden, hidden, 0, hidden);
-            }
-        });
-
+        Call call = s.call.set(this, kn, n, nActive, s, out);
+        c.pool().forRange(c.pool().threads(), call.phase(Call.EXPERTS));
         // combine: out[t] = sum over t's experts in ascending id of weight * expert_out
-        c.pool().forRange(n, (worker, t0, t1) -> {
-            for (int t = t0; t < t1; t++) {
-                Arrays.fill(out, t * hidden, (t + 1) * hidden, 0f);
-                for (int e = 0, done = 0; done < topK; e++) {
-                    for (int j = 0; j < topK; j++) {
-                        if (s.topIdx[t * topK + j] == e) {
-                            kn.axpy(s.topW[t * topK + j], s.yg, s.tokenSlotAssign[t * topK + j] * hidden, out, t * hidden, hidden);
-                            done++;
-                        }
+        c.pool().forRange(n, call.phase(Call.COMBINE));
+        call.clear();
+    }
+
+    /** The arguments of one forward's parallel regions, reused so a decode step allocates nothing. */
+    static final class Call implements WorkerPool.RangeTask {
+        static final int EXPERTS = 0;
+        static final int COMBINE = 1;
+
+        private SparseMoeBlock block;
+        private Kernels kernels;
+        private Scratch scratch;
+        private float[] out;
+        private int n;
+        private int activeExperts;
+        private int phase;
+
+        Call set(SparseMoeBlock block, Kernels kernels, int n, int activeExperts, Scratch scratch, float[] out) {
+            this.block = block;
+            this.kernels = kernels;
+            this.n = n;
+            this.activeExperts = activeExperts;
+            this.scratch = scratch;
+            this.out = out;
+            return this;
+        }
+
+        Call phase(int phase) {
+            this.phase = phase;
+            return this;
+        }
+
+        void clear() {
+            block = null;
+            scratch = null;
+            out = null;
+        }
+
+        @Override
+        public void run(int worker, int start, int end) {
+            if (phase == EXPERTS) {
+                block.runExperts(this, worker);
+            } else {
+                block.combine(this, start, end);
+            }
+        }
+    }
+
+    private void runExperts(Call call, int worker) {
+        Scratch s = call.scratch;
+        Kernels kn = call.kernels;
+        float[] g = s.g[worker], u = s.u[worker];
+        for (int i; (i = s.next.getAndIncrement()) < call.activeExperts; ) {
+            int e = s.active[i];
+            int a0 = s.first[e], m = s.first[e + 1] - a0;
+            kn.matmul(gate[e], s.xg, a0 * hidden, hidden, m, g, 0, inter, 0, inter);
+            kn.matmul(up[e], s.xg, a0 * hidden, hidden, m, u, 0, inter, 0, inter);
+            kn.siluMul(g, 0, u, 0, g, 0, m * inter);
+            kn.matmul(down[e], g, 0, inter, m, s.yg, a0 * hidden, hidden, 0, hidden);
+        }
+    }
+
+    private void combine(Call call, int t0, int t1) {
+        Scratch s = call.scratch;
+        float[] out = call.out;
+        for (int t = t0; t < t1; t++) {
+            Arrays.fill(out, t * hidden, (t + 1) * hidden, 0f);
+            for (int e = 0, done = 0; done < topK; e++) {
+                for (int j = 0; j < topK; j++) {
+                    if (s.topIdx[t * topK + j] == e) {
+                        call.kernels.axpy(s.topW[t * topK + j], s.yg, s.tokenSlotAssign[t * topK + j] * hidden, out, t * hidden, hidden);
+                        done++;
                     }
                 }
             }
-        });
+        }
     }
 
     /**
