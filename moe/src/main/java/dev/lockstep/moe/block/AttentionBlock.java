@@ -3,7 +3,6 @@ package dev.lockstep.moe.block;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.WeightMatrix;
-import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.KvBlockDescriptor;
 import dev.lockstep.moe.kv.KvCache;
 
@@ -116,7 +115,7 @@ public final class AttentionBlock {
      * The arguments of one forward's parallel regions, reused from call to call so a decode step allocates
      * nothing (a capturing lambda per region would).
      */
-    static final class Call implements WorkerPool.RangeTask {
+    static final class Call extends PhasedTask {
         static final int NORM_ROPE = 0;
         static final int ATTEND = 1;
 
@@ -127,7 +126,6 @@ public final class AttentionBlock {
         private int layer;
         private int n;
         private int start;
-        private int phase;
 
         Call set(AttentionBlock block, Kernels kernels, int layer, int n, int start, KvCache cache, Scratch scratch) {
             this.block = block;
@@ -140,11 +138,7 @@ public final class AttentionBlock {
             return this;
         }
 
-        Call phase(int phase) {
-            this.phase = phase;
-            return this;
-        }
-
+        @Override
         void clear() {
             block = null;
             cache = null;
@@ -152,7 +146,7 @@ public final class AttentionBlock {
         }
 
         @Override
-        public void run(int worker, int start, int end) {
+        void run(int phase, int worker, int start, int end) {
             if (phase == NORM_ROPE) {
                 block.normAndRope(this, start, end);
             } else {

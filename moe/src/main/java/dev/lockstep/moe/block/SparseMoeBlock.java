@@ -2,7 +2,6 @@ package dev.lockstep.moe.block;
 
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
-import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.moe.ForwardObserver;
 
 import java.util.Arrays;
@@ -129,7 +128,7 @@ public final class SparseMoeBlock {
     }
 
     /** The arguments of one forward's parallel regions, reused so a decode step allocates nothing. */
-    static final class Call implements WorkerPool.RangeTask {
+    static final class Call extends PhasedTask {
         static final int EXPERTS = 0;
         static final int COMBINE = 1;
 
@@ -139,7 +138,6 @@ public final class SparseMoeBlock {
         private float[] out;
         private int n;
         private int activeExperts;
-        private int phase;
 
         Call set(SparseMoeBlock block, Kernels kernels, int n, int activeExperts, Scratch scratch, float[] out) {
             this.block = block;
@@ -151,11 +149,7 @@ public final class SparseMoeBlock {
             return this;
         }
 
-        Call phase(int phase) {
-            this.phase = phase;
-            return this;
-        }
-
+        @Override
         void clear() {
             block = null;
             scratch = null;
@@ -163,7 +157,7 @@ public final class SparseMoeBlock {
         }
 
         @Override
-        public void run(int worker, int start, int end) {
+        void run(int phase, int worker, int start, int end) {
             if (phase == EXPERTS) {
                 block.runExperts(this, worker);
             } else {
