@@ -15,10 +15,12 @@ import java.nio.ByteOrder;
  *
  * <p>Matmul runs on {@link WeightLayout#TILED} bf16 weights with one vector lane per row, so each output
  * is a sequential fma chain over the columns (the definition in {@link Kernels#matmul}): no horizontal
- * reduction, bit-identical to {@link ScalarKernels} and to any other vector width. Tiling 4 tiles or 4
- * tokens at a time only shares loads.
+ * reduction, bit-identical to {@link ScalarKernels} and to any other vector width. Working on 4 tiles
+ * (decode) or 8 tokens (prefill) at a time only shares loads. F32 and F16 weights take the reference path
+ * (correct, not fast yet).
  *
- * <p>There are no horizontal sums anywhere: {@code reduceLanes(ADD)}'s lane order is unspecified and
+ * <p>There are no horizontal additions anywhere (only softmax's max, which is exact in any order):
+ * {@code reduceLanes(ADD)}'s lane order is unspecified and
  * differs between the interpreter's fallback and C2's intrinsic, which would make a token's logits depend
  * on JIT timing. The remaining sequential sums (RMSNorm's sum of squares, softmax's denominator) are
  * shared scalar code, so every kernel here is bit-identical to {@link ScalarKernels}.
