@@ -94,6 +94,13 @@ public final class WeightLoader {
         return out;
     }
 
+    /** Checkpoint tensors not fetched (so far). */
+    public List<TensorInfo> unused() {
+        java.util.Set<String> names = new java.util.HashSet<>();
+        used.forEach(t -> names.add(t.name()));
+        return checkpoint.tensors().stream().filter(t -> !names.contains(t.name())).toList();
+    }
+
     /** Tensors fetched so far, in order. */
     public List<TensorInfo> used() {
         return List.copyOf(used);

@@ -185,6 +185,9 @@ class CheckpointVariantsTest {
         try (CausalLm model = ModelFamilies.load(dir, pool)) {
             // layer 2's 16 experts and router are no longer used
             assertTrue(model.summary().tensors().stream().noneMatch(t -> t.name().startsWith("model.layers.2.mlp.experts.")));
+            // 16 experts x 3 matrices + the router of layer 2 are in the file but unused
+            assertEquals(49, model.summary().unusedTensors().size());
+            assertTrue(model.summary().unusedTensors().stream().allMatch(t -> t.name().startsWith("model.layers.2.mlp.")));
         }
     }
 }

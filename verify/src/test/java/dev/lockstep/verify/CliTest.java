@@ -86,6 +86,7 @@ class CliTest {
         assertTrue(r.out().contains("architecture: Qwen3MoeForCausalLM (model_type qwen3_moe)"), r.out());
         assertTrue(r.out().contains("model.layers.5.mlp.experts.15.down_proj.weight"), r.out());
         assertTrue(r.out().contains("BF16"), r.out());
+        assertTrue(!r.out().contains("unused:"), "the bundled model uses every tensor: " + r.out());
     }
 
     @Test

@@ -37,6 +37,13 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
             }
             out().printf(Locale.ROOT, "tensors: %d, %,d bytes%n", s.tensors().size(), s.totalBytes());
             byType.forEach((k, v) -> out().printf(Locale.ROOT, "  %-8s %5d tensors %,14d bytes%n", k, v[0], v[1]));
+            if (!s.unusedTensors().isEmpty()) {
+                out().printf(Locale.ROOT, "unused: %d checkpoint tensors are not read by %s (%,d bytes)%n", s.unusedTensors().size(),
+                        s.modelType(), s.unusedTensors().stream().mapToLong(TensorInfo::lengthBytes).sum());
+                if (listTensors) {
+                    s.unusedTensors().forEach(t -> out().printf(Locale.ROOT, "  unused %-45s %-5s %s%n", t.name(), t.dtype(), t.shapeString()));
+                }
+            }
             if (listTensors) {
                 for (TensorInfo t : s.tensors()) {
                     out().printf(Locale.ROOT, "  %-52s %-5s %-14s %,12d bytes  %s%n", t.name(), t.dtype(), t.shapeString(),

@@ -86,16 +86,16 @@ public final class Qwen3MoeFamily implements ModelFamily {
         WeightMatrix lmHead = c.tieWordEmbeddings() && !w.has("lm_head.weight")
                 ? w.packed(embed)
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
-        ModelSummary summary = summarize(c, w.used());
+        ModelSummary summary = summarize(c, w.used(), w.unused());
         return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), checkpoint, weights, summary);
     }
 
-    private static ModelSummary summarize(Qwen3MoeConfig c, List<TensorInfo> tensors) {
+    private static ModelSummary summarize(Qwen3MoeConfig c, List<TensorInfo> tensors, List<TensorInfo> unused) {
         long total = tensors.stream().mapToLong(TensorInfo::elementCount).sum();
         long perExpert = 3L * c.hiddenSize() * c.moeIntermediateSize();
         long sparseLayers = java.util.stream.IntStream.range(0, c.nLayers()).filter(c::isSparse).count();
         // The usual MoE convention: everything except the experts a token is not routed to.
         long active = total - sparseLayers * (c.nExperts() - c.topK()) * perExpert;
-        return new ModelSummary(MODEL_TYPE, "Qwen3MoeForCausalLM", c.asMap(), total, active, tensors);
+        return new ModelSummary(MODEL_TYPE, "Qwen3MoeForCausalLM", c.asMap(), total, active, tensors, unused);
     }
 }
