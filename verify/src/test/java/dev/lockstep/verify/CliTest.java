@@ -99,4 +99,16 @@ class CliTest {
         Run bad = run("bench", "--in-process", "--model", Golden.bundledModel().toString(), "-r", "0");
         assertEquals(LockstepCli.EXIT_USER_ERROR, bad.code(), bad.err());
     }
+
+    @Test
+    void everyCommandHasHelpAndAMissingCommandIsAUserError() {
+        for (String command : new String[]{"generate", "perplexity", "inspect", "bench"}) {
+            Run r = run(command, "--help");
+            assertEquals(0, r.code(), command + ": " + r.err());
+            assertTrue(r.out().startsWith("Usage: lockstep " + command), r.out());
+        }
+        Run none = run();
+        assertEquals(LockstepCli.EXIT_USER_ERROR, none.code());
+        assertTrue(none.err().contains("Missing required subcommand") && none.err().contains("Try 'lockstep --help'"), none.err());
+    }
 }

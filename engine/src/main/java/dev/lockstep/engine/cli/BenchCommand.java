@@ -13,7 +13,7 @@ import dev.lockstep.memory.LockstepException;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "bench", description = {
+@Command(name = "bench", mixinStandardHelpOptions = true, description = {
         "llama-bench style throughput: pp N = prefill N tokens as one block, tg N = decode N tokens one by one,",
         "both from an empty context; warm-up (the tests alternating, runs and seconds), then -r measured runs each;",
         "median (min..max) tok/s and heap bytes allocated per token.",

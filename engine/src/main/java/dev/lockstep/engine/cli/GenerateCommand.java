@@ -15,7 +15,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "generate", description = "Generate text: streams the continuation to stdout, statistics to stderr.")
+@Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text: streams the continuation to stdout, statistics to stderr.")
 final class GenerateCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
     int threads = defaultThreads();

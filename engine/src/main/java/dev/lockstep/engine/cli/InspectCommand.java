@@ -15,7 +15,7 @@ import java.util.Locale;
 import java.util.Map;
 import java.util.concurrent.Callable;
 
-@Command(name = "inspect", description = "Architecture, parameter counts (total / active per token), tensors, dtypes and bytes.")
+@Command(name = "inspect", mixinStandardHelpOptions = true, description = "Architecture, parameter counts (total / active per token), tensors, dtypes and bytes.")
 final class InspectCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "List every tensor (default: ${DEFAULT-VALUE}).")

@@ -35,7 +35,7 @@ public final class LockstepCli {
         cl.setErr(err);
         cl.setParameterExceptionHandler((ex, a) -> {
             err.println("lockstep: " + ex.getMessage());
-            err.println("Try 'lockstep " + commandPath(ex.getCommandLine()) + " --help' for usage.");
+            err.println("Try '" + commandPath(ex.getCommandLine()) + " --help' for usage.");
             return EXIT_USER_ERROR;
         });
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
@@ -64,6 +64,6 @@ public final class LockstepCli {
 
     private static String commandPath(CommandLine cl) {
         String name = cl.getCommandName();
-        return name.equals("lockstep") ? "" : name;
+        return name.equals("lockstep") ? "lockstep" : "lockstep " + name;
     }
 }

@@ -14,7 +14,7 @@ import java.nio.file.Path;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "perplexity", description = {
+@Command(name = "perplexity", mixinStandardHelpOptions = true, description = {
         "Windowed perplexity: for s = 0, W, 2W, ... the model reads tokens[s, s+W) from a fresh context and scores",
         "its predictions of tokens[s+1 .. s+W]; N tokens give N-1 scored tokens."})
 final class PerplexityCommand extends ModelCommand implements Callable<Integer> {
