@@ -162,6 +162,27 @@ public final class WeightMatrix {
         }
     }
 
+    /**
+     * Index {@code row * cols + col} of the first NaN or infinite element, or -1 when all are finite. Checks
+     * the exponent bits directly, so a 25 MB bf16 model is scanned in milliseconds.
+     */
+    public long firstNonFinite() {
+        for (int r = 0; r < rows; r++) {
+            for (int c = 0; c < cols; c++) {
+                long off = elementOffsetBytes(r, c);
+                boolean nonFinite = switch (format) {
+                    case BF16 -> (data.get(SHORT_LE, off) & 0x7f80) == 0x7f80;
+                    case F16 -> (data.get(SHORT_LE, off) & 0x7c00) == 0x7c00;
+                    case F32 -> (Float.floatToRawIntBits(data.get(FLOAT_LE, off)) & 0x7f800000) == 0x7f800000;
+                };
+                if (nonFinite) {
+                    return (long) r * cols + c;
+                }
+            }
+        }
+        return -1;
+    }
+
     /** bf16 is the upper half of an IEEE binary32: widening is exact. */
     public static float bf16ToFloat(short bits) {
         return Float.intBitsToFloat(bits << 16);

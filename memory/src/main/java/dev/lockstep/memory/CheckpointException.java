@@ -27,7 +27,9 @@ public final class CheckpointException extends LockstepException {
         /** A tensor has a shape other than the architecture expects. */
         SHAPE_MISMATCH,
         /** A tensor has a dtype the architecture (or its kernels) cannot use. */
-        DTYPE_MISMATCH
+        DTYPE_MISMATCH,
+        /** A weight is NaN or infinite: the file is corrupt (no trained checkpoint holds such values). */
+        NON_FINITE
     }
 
     private final Problem problem;

@@ -68,6 +68,17 @@ public final class WeightLoader {
         return m.packTiled(tileRows, arena.allocate(m.name(), bytes, ALIGNMENT_BYTES));
     }
 
+    /** Rejects a matrix holding NaN or infinity, naming the tensor and the element. */
+    private WeightMatrix finite(WeightMatrix m, TensorView v) {
+        long at = m.firstNonFinite();
+        if (at >= 0) {
+            throw new CheckpointException(CheckpointException.Problem.NON_FINITE,
+                    v.info().file() + ": tensor '" + m.name() + "' holds a non-finite value (" + m.get((int) (at / m.cols()), (int) (at % m.cols()))
+                            + ") at [" + at / m.cols() + ", " + at % m.cols() + "]: the file is corrupt");
+        }
+        return m;
+    }
+
     /** A {@code [rows, cols]} matrix in any supported weight format, row-major over the mmapped bytes. */
     public WeightMatrix rowMajor(String name, int rows, int cols) {
         TensorView v = fetch(name, rows, cols);
@@ -77,7 +88,7 @@ public final class WeightLoader {
                     v.info().file() + ": tensor '" + name + "' has dtype " + v.dtype() + "; " + family
                             + " weights must be one of " + Arrays.toString(WeightFormat.values()));
         }
-        return new WeightMatrix(name, format, rows, cols, v.data());
+        return finite(new WeightMatrix(name, format, rows, cols, v.data()), v);
     }
 
     /** A 1-D tensor (norm weights) decoded to float32 on the heap: small, read on every token. */
@@ -90,7 +101,7 @@ public final class WeightLoader {
                             + " expects one of " + Arrays.toString(WeightFormat.values()));
         }
         float[] out = new float[n];
-        new WeightMatrix(name, format, 1, n, v.data()).rowToFloat(0, out, 0);
+        finite(new WeightMatrix(name, format, 1, n, v.data()), v).rowToFloat(0, out, 0);
         return out;
     }
 

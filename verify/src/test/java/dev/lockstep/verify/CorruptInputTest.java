@@ -151,6 +151,20 @@ class CorruptInputTest {
     }
 
     @Test
+    void nonFiniteWeight() throws IOException {
+        Path dir = copyModel();
+        SafetensorsWriter w = SafetensorsWriter.copyOf(dir.resolve(SHARD4));
+        byte[] norm = w.get("model.norm.weight").data().clone();
+        norm[2 * 7] = (byte) 0xc0; // bf16 0x7fc0 = NaN at index 7 (little endian: low byte, high byte)
+        norm[2 * 7 + 1] = (byte) 0x7f;
+        w.put("model.norm.weight", "BF16", new long[]{256}, norm);
+        w.write(dir.resolve(SHARD4));
+        CheckpointException e = loadFails(dir, Problem.NON_FINITE);
+        assertTrue(e.getMessage().contains("model.norm.weight") && e.getMessage().contains("NaN") && e.getMessage().contains("[0, 7]"),
+                e.getMessage());
+    }
+
+    @Test
     void missingTensor() throws IOException {
         Path dir = copyModel();
         SafetensorsWriter.copyOf(dir.resolve(SHARD4)).remove("model.norm.weight").write(dir.resolve(SHARD4));
