@@ -12,7 +12,6 @@ import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.Optional;
 import java.util.TreeMap;
 
 /**
@@ -123,10 +122,6 @@ public final class Checkpoint implements AutoCloseable {
         return directory;
     }
 
-    public List<SafetensorsFile> files() {
-        return files;
-    }
-
     /** All tensors in name order of the index (or the single file). */
     public List<TensorInfo> tensors() {
         List<TensorInfo> out = new ArrayList<>(byTensor.size());
@@ -136,11 +131,6 @@ public final class Checkpoint implements AutoCloseable {
 
     public boolean contains(String name) {
         return byTensor.containsKey(name);
-    }
-
-    public Optional<TensorInfo> info(String name) {
-        SafetensorsFile f = byTensor.get(name);
-        return f == null ? Optional.empty() : Optional.of(f.tensors().get(name));
     }
 
     public TensorView tensor(String name) {

@@ -19,14 +19,6 @@ public record TensorInfo(String name, DType dtype, long[] shape, Path file, long
         return shape.clone();
     }
 
-    public int rank() {
-        return shape.length;
-    }
-
-    public long dim(int i) {
-        return shape[i];
-    }
-
     public long elementCount() {
         long n = 1;
         for (long d : shape) {

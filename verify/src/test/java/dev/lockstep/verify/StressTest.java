@@ -11,10 +11,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.condition.EnabledIfSystemProperty;
 
 import java.lang.management.ManagementFactory;
-import java.util.SplittableRandom;
-import java.util.concurrent.atomic.AtomicIntegerArray;
 
-import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -25,26 +22,7 @@ class StressTest {
     @Test
     void workerPoolRunsEveryItemOnceOverMillionsOfDispatches() {
         try (WorkerPool pool = new WorkerPool(2)) {
-            SplittableRandom random = new SplittableRandom(11);
-            for (int round = 0; round < 2_000_000; round++) {
-                int n = 1 + random.nextInt(9);
-                long stallNs = random.nextInt(16) == 0 ? random.nextInt(200_000) : 0;
-                AtomicIntegerArray hits = new AtomicIntegerArray(n);
-                pool.forRange(n, (worker, start, end) -> {
-                    for (int i = start; i < end; i++) {
-                        hits.incrementAndGet(i);
-                    }
-                    if (start == 0 && stallNs > 0) {
-                        long t0 = System.nanoTime();
-                        while (System.nanoTime() - t0 < stallNs) {
-                            Thread.onSpinWait();
-                        }
-                    }
-                });
-                for (int i = 0; i < n; i++) {
-                    assertEquals(1, hits.get(i), "round " + round);
-                }
-            }
+            PoolStress.run(pool, 2_000_000, 11, 16, 200_000);
         }
     }
 
