@@ -15,15 +15,22 @@ import java.util.OptionalInt;
 /**
  * A loaded model with its tokenizer and compute threads: the entry point for applications.
  *
- * <pre>{@code
+ * {@snippet :
  * try (Engine engine = Engine.load(Path.of("models/kjv-qwen3moe"), EngineOptions.defaults());
  *      Session session = engine.newSession(256)) {
- *     session.generate(engine.tokenizer().encode("In the beginning"), 32, SamplingParams.GREEDY,
+ *     int[] prompt = engine.tokenizer().encode("In the beginning");
+ *     session.generate(prompt, 32, SamplingParams.GREEDY, StopCondition.EOS,
  *             (id, text) -> System.out.print(text));
  * }
- * }</pre>
+ * }
  *
- * Sessions of one engine share its worker pool: run them from one thread at a time.
+ * <p>Threads: an engine may be shared by any number of threads. Each {@link Session} is used by one thread at
+ * a time (a second thread entering a busy session gets an {@link IllegalStateException} at once, never a
+ * corrupted sequence). Forwards of different sessions on one engine are serialized (they share the model's
+ * worker pool and scratch); batching them into one forward is the scheduler's job (a later step).
+ * {@link #close()} waits for a running forward, then frees everything; a second close does nothing, and
+ * every later call ({@link #newSession}, a session's forward, the tokenizer) fails with
+ * {@link IllegalStateException}.
  */
 public final class Engine implements AutoCloseable {
     private final Path modelDir;
@@ -31,6 +38,7 @@ public final class Engine implements AutoCloseable {
     private final CausalLm model;
     private final Tokenizer tokenizer;
     private final OptionalInt eosTokenId;
+    private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId) {
         this.modelDir = modelDir;
@@ -40,27 +48,43 @@ public final class Engine implements AutoCloseable {
         this.eosTokenId = eosTokenId;
     }
 
+    /**
+     * Loads the model in {@code modelDir}: config.json, safetensors, tokenizer.json. Every input is validated
+     * first; a bad one is a {@link LockstepException} naming the file and what is wrong. Whatever fails
+     * (an {@code Error} included), everything taken so far is released.
+     */
     public static Engine load(Path modelDir, EngineOptions options) {
-        if (!Files.isDirectory(modelDir)) {
+        if (!Files.exists(modelDir)) {
             throw new LockstepException(modelDir + ": model directory does not exist");
+        }
+        if (!Files.isDirectory(modelDir)) {
+            throw new LockstepException(modelDir + ": is a file, not a model directory (give the directory that holds config.json)");
         }
         WorkerPool pool = new WorkerPool(options.threads());
         CausalLm model = null;
+        Tokenizer tokenizer = null;
         try {
             model = ModelFamilies.load(modelDir, KernelProvider.get(), pool);
-            Tokenizer tokenizer = Tokenizer.load(modelDir);
-            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir));
-        } catch (RuntimeException e) {
+            tokenizer = Tokenizer.load(modelDir, model.vocabSize());
+            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, model.vocabSize()));
+        } catch (RuntimeException | Error e) {
+            if (tokenizer != null) {
+                tokenizer.close();
+            }
             if (model != null) {
                 model.close();
             }
             pool.close();
+            if (e instanceof OutOfMemoryError oom) {
+                throw new LockstepException(modelDir + ": not enough memory to load the model (" + oom.getMessage()
+                        + "); give the JVM more with -Xmx or -XX:MaxDirectMemorySize", oom);
+            }
             throw e;
         }
     }
 
     /** {@code eos_token_id} from generation_config.json, else config.json (the first, if a list). */
-    private static OptionalInt eosTokenId(Path modelDir) {
+    private static OptionalInt eosTokenId(Path modelDir, int vocabSize) {
         for (String name : new String[]{"generation_config.json", "config.json"}) {
             Path file = modelDir.resolve(name);
             if (!Files.isRegularFile(file)) {
@@ -71,6 +95,9 @@ public final class Engine implements AutoCloseable {
                 eos = eos.get(0);
             }
             if (eos != null && eos.isIntegralNumber()) {
+                if (!eos.canConvertToInt() || eos.asInt() < 0 || eos.asInt() >= vocabSize) {
+                    throw new dev.lockstep.moe.ConfigException(file + ": eos_token_id " + eos + " is outside the vocabulary [0, " + vocabSize + ")");
+                }
                 return OptionalInt.of(eos.asInt());
             }
         }
@@ -79,10 +106,29 @@ public final class Engine implements AutoCloseable {
 
     /** A session with room for {@code contextTokens} positions. */
     public Session newSession(int contextTokens) {
+        checkOpen();
         if (contextTokens < 1) {
             throw new IllegalArgumentException("context must be at least 1 token, got " + contextTokens);
         }
-        return new Session(this, model.newKvCache(contextTokens));
+        if (contextTokens > model.maxPositions()) {
+            throw new IllegalArgumentException("context of " + contextTokens + " tokens exceeds the model's max_position_embeddings ("
+                    + model.maxPositions() + ")");
+        }
+        try {
+            return new Session(this, model.newKvCache(contextTokens));
+        } catch (OutOfMemoryError e) {
+            throw new LockstepException("not enough memory for a KV cache of " + contextTokens + " tokens (" + e.getMessage() + ")", e);
+        }
+    }
+
+    void checkOpen() {
+        if (closed.get()) {
+            throw new IllegalStateException("engine is closed");
+        }
+    }
+
+    public boolean isClosed() {
+        return closed.get();
     }
 
     public CausalLm model() {
@@ -111,8 +157,11 @@ public final class Engine implements AutoCloseable {
 
     @Override
     public void close() {
+        if (!closed.compareAndSet(false, true)) {
+            return;
+        }
+        model.close(); // waits for a running forward
         tokenizer.close();
-        model.close();
         pool.close();
     }
 }

@@ -15,7 +15,9 @@ import java.util.concurrent.locks.LockSupport;
  * thread count and any claiming race.
  *
  * <p>Dispatch is a volatile epoch bump; workers spin briefly (decode steps come back within microseconds),
- * then park. Not reentrant: a task must not call {@link #forRange} itself.
+ * then park. One dispatcher at a time: a second thread calling {@link #forRange} while one is running
+ * (or a task calling it from inside) gets an {@link IllegalStateException} at once instead of corrupting
+ * the running epoch; callers that share a pool serialize their dispatches (a model does, per forward).
  */
 public final class WorkerPool implements AutoCloseable {
     /** Work over items {@code [start, end)}; {@code worker} in {@code [0, threads)} indexes per-thread scratch. */
@@ -46,6 +48,8 @@ public final class WorkerPool implements AutoCloseable {
     private volatile RangeTask task;
     private volatile int items;
     private volatile Throwable failure;
+    /** The thread inside {@link #forRange}, or null. */
+    private final java.util.concurrent.atomic.AtomicReference<Thread> dispatcher = new java.util.concurrent.atomic.AtomicReference<>();
 
     public WorkerPool(int threads) {
         if (threads < 1) {
@@ -75,6 +79,22 @@ public final class WorkerPool implements AutoCloseable {
         if (shutdown) {
             throw new IllegalStateException("worker pool is closed");
         }
+        Thread me = Thread.currentThread();
+        Thread other = dispatcher.compareAndExchange(null, me);
+        if (other != null) {
+            throw new IllegalStateException(other == me
+                    ? "WorkerPool.forRange called from inside one of its own tasks (not reentrant)"
+                    : "WorkerPool.forRange called from thread '" + me.getName() + "' while thread '" + other.getName()
+                            + "' is dispatching; serialize the callers");
+        }
+        try {
+            dispatch(n, task);
+        } finally {
+            dispatcher.set(null);
+        }
+    }
+
+    private void dispatch(int n, RangeTask task) {
         this.task = task;
         this.items = n;
         this.failure = null;

@@ -112,7 +112,7 @@ public final class Checkpoint implements AutoCloseable {
                 }
             }
             return new Checkpoint(directory, List.copyOf(opened), Collections.unmodifiableMap(byTensor));
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             opened.forEach(SafetensorsFile::close);
             throw e;
         }

@@ -18,6 +18,8 @@ public final class CheckpointException extends LockstepException {
         OFFSETS_OUT_OF_RANGE,
         /** Two tensors' byte ranges overlap. */
         OVERLAP,
+        /** The tensors leave a gap in the data section or do not reach its end (they must tile it exactly). */
+        NOT_TILED,
         /** A tensor's byte length is not product(shape) x dtype size. */
         BYTE_LENGTH,
         /** The shard index and the shards disagree. */
@@ -29,7 +31,9 @@ public final class CheckpointException extends LockstepException {
         /** A tensor has a dtype the architecture (or its kernels) cannot use. */
         DTYPE_MISMATCH,
         /** A weight is NaN or infinite: the file is corrupt (no trained checkpoint holds such values). */
-        NON_FINITE
+        NON_FINITE,
+        /** A mapped file was truncated or rewritten while it was being read. */
+        FILE_CHANGED
     }
 
     private final Problem problem;

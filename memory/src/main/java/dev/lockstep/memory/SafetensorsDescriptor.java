@@ -54,6 +54,37 @@ public final class SafetensorsDescriptor {
         }
     }
 
+    /**
+     * The header as text: valid UTF-8, starting with '{', and padded (after the JSON object) with spaces
+     * only, as the reference writer pads it and the reference reader accepts it.
+     */
+    public static String headerJson(Path file, byte[] header) {
+        String text;
+        try {
+            text = java.nio.charset.StandardCharsets.UTF_8.newDecoder()
+                    .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+                    .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+                    .decode(java.nio.ByteBuffer.wrap(header)).toString();
+        } catch (java.nio.charset.CharacterCodingException e) {
+            throw new CheckpointException(CheckpointException.Problem.HEADER_JSON, file + ": header is not valid UTF-8");
+        }
+        if (text.isEmpty() || text.charAt(0) != '{') {
+            throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,
+                    file + ": header must start with '{' (a JSON object), got byte 0x" + String.format("%02x", header[0] & 0xff));
+        }
+        int end = text.length();
+        while (end > 0 && text.charAt(end - 1) == ' ') {
+            end--;
+        }
+        if (end == 0 || text.charAt(end - 1) != '}') {
+            int c = end == 0 ? 0 : text.charAt(end - 1);
+            throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,
+                    file + ": header must be a JSON object padded with spaces only, but it ends with character 0x"
+                            + Integer.toHexString(c) + " at header byte " + (8 + end - 1) + " (wrong header length?)");
+        }
+        return text.substring(0, end);
+    }
+
     /** Checks one tensor's byte range: inside the data section and exactly product(shape) x dtype size long. */
     public static void checkTensorRange(Path file, String name, DType dtype, long[] shape, long beginBytes, long endBytes,
                                         long dataSectionBytes) {

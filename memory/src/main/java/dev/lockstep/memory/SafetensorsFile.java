@@ -27,7 +27,9 @@ import java.util.Map;
  * (see {@link SafetensorsDescriptor}).
  */
 public final class SafetensorsFile implements AutoCloseable {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = new ObjectMapper()
+            .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
+            .enable(com.fasterxml.jackson.core.StreamReadFeature.STRICT_DUPLICATE_DETECTION.mappedFeature());
 
     private final Path path;
     private final Arena arena;
@@ -67,7 +69,7 @@ public final class SafetensorsFile implements AutoCloseable {
             Map<String, String> metadata = new LinkedHashMap<>();
             Map<String, TensorInfo> tensors = parseHeader(path, headerBytes, dataOffset, fileSize - dataOffset, metadata);
             return new SafetensorsFile(path, arena, mapping, Collections.unmodifiableMap(tensors), Collections.unmodifiableMap(metadata));
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             arena.close();
             throw e;
         }
@@ -75,9 +77,10 @@ public final class SafetensorsFile implements AutoCloseable {
 
     private static Map<String, TensorInfo> parseHeader(Path path, byte[] headerBytes, long dataOffset, long dataBytes,
                                                        Map<String, String> metadataOut) {
+        String headerText = SafetensorsDescriptor.headerJson(path, headerBytes);
         JsonNode root;
         try {
-            root = JSON.readTree(new String(headerBytes, StandardCharsets.UTF_8));
+            root = JSON.readTree(headerText);
         } catch (JsonProcessingException e) {
             throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,
                     path + ": header is not valid JSON (" + e.getOriginalMessage() + ")", e);
@@ -101,7 +104,7 @@ public final class SafetensorsFile implements AutoCloseable {
             tensors.put(name, info);
             ranges.add(new long[]{info.offsetBytes() - dataOffset, info.offsetBytes() - dataOffset + info.lengthBytes(), tensors.size() - 1});
         }
-        checkNoOverlap(path, ranges, new ArrayList<>(tensors.keySet()));
+        checkTiling(path, ranges, new ArrayList<>(tensors.keySet()), dataBytes);
         return tensors;
     }
 
@@ -139,16 +142,35 @@ public final class SafetensorsFile implements AutoCloseable {
         return new TensorInfo(name, dtype, shape, path, dataOffset + begin, end - begin);
     }
 
-    private static void checkNoOverlap(Path path, List<long[]> ranges, List<String> names) {
+    /**
+     * The tensors' byte ranges must tile the data section exactly, as the reference reader requires: sorted by
+     * offset, each begins where the previous ended, the first at 0 and the last at the end of the file. A gap,
+     * an overlap or trailing bytes mean the header and the data disagree (a header length off by a few bytes
+     * shifts every tensor and would otherwise load misaligned weights).
+     */
+    private static void checkTiling(Path path, List<long[]> ranges, List<String> names, long dataBytes) {
         ranges.sort(Comparator.comparingLong((long[] r) -> r[0]).thenComparingLong(r -> r[1]));
-        for (int i = 1; i < ranges.size(); i++) {
-            long[] prev = ranges.get(i - 1), cur = ranges.get(i);
-            // Zero-length tensors may share an offset with anything.
-            if (cur[0] < prev[1] && cur[1] > cur[0] && prev[1] > prev[0]) {
+        long expected = 0;
+        String previous = null;
+        for (long[] r : ranges) {
+            String name = names.get((int) r[2]);
+            if (r[0] < expected) {
                 throw new CheckpointException(CheckpointException.Problem.OVERLAP,
-                        path + ": tensors '" + names.get((int) prev[2]) + "' [" + prev[0] + ", " + prev[1] + ") and '"
-                                + names.get((int) cur[2]) + "' [" + cur[0] + ", " + cur[1] + ") overlap");
+                        path + ": tensors '" + previous + "' (ends at data offset " + expected + ") and '" + name + "' ["
+                                + r[0] + ", " + r[1] + ") overlap");
             }
+            if (r[0] > expected) {
+                throw new CheckpointException(CheckpointException.Problem.NOT_TILED,
+                        path + ": " + (r[0] - expected) + " unaccounted bytes at data offset " + expected + ", before tensor '"
+                                + name + "' (tensors must tile the data section exactly; corrupt header or header length)");
+            }
+            expected = r[1];
+            previous = name;
+        }
+        if (expected != dataBytes) {
+            throw new CheckpointException(CheckpointException.Problem.NOT_TILED,
+                    path + ": the tensors end at data offset " + expected + " but the data section holds " + dataBytes
+                            + " bytes (tensors must tile the data section exactly; corrupt header or header length)");
         }
     }
 

@@ -92,6 +92,34 @@ public final class ModelConfigJson {
         return n.asInt();
     }
 
+    /** An integer in {@code [min, max]}: every count or size is range-checked before anything is sized by it. */
+    public int requireIntInRange(int min, int max, String... keys) {
+        int v = requirePositiveInt(keys);
+        return checkRange(v, min, max, names(keys));
+    }
+
+    /** As {@link #requireIntInRange} with a default when the key is absent. */
+    public int intInRangeOr(int fallback, int min, int max, String... keys) {
+        JsonNode n = first(keys);
+        return n == null ? fallback : checkRange(positiveInt(n, names(keys)), min, max, names(keys));
+    }
+
+    private int checkRange(int v, int min, int max, String name) {
+        if (v < min || v > max) {
+            throw new ConfigException(file + ": key " + name + " is " + v + ", outside the supported range [" + min + ", " + max + "]");
+        }
+        return v;
+    }
+
+    /** A finite number in {@code [min, max]}. */
+    public double requireDoubleInRange(double min, double max, String... keys) {
+        double v = requirePositiveDouble(keys);
+        if (!(v >= min && v <= max)) {
+            throw new ConfigException(file + ": key " + names(keys) + " is " + v + ", outside the supported range [" + min + ", " + max + "]");
+        }
+        return v;
+    }
+
     public double requirePositiveDouble(String... keys) {
         JsonNode n = first(keys);
         if (n == null) {

@@ -4,6 +4,7 @@ import dev.lockstep.kernels.KernelProvider;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.memory.CheckpointException;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.moe.qwen3.Qwen3MoeFamily;
 
@@ -50,12 +51,14 @@ public final class ModelFamilies {
         }
         ModelConfigJson config = ModelConfigJson.read(directory.resolve("config.json"));
         ModelFamily family = forType(config.requireString("model_type"), config.file());
-        Checkpoint checkpoint = Checkpoint.open(directory);
-        try {
-            return family.load(config, checkpoint, kernels, pool);
-        } catch (RuntimeException e) {
-            checkpoint.close();
-            throw e;
+        try (Checkpoint checkpoint = Checkpoint.open(directory)) {
+            try {
+                return family.load(config, checkpoint, kernels, pool);
+            } catch (InternalError e) {
+                // The JVM reports a fault on a mapped page (SIGBUS: the file shrank under the mapping) this way.
+                throw new CheckpointException(CheckpointException.Problem.FILE_CHANGED, directory
+                        + ": a checkpoint file was truncated or changed while it was being loaded (" + e.getMessage() + ")", e);
+            }
         }
     }
 }

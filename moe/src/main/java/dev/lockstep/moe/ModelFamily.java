@@ -15,7 +15,10 @@ public interface ModelFamily {
 
     /**
      * Builds the model over an open checkpoint. Errors name the family, the key or tensor and what was
-     * expected. On success the model owns the checkpoint and closes it.
+     * expected. The model copies what it needs out of the checkpoint (packed weights, embeddings, norms) and
+     * keeps no reference to it: the caller closes the checkpoint afterwards, so a checkpoint file changed
+     * after loading cannot affect (or crash) a running model. On failure the family frees what it took,
+     * {@code Error}s included.
      */
     CausalLm load(ModelConfigJson config, Checkpoint checkpoint, Kernels kernels, WorkerPool pool);
 }

@@ -17,8 +17,8 @@ import java.util.List;
  * Fetches tensors a family declares, checking presence, dtype and shape, and records them so the family's
  * summary lists exactly what it uses. Errors name the family, the tensor, and the expected vs found value.
  * Matrices the kernels multiply are repacked into the kernels' {@link WeightLayout#TILED} layout in an
- * HBM-tier arena (the mmapped checkpoint pages are then no longer touched); lookup tables (embeddings)
- * stay row-major over the mmapped bytes.
+ * HBM-tier arena; lookup tables (embeddings) are copied row-major into the same arena. A loaded model
+ * touches no checkpoint page, so the checkpoint is closed once loading ends.
  */
 public final class WeightLoader {
     private static final long ALIGNMENT_BYTES = 64;
@@ -66,6 +66,13 @@ public final class WeightLoader {
     public WeightMatrix packed(WeightMatrix m) {
         long bytes = WeightMatrix.byteSize(WeightLayout.TILED, m.format(), m.rows(), m.cols(), tileRows);
         return m.packTiled(tileRows, arena.allocate(m.name(), bytes, ALIGNMENT_BYTES));
+    }
+
+    /** A row-major copy of {@code m} in the arena (lookup tables: nothing then points into the checkpoint). */
+    public WeightMatrix copied(WeightMatrix m) {
+        java.lang.foreign.MemorySegment target = arena.allocate(m.name(), m.data().byteSize(), ALIGNMENT_BYTES);
+        target.copyFrom(m.data());
+        return new WeightMatrix(m.name(), m.format(), m.rows(), m.cols(), target);
     }
 
     /** Rejects a matrix holding NaN or infinity, naming the tensor and the element. */

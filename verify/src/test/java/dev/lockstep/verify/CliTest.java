@@ -33,7 +33,7 @@ class CliTest {
         Run r = run("generate", "--model", model, "--prompt", "In the beginning God created", "-n", "48", "--temp", "0");
         assertEquals(0, r.code(), r.err());
         String expected;
-        try (Tokenizer t = Tokenizer.load(Golden.bundledModel())) {
+        try (Tokenizer t = Tokenizer.load(Golden.bundledModel(), 4096)) {
             expected = t.decode(Golden.intArray(Golden.json("golden.json").get("greedy").get("p0")));
         }
         assertEquals(expected + System.lineSeparator(), r.out());

@@ -268,7 +268,7 @@ class CorruptInputTest {
         Files.delete(dir.resolve("tokenizer.json"));
         assertOneLineError(new String[]{"generate", "--model", dir.toString(), "--prompt", "In the", "-n", "2"}, "tokenizer.json: no such file");
         Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": {\"type\": \"nonsense\"");
-        assertOneLineError(new String[]{"generate", "--model", dir.toString(), "--prompt", "In the", "-n", "2"}, "cannot load tokenizer");
+        assertOneLineError(new String[]{"generate", "--model", dir.toString(), "--prompt", "In the", "-n", "2"}, "tokenizer.json: not valid JSON");
     }
 
     @Test

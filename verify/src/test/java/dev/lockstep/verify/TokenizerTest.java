@@ -16,7 +16,7 @@ class TokenizerTest {
 
     @BeforeAll
     static void load() {
-        tokenizer = Tokenizer.load(Golden.bundledModel());
+        tokenizer = Tokenizer.load(Golden.bundledModel(), 4096);
     }
 
     @AfterAll

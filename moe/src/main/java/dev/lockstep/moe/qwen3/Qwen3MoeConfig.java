@@ -20,13 +20,28 @@ public record Qwen3MoeConfig(int vocabSize, int hiddenSize, int nLayers, int nHe
                              boolean normTopKProb, int decoderSparseStep, Set<Integer> mlpOnlyLayers,
                              float rmsNormEps, double ropeTheta, boolean tieWordEmbeddings, int maxPositionEmbeddings) {
 
+    /** Largest count or size accepted for each hyper-parameter: far above any published model, far below overflow. */
+    static final int MAX_VOCAB = 1 << 22;
+    static final int MAX_HIDDEN = 1 << 16;
+    static final int MAX_LAYERS = 1 << 10;
+    static final int MAX_HEADS = 1 << 10;
+    static final int MAX_HEAD_DIM = 1 << 10;
+    static final int MAX_INTERMEDIATE = 1 << 18;
+    static final int MAX_EXPERTS = 1 << 12;
+    static final int MAX_POSITIONS = 1 << 24;
+    static final double MIN_EPS = 1e-12, MAX_EPS = 1e-1;
+    static final double MAX_ROPE_THETA = 1e12;
+
     public static Qwen3MoeConfig parse(ModelConfigJson c) {
-        int hidden = c.requirePositiveInt("hidden_size");
-        int nHeads = c.requirePositiveInt("num_attention_heads");
-        int nKvHeads = c.positiveIntOr(nHeads, "num_key_value_heads");
-        int nLayers = c.requirePositiveInt("num_hidden_layers");
-        int nExperts = c.requirePositiveInt("num_experts", "num_local_experts");
-        int topK = c.requirePositiveInt("num_experts_per_tok");
+        int hidden = c.requireIntInRange(1, MAX_HIDDEN, "hidden_size");
+        int nHeads = c.requireIntInRange(1, MAX_HEADS, "num_attention_heads");
+        int nKvHeads = c.intInRangeOr(nHeads, 1, MAX_HEADS, "num_key_value_heads");
+        int nLayers = c.requireIntInRange(1, MAX_LAYERS, "num_hidden_layers");
+        int nExperts = c.requireIntInRange(1, MAX_EXPERTS, "num_experts", "num_local_experts");
+        int topK = c.requireIntInRange(1, MAX_EXPERTS, "num_experts_per_tok");
+        int vocab = c.requireIntInRange(1, MAX_VOCAB, "vocab_size");
+        int intermediate = c.requireIntInRange(1, MAX_INTERMEDIATE, "intermediate_size");
+        int moeIntermediate = c.requireIntInRange(1, MAX_INTERMEDIATE, "moe_intermediate_size");
         if (nHeads % nKvHeads != 0) {
             throw new ConfigException(c.file() + ": num_attention_heads (" + nHeads + ") must be a multiple of num_key_value_heads (" + nKvHeads + ")");
         }
@@ -45,17 +60,35 @@ public record Qwen3MoeConfig(int vocabSize, int hiddenSize, int nLayers, int nHe
                 throw new ConfigException(c.file() + ": mlp_only_layers names layer " + l + " but num_hidden_layers is " + nLayers);
             }
         }
-        int headDim = c.positiveIntOr(hidden / nHeads, "head_dim");
+        if (!c.has("head_dim") && hidden % nHeads != 0) {
+            throw new ConfigException(c.file() + ": without 'head_dim', hidden_size (" + hidden + ") must be a multiple of num_attention_heads (" + nHeads + ")");
+        }
+        int headDim = c.intInRangeOr(hidden / nHeads, 2, MAX_HEAD_DIM, "head_dim");
         if (headDim % 2 != 0) {
             throw new ConfigException(c.file() + ": head_dim must be even for RoPE, got " + headDim);
         }
+        // Every matrix must be addressable with int element indices (the kernels' contract): check each product.
+        checkElements(c, "num_attention_heads x head_dim x hidden_size (q_proj)", (long) nHeads * headDim, hidden);
+        checkElements(c, "vocab_size x hidden_size (embed_tokens, lm_head)", vocab, hidden);
+        checkElements(c, "intermediate_size x hidden_size (dense MLP)", intermediate, hidden);
+        checkElements(c, "moe_intermediate_size x hidden_size (one expert)", moeIntermediate, hidden);
+        checkElements(c, "num_experts x hidden_size (router)", nExperts, hidden);
+        int decoderSparseStep = c.intInRangeOr(1, 1, MAX_LAYERS, "decoder_sparse_step");
+        float eps = (float) c.requireDoubleInRange(MIN_EPS, MAX_EPS, "rms_norm_eps");
         return new Qwen3MoeConfig(
-                c.requirePositiveInt("vocab_size"), hidden, nLayers, nHeads, nKvHeads, headDim,
-                c.requirePositiveInt("intermediate_size"), c.requirePositiveInt("moe_intermediate_size"),
+                vocab, hidden, nLayers, nHeads, nKvHeads, headDim, intermediate, moeIntermediate,
                 nExperts, topK, c.booleanOr(false, "norm_topk_prob"),
-                c.positiveIntOr(1, "decoder_sparse_step"), Set.copyOf(new TreeSet<>(mlpOnly)),
-                (float) c.requirePositiveDouble("rms_norm_eps"), ropeTheta(c),
-                c.booleanOr(false, "tie_word_embeddings"), c.positiveIntOr(32768, "max_position_embeddings"));
+                decoderSparseStep, Set.copyOf(new TreeSet<>(mlpOnly)),
+                eps, ropeTheta(c),
+                c.booleanOr(false, "tie_word_embeddings"), c.intInRangeOr(32768, 1, MAX_POSITIONS, "max_position_embeddings"));
+    }
+
+    private static void checkElements(ModelConfigJson c, String what, long rows, long cols) {
+        long elements = rows * cols; // both factors < 2^31, so no long overflow
+        if (elements > Integer.MAX_VALUE - 64) {
+            throw new ConfigException(c.file() + ": " + what + " = " + rows + " x " + cols + " = " + elements
+                    + " elements in one matrix, more than the 2^31 - 1 the kernels address");
+        }
     }
 
     private static double ropeTheta(ModelConfigJson c) {
@@ -68,12 +101,12 @@ public record Qwen3MoeConfig(int vocabSize, int hiddenSize, int nLayers, int nHe
             }
         }
         if (c.has("rope_theta")) {
-            return c.requirePositiveDouble("rope_theta");
+            return c.requireDoubleInRange(1, MAX_ROPE_THETA, "rope_theta");
         }
         if (params != null && params.has("rope_theta")) {
             JsonNode t = params.get("rope_theta");
-            if (!t.isNumber() || !(t.asDouble() > 0)) {
-                throw new ConfigException(c.file() + ": rope_parameters.rope_theta must be a positive number, got " + t);
+            if (!t.isNumber() || !(t.asDouble() >= 1 && t.asDouble() <= MAX_ROPE_THETA)) {
+                throw new ConfigException(c.file() + ": rope_parameters.rope_theta must be a number in [1, " + MAX_ROPE_THETA + "], got " + t);
             }
             return t.asDouble();
         }

@@ -37,7 +37,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
         TierArena weights = new TierArena(MemoryTier.HBM, 2 * checkpoint.totalBytes() + (64L << 20));
         try {
             return load(c, checkpoint, kernels, pool, weights);
-        } catch (RuntimeException e) {
+        } catch (RuntimeException | Error e) {
             weights.close();
             throw e;
         }
@@ -48,7 +48,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
         int h = c.hiddenSize();
         Rope rope = new Rope(c.headDim(), c.ropeTheta(), Math.min(c.maxPositionEmbeddings(), 4096));
 
-        WeightMatrix embed = w.rowMajor("model.embed_tokens.weight", c.vocabSize(), h);         // [vocab, hidden]
+        WeightMatrix embed = w.copied(w.rowMajor("model.embed_tokens.weight", c.vocabSize(), h)); // [vocab, hidden]
         Qwen3MoeModel.Layer[] layers = new Qwen3MoeModel.Layer[c.nLayers()];
         for (int l = 0; l < c.nLayers(); l++) {
             String p = "model.layers." + l + ".";
@@ -87,7 +87,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
                 ? w.packed(embed)
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
         ModelSummary summary = summarize(c, w.used(), w.unused());
-        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), checkpoint, weights, summary);
+        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), weights, summary);
     }
 
     private static ModelSummary summarize(Qwen3MoeConfig c, List<TensorInfo> tensors, List<TensorInfo> unused) {

@@ -2,12 +2,12 @@ package dev.lockstep.moe.qwen3;
 
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
-import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.TierArena;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.ForwardObserver;
 import dev.lockstep.moe.ForwardState;
 import dev.lockstep.moe.LogitsMode;
+import dev.lockstep.moe.NonFiniteException;
 import dev.lockstep.moe.ModelSummary;
 import dev.lockstep.moe.block.AttentionBlock;
 import dev.lockstep.moe.block.Compute;
@@ -15,6 +15,8 @@ import dev.lockstep.moe.block.DenseMlpBlock;
 import dev.lockstep.moe.block.SparseMoeBlock;
 import dev.lockstep.moe.kv.ContiguousKvCache;
 import dev.lockstep.moe.kv.KvCache;
+
+import java.util.concurrent.locks.ReentrantLock;
 
 /**
  * The Qwen3-MoE forward pass; read it beside HF {@code modeling_qwen3_moe.py}. Activations are float32
@@ -36,19 +38,20 @@ public final class Qwen3MoeModel implements CausalLm {
     private final float[] finalNorm;   // [hidden]
     private final WeightMatrix lmHead; // [vocab, hidden]
     private final Compute compute;
-    private final Checkpoint checkpoint;
     private final TierArena packedWeights;
     private final ModelSummary summary;
+    /** Serializes forwards: the blocks share task objects, RoPE tables and the worker pool. */
+    private final ReentrantLock forwardLock = new ReentrantLock();
+    private boolean closed; // guarded by forwardLock
 
     Qwen3MoeModel(Qwen3MoeConfig config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
-                  Compute compute, Checkpoint checkpoint, TierArena packedWeights, ModelSummary summary) {
+                  Compute compute, TierArena packedWeights, ModelSummary summary) {
         this.config = config;
         this.embed = embed;
         this.layers = layers;
         this.finalNorm = finalNorm;
         this.lmHead = lmHead;
         this.compute = compute;
-        this.checkpoint = checkpoint;
         this.packedWeights = packedWeights;
         this.summary = summary;
     }
@@ -92,6 +95,19 @@ public final class Qwen3MoeModel implements CausalLm {
     @Override
     public void forward(int[] tokens, int off, int n, KvCache cache, ForwardState forwardState, float[] logits,
                         LogitsMode mode, ForwardObserver observer) {
+        forwardLock.lock();
+        try {
+            if (closed) {
+                throw new IllegalStateException("model is closed");
+            }
+            forwardLocked(tokens, off, n, cache, forwardState, logits, mode, observer);
+        } finally {
+            forwardLock.unlock();
+        }
+    }
+
+    private void forwardLocked(int[] tokens, int off, int n, KvCache cache, ForwardState forwardState, float[] logits,
+                               LogitsMode mode, ForwardObserver observer) {
         if (n <= 0) {
             throw new IllegalArgumentException("forward needs at least one token, got " + n);
         }
@@ -99,6 +115,19 @@ public final class Qwen3MoeModel implements CausalLm {
         int needLogits = mode == LogitsMode.ALL ? n * vocab : vocab;
         if (logits.length < needLogits) {
             throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, " + needLogits + " needed");
+        }
+        if (off < 0 || (long) off + n > tokens.length) {
+            throw new IllegalArgumentException("tokens[" + off + ", " + ((long) off + n) + ") is outside an array of " + tokens.length);
+        }
+        for (int t = 0; t < n; t++) {
+            int token = tokens[off + t];
+            if (token < 0 || token >= vocab) {
+                throw new IllegalArgumentException("token id " + token + " at index " + (off + t) + " is outside the vocabulary [0, " + vocab + ")");
+            }
+        }
+        if (cache.layers() != layers.length || cache.kvHeads() != config.nKvHeads() || cache.headDim() != config.headDim()) {
+            throw new IllegalArgumentException("KV cache shape (" + cache.layers() + " layers, " + cache.kvHeads() + " kv heads, head dim "
+                    + cache.headDim() + ") does not fit this model");
         }
         int start = cache.length();
         cache.reserve(n);
@@ -109,11 +138,7 @@ public final class Qwen3MoeModel implements CausalLm {
 
         // embedding
         for (int t = 0; t < n; t++) {
-            int token = tokens[off + t];
-            if (token < 0 || token >= vocab) {
-                throw new IllegalArgumentException("token id " + token + " at index " + (off + t) + " is outside the vocabulary [0, " + vocab + ")");
-            }
-            embed.rowToFloat(token, s.x, t * h);
+            embed.rowToFloat(tokens[off + t], s.x, t * h);
         }
         observer.onHidden(0, s.x, n, h);
 
@@ -139,6 +164,7 @@ public final class Qwen3MoeModel implements CausalLm {
             }
             // residual
             kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
+            NonFiniteException.check(s.x, n * h, h, start, "the hidden state after layer " + l);
             if (l < layers.length - 1) {
                 observer.onHidden(l + 1, s.x, n, h);
             }
@@ -156,6 +182,11 @@ public final class Qwen3MoeModel implements CausalLm {
         } else {
             int lastOff = (n - 1) * h;
             compute.matmul(lmHead, s.xb, lastOff, 1, logits);
+        }
+        if (mode == LogitsMode.ALL) {
+            NonFiniteException.check(logits, n * vocab, vocab, start, "the logits");
+        } else {
+            NonFiniteException.check(logits, vocab, vocab, start + n - 1, "the logits");
         }
         cache.commit(n);
     }
@@ -179,9 +210,17 @@ public final class Qwen3MoeModel implements CausalLm {
         return config;
     }
 
+    /** Waits for a running forward, then frees the weights; later forwards fail. A second close does nothing. */
     @Override
     public void close() {
-        packedWeights.close();
-        checkpoint.close();
+        forwardLock.lock();
+        try {
+            if (!closed) {
+                closed = true;
+                packedWeights.close();
+            }
+        } finally {
+            forwardLock.unlock();
+        }
     }
 }
