@@ -77,6 +77,9 @@ final class TokenizerSpec {
         } catch (IOException e) {
             throw new LockstepException(file + ": cannot read (" + e.getMessage() + ")", e);
         }
+        if (root == null || root.isMissingNode()) {
+            throw new LockstepException(file + ": not valid JSON (the file is empty)");
+        }
         TokenizerSpec spec = new TokenizerSpec(file, vocabSize);
         return spec.canonical(root).toString();
     }
