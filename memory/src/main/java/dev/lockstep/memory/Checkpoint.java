@@ -79,11 +79,7 @@ public final class Checkpoint implements AutoCloseable {
         List<SafetensorsFile> opened = new ArrayList<>();
         try {
             for (String shardName : new java.util.TreeSet<>(tensorToShard.values())) {
-                Path shardPath = directory.resolve(shardName).normalize();
-                if (!shardPath.startsWith(directory.normalize()) || shardName.contains("/")) {
-                    throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,
-                            index + ": shard name '" + shardName + "' must be a plain file name in the checkpoint directory");
-                }
+                Path shardPath = shardPath(directory, index, shardName);
                 if (!Files.exists(shardPath)) {
                     throw new CheckpointException(CheckpointException.Problem.MISSING_FILE,
                             index + " names shard " + shardName + " but " + shardPath + " does not exist");
@@ -116,6 +112,22 @@ public final class Checkpoint implements AutoCloseable {
             opened.forEach(SafetensorsFile::close);
             throw e;
         }
+    }
+
+    /** A shard named by the index: a plain file name inside the checkpoint directory, nothing else. */
+    private static Path shardPath(Path directory, Path index, String shardName) {
+        boolean plain = !shardName.isEmpty() && shardName.chars().noneMatch(c -> c == '/' || c == '\\' || c == 0 || c < 0x20)
+                && !shardName.equals(".") && !shardName.equals("..");
+        try {
+            Path p = plain ? directory.resolve(shardName).normalize() : null;
+            if (p != null && p.getParent() != null && p.getParent().equals(directory.normalize())) {
+                return p;
+            }
+        } catch (java.nio.file.InvalidPathException e) {
+            // falls through to the error below
+        }
+        throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,
+                index + ": shard name '" + shardName.replaceAll("\\p{Cntrl}", "?") + "' must be a plain file name in the checkpoint directory");
     }
 
     public Path directory() {

@@ -45,6 +45,10 @@ final class SafetensorsWriter {
         return this;
     }
 
+    java.util.Set<String> names() {
+        return entries.keySet();
+    }
+
     Entry get(String name) {
         return entries.get(name);
     }
