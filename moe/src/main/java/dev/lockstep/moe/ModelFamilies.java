@@ -4,7 +4,6 @@ import dev.lockstep.kernels.KernelProvider;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
-import dev.lockstep.memory.CheckpointException;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.moe.qwen3.Qwen3MoeFamily;
 
@@ -46,19 +45,16 @@ public final class ModelFamilies {
     }
 
     public static CausalLm load(Path directory, Kernels kernels, WorkerPool pool) {
-        if (!Files.isDirectory(directory)) {
+        if (!Files.exists(directory)) {
             throw new LockstepException(directory + ": model directory does not exist");
+        }
+        if (!Files.isDirectory(directory)) {
+            throw new LockstepException(directory + ": is a file, not a model directory (give the directory that holds config.json)");
         }
         ModelConfigJson config = ModelConfigJson.read(directory.resolve("config.json"));
         ModelFamily family = forType(config.requireString("model_type"), config.file());
         try (Checkpoint checkpoint = Checkpoint.open(directory)) {
-            try {
-                return family.load(config, checkpoint, kernels, pool);
-            } catch (InternalError e) {
-                // The JVM reports a fault on a mapped page (SIGBUS: the file shrank under the mapping) this way.
-                throw new CheckpointException(CheckpointException.Problem.FILE_CHANGED, directory
-                        + ": a checkpoint file was truncated or changed while it was being loaded (" + e.getMessage() + ")", e);
-            }
+            return family.load(config, checkpoint, kernels, pool);
         }
     }
 }

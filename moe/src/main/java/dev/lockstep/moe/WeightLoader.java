@@ -9,6 +9,7 @@ import dev.lockstep.memory.CheckpointException;
 import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.memory.TensorView;
 
+import java.lang.foreign.MemorySegment;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -62,22 +63,36 @@ public final class WeightLoader {
         return packed(rowMajor(name, rows, cols));
     }
 
+    /**
+     * Every read of checkpoint bytes goes through here: the JVM reports a fault on a mapped page (SIGBUS: the
+     * file shrank under its mapping) as an {@link InternalError}; it becomes a checkpoint error naming the tensor.
+     */
+    private <T> T reading(String tensor, java.util.function.Supplier<T> read) {
+        try {
+            return read.get();
+        } catch (InternalError e) {
+            throw new CheckpointException(CheckpointException.Problem.FILE_CHANGED, checkpoint.directory() + ": reading tensor '"
+                    + tensor + "' failed (" + e.getMessage() + "): a checkpoint file was truncated or changed while it was being loaded", e);
+        }
+    }
+
     /** A tiled copy of {@code m} for matmul (for tied embeddings: one tensor, two uses). */
     public WeightMatrix packed(WeightMatrix m) {
         long bytes = WeightMatrix.byteSize(WeightLayout.TILED, m.format(), m.rows(), m.cols(), tileRows);
-        return m.packTiled(tileRows, arena.allocate(m.name(), bytes, ALIGNMENT_BYTES));
+        MemorySegment target = arena.allocate(m.name(), bytes, ALIGNMENT_BYTES);
+        return reading(m.name(), () -> m.packTiled(tileRows, target));
     }
 
     /** A row-major copy of {@code m} in the arena (lookup tables: nothing then points into the checkpoint). */
     public WeightMatrix copied(WeightMatrix m) {
-        java.lang.foreign.MemorySegment target = arena.allocate(m.name(), m.data().byteSize(), ALIGNMENT_BYTES);
-        target.copyFrom(m.data());
+        MemorySegment target = arena.allocate(m.name(), m.data().byteSize(), ALIGNMENT_BYTES);
+        reading(m.name(), () -> target.copyFrom(m.data()));
         return new WeightMatrix(m.name(), m.format(), m.rows(), m.cols(), target);
     }
 
     /** Rejects a matrix holding NaN or infinity, naming the tensor and the element. */
     private WeightMatrix finite(WeightMatrix m, TensorView v) {
-        long at = m.firstNonFinite();
+        long at = reading(m.name(), m::firstNonFinite);
         if (at >= 0) {
             throw new CheckpointException(CheckpointException.Problem.NON_FINITE,
                     v.info().file() + ": tensor '" + m.name() + "' holds a non-finite value (" + m.get((int) (at / m.cols()), (int) (at % m.cols()))
@@ -108,7 +123,11 @@ public final class WeightLoader {
                             + " expects one of " + Arrays.toString(WeightFormat.values()));
         }
         float[] out = new float[n];
-        finite(new WeightMatrix(name, format, 1, n, v.data()), v).rowToFloat(0, out, 0);
+        WeightMatrix m = finite(new WeightMatrix(name, format, 1, n, v.data()), v);
+        reading(name, () -> {
+            m.rowToFloat(0, out, 0);
+            return out;
+        });
         return out;
     }
 

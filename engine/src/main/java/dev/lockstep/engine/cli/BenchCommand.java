@@ -49,6 +49,9 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
         long warmupNanos = (long) (warmupSeconds * 1e9);
         List<Integer> counts = threads != null ? threads
                 : List.of(1, Runtime.getRuntime().availableProcessors()).stream().distinct().toList();
+        for (int t : counts) {
+            checkThreads(t);
+        }
         out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max | heap B/token |%n|---|---:|---|---:|---:|---:|---:|%n");
         for (int t : counts) {
             if (inProcess) {
@@ -87,7 +90,21 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                 "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
                 "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
         try {
-            Process child = new ProcessBuilder(cmd).redirectError(ProcessBuilder.Redirect.DISCARD).start();
+            Process child = new ProcessBuilder(cmd).start();
+            // The child's stderr is forwarded line by line (less the JVM's incubator-module notice) and its last
+            // line kept, so a failing child explains itself here.
+            String[] lastError = {""};
+            Thread errPump = Thread.ofPlatform().daemon().start(() -> {
+                try (var lines = child.errorReader(java.nio.charset.StandardCharsets.UTF_8).lines()) {
+                    lines.filter(l -> !l.startsWith("WARNING: Using incubator modules")).forEach(l -> {
+                        synchronized (lastError) {
+                            lastError[0] = l;
+                            err().println(l);
+                            err().flush();
+                        }
+                    });
+                }
+            });
             try (var lines = child.inputReader(java.nio.charset.StandardCharsets.UTF_8).lines()) {
                 lines.filter(l -> l.startsWith("| ") && !l.startsWith("| model")).forEach(l -> {
                     out().println(l);
@@ -95,9 +112,13 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                 });
             }
             int code = child.waitFor();
+            errPump.join();
             if (code != 0) {
-                throw new LockstepException("bench for " + t + " threads failed in its child JVM (exit " + code
-                        + "); rerun with --in-process --threads " + t + " to see why");
+                String why;
+                synchronized (lastError) {
+                    why = lastError[0].isEmpty() ? "" : ": " + lastError[0].replaceFirst("^lockstep: (error: )?", "");
+                }
+                throw new LockstepException("bench for " + t + " threads failed in its child JVM (exit " + code + ")" + why);
             }
         } catch (java.io.IOException e) {
             throw new LockstepException("cannot start a child JVM for the benchmark: " + e.getMessage(), e);

@@ -50,7 +50,7 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
             throw new IllegalArgumentException("-n must be >= 0, got " + maxNewTokens);
         }
         SamplingParams params = new SamplingParams(temperature, topK, topP, seed);
-        String text = prompt != null ? prompt : new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
+        String text = prompt != null ? prompt : TextFiles.utf8(System.in.readAllBytes(), "standard input");
         PrintWriter out = out();
         PrintWriter err = err();
         try (Engine engine = loadEngine(threads)) {
@@ -58,11 +58,12 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
             if (ids.length == 0) {
                 throw new LockstepException("prompt is empty: give --prompt TEXT or text on stdin");
             }
-            int context = ids.length + maxNewTokens;
-            if (context > engine.model().maxPositions()) {
-                throw new LockstepException("prompt (" + ids.length + " tokens) + -n " + maxNewTokens + " = " + context
+            long positions = (long) ids.length + maxNewTokens;
+            if (positions > engine.model().maxPositions()) {
+                throw new LockstepException("prompt (" + ids.length + " tokens) + -n " + maxNewTokens + " = " + positions
                         + " positions exceeds the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
+            int context = (int) positions;
             if (echo) {
                 out.print(text);
                 out.flush();

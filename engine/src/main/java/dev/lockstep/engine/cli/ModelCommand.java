@@ -34,11 +34,26 @@ abstract class ModelCommand {
     }
 
     Engine loadEngine(int threads) {
-        if (threads < 1) {
-            throw new IllegalArgumentException("--threads must be >= 1, got " + threads);
-        }
+        checkThreads(threads);
         return Engine.load(model, new EngineOptions(threads));
     }
+
+    /** Refuses impossible thread counts; warns (once per count) when there are more threads than cores. */
+    void checkThreads(int threads) {
+        if (threads < 1 || threads > MAX_THREADS) {
+            throw new IllegalArgumentException("--threads must be in [1, " + MAX_THREADS + "], got " + threads);
+        }
+        int cores = Runtime.getRuntime().availableProcessors();
+        if (threads > cores && warnedThreads != threads) {
+            warnedThreads = threads;
+            err().println("lockstep: warning: --threads " + threads + " exceeds the " + cores + " available processors;"
+                    + " workers then wait for each other's time slices (many times slower). Use --threads " + cores + " or fewer.");
+            err().flush();
+        }
+    }
+
+    static final int MAX_THREADS = 1024;
+    private int warnedThreads;
 
     static int defaultThreads() {
         return Runtime.getRuntime().availableProcessors();

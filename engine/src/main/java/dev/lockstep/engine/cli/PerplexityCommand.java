@@ -59,7 +59,7 @@ final class PerplexityCommand extends ModelCommand implements Callable<Integer> 
 
     private static String read(Path file) {
         try {
-            return Files.readString(file);
+            return TextFiles.utf8(Files.readAllBytes(file), file.toString());
         } catch (NoSuchFileException e) {
             throw new LockstepException(file + ": no such file");
         } catch (IOException e) {
@@ -78,7 +78,7 @@ final class PerplexityCommand extends ModelCommand implements Callable<Integer> 
             try {
                 ids[i] = Integer.parseInt(parts[i]);
             } catch (NumberFormatException e) {
-                throw new LockstepException(file + ": token " + (i + 1) + " '" + parts[i] + "' is not an integer id");
+                throw new LockstepException(file + ": token " + (i + 1) + " '" + TextFiles.visible(parts[i]) + "' is not an integer id");
             }
             if (ids[i] < 0 || ids[i] >= vocab) {
                 throw new LockstepException(file + ": token " + (i + 1) + " id " + ids[i] + " is outside the vocabulary [0, " + vocab + ")");
