@@ -1,0 +1,74 @@
+package dev.lockstep.verify;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static dev.lockstep.verify.CorruptInputTest.assertOneLineError;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** CLI messages that used to mislead: each names the real problem. */
+class CliErrorsTest {
+    static final String MODEL = Golden.bundledModel().toString();
+
+    @TempDir
+    Path tmp;
+
+    @Test
+    void modelPointingAtAFile() {
+        String file = Golden.bundledModel().resolve("config.json").toString();
+        assertOneLineError(new String[]{"generate", "--model", file, "--prompt", "x", "-n", "1"}, "is a file, not a model directory");
+        assertOneLineError(new String[]{"generate", "--model", tmp.resolve("nope").toString(), "--prompt", "x", "-n", "1"}, "does not exist");
+    }
+
+    @Test
+    void hugeTokenCountDoesNotOverflow() {
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "In the", "-n", "2147483647"},
+                "2147483649 positions exceeds the model's max_position_embeddings (2048)");
+    }
+
+    @Test
+    void nonUtf8TextNamesTheByte() throws IOException {
+        Path f = tmp.resolve("latin1.txt");
+        Files.write(f, "In the beginning caf\u00e9".getBytes(StandardCharsets.ISO_8859_1));
+        assertOneLineError(new String[]{"perplexity", "--model", MODEL, "--text", f.toString()},
+                "latin1.txt: not UTF-8 text (invalid byte 0xe9 at byte offset 20)");
+    }
+
+    @Test
+    void byteOrderMarkIsDroppedAndInvisibleCharactersAreShown() throws IOException {
+        Path f = tmp.resolve("bom.txt");
+        Files.writeString(f, "\uFEFF1146 259 2084 387 3363\n");
+        CliTest.Run r = CliTest.run("perplexity", "--model", MODEL, "--tokens", f.toString(), "--threads", "1");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("tokens_scored 4"), r.out());
+
+        Files.writeString(f, "1146 259\u200B 2084\n");
+        assertOneLineError(new String[]{"perplexity", "--model", MODEL, "--tokens", f.toString()}, "'259\\u200B' is not an integer id");
+    }
+
+    @Test
+    void moreThreadsThanCoresWarns() {
+        int threads = Runtime.getRuntime().availableProcessors() + 1;
+        CliTest.Run r = CliTest.run("generate", "--model", MODEL, "--prompt", "In the", "-n", "2", "--temp", "0",
+                "--threads", String.valueOf(threads));
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.err().contains("warning: --threads " + threads + " exceeds the"), r.err());
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--threads", "100000"}, "--threads must be in [1, 1024]");
+    }
+
+    @Test
+    void benchShowsWhyItsChildFailed() throws IOException {
+        Path dir = TinyModel.write(tmp.resolve("tiny"), 1);
+        Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"qwen3_moe\"}");
+        CliTest.Run r = CliTest.run("bench", "--model", dir.toString(), "-p", "4", "-n", "4", "-r", "1", "--warmup", "0",
+                "--warmup-seconds", "0", "--threads", "1");
+        assertEquals(2, r.code(), r.err());
+        assertTrue(r.err().contains("failed in its child JVM") && r.err().contains("config.json"), r.err());
+    }
+}
