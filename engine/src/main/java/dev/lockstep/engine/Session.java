@@ -46,11 +46,15 @@ public final class Session implements AutoCloseable {
                     ? "session re-entered from its own token callback"
                     : "session is in use by thread '" + other.getName() + "'; a Session serves one thread at a time");
         }
-        if (closed) {
+        try {
+            if (closed) {
+                throw new IllegalStateException("session is closed");
+            }
+            engine.checkOpen();
+        } catch (RuntimeException e) {
             owner.set(null);
-            throw new IllegalStateException("session is closed");
+            throw e;
         }
-        engine.checkOpen();
     }
 
     private void exit() {
