@@ -8,6 +8,11 @@ package dev.lockstep.kernels;
 public final class KernelProvider {
     private static final System.Logger LOG = System.getLogger(KernelProvider.class.getName());
 
+    /** Logged once when the Vector API is absent; tests look for it. */
+    public static final String MISSING_VECTOR_MODULE = "Lockstep: the Vector API (module jdk.incubator.vector) is not"
+            + " available, so the scalar reference kernels run: same results, but prefill and decode are several times"
+            + " slower (see BENCHMARKS.md). Start the JVM with --add-modules jdk.incubator.vector to use the SIMD kernels.";
+
     private KernelProvider() {
     }
 
@@ -33,6 +38,8 @@ public final class KernelProvider {
             } else if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) {
                 chosen = new ScalarKernels();
                 why = "module jdk.incubator.vector not present (run with --add-modules jdk.incubator.vector)";
+                // As Lucene's vectorization provider does: say it once, loudly, with the flag and the cost.
+                LOG.log(System.Logger.Level.WARNING, MISSING_VECTOR_MODULE);
             } else {
                 chosen = new PanamaKernels();
                 why = "Vector API available";

@@ -1,0 +1,15 @@
+/** The public API (Engine, Session, sampling, tokenizer) and the lockstep CLI. */
+module dev.lockstep.engine {
+    requires transitive dev.lockstep.moe;
+    requires ai.djl.tokenizers;
+    requires info.picocli;
+    requires jdk.management; // bench: heap bytes allocated per thread
+    requires java.management;
+    // DJL's jars are automatic modules and cannot declare what they need; these are the explicit modules
+    // they load on the tokenizer path, so a module-path application gets them resolved.
+    requires org.slf4j;
+    requires com.google.gson;
+    exports dev.lockstep.engine;
+    exports dev.lockstep.engine.cli;
+    opens dev.lockstep.engine.cli to info.picocli;
+}
