@@ -54,7 +54,7 @@ public final class PanamaKernels implements Kernels {
     @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        if (w.format() == WeightFormat.BF16 && w.layout() == WeightLayout.TILED && w.tileRows() == LANES) {
+        if (vectorizedMatmul(w)) {
             if (nTokens == 1) {
                 matvecTiledBf16(w, x, xOff, out, outOff, rowStart, rowEnd);
             } else {
@@ -331,17 +331,26 @@ public final class PanamaKernels implements Kernels {
     @Override
     public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
                                 float[] scores, int scoresOff, int scoresStride) {
-        if (LANES > BLOCK || BLOCK % LANES != 0 || nHeads > 2) {
+        if (LANES > BLOCK || BLOCK % LANES != 0) {
             REFERENCE.attentionScores(q, qOff, nHeads, headDim, keys, keyHeadOffsetBytes, scores, scoresOff, scoresStride);
             return;
         }
+        // Query heads in pairs (two heads share each key load), then one left over for an odd group.
+        for (int h = 0; h < nHeads; h += 2) {
+            scoresHeads(q, qOff + h * headDim, h + 1 < nHeads, headDim, keys, keyHeadOffsetBytes, scores,
+                    scoresOff + h * scoresStride, scoresStride);
+        }
+    }
+
+    /** One or two query heads against one key block; one body so the vector loops stay in one large method. */
+    private static void scoresHeads(float[] q, int q0, boolean two, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
+                                    float[] scores, int scoresOff, int scoresStride) {
         long rowBytes = 4L * BLOCK;
+        int q1 = q0 + headDim;
         for (int g = 0; g < BLOCK; g += LANES) {
             long base = keyHeadOffsetBytes + 4L * g;
-            if (nHeads == 2) {
-                // Two query heads share each key load (GQA group of 2).
+            if (two) {
                 FloatVector a0 = FloatVector.zero(F), a1 = a0;
-                int q0 = qOff, q1 = qOff + headDim;
                 for (int d = 0; d < headDim; d++) {
                     FloatVector k = FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE);
                     a0 = FloatVector.broadcast(F, q[q0 + d]).fma(k, a0);
@@ -352,11 +361,16 @@ public final class PanamaKernels implements Kernels {
             } else {
                 FloatVector a0 = FloatVector.zero(F);
                 for (int d = 0; d < headDim; d++) {
-                    a0 = FloatVector.broadcast(F, q[qOff + d]).fma(FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE), a0);
+                    a0 = FloatVector.broadcast(F, q[q0 + d]).fma(FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE), a0);
                 }
                 a0.intoArray(scores, scoresOff + g);
             }
         }
+    }
+
+    /** Whether {@link #matmul} has a Vector API path for this matrix (the rest run the definition, correct and slow). */
+    public static boolean vectorizedMatmul(WeightMatrix w) {
+        return w.format() == WeightFormat.BF16 && w.layout() == WeightLayout.TILED && w.tileRows() == LANES;
     }
 
     @Override
