@@ -9,6 +9,9 @@ import dev.lockstep.memory.LockstepException;
  * before the forward (nothing is committed), so the session can go on from its last good position.
  */
 public final class NonFiniteException extends LockstepException {
+    /** {@code layer} argument of {@link #check} for the logits. */
+    public static final int LOGITS = -1;
+
     private final int position;
 
     public NonFiniteException(String message, int position) {
@@ -23,13 +26,15 @@ public final class NonFiniteException extends LockstepException {
 
     /**
      * Throws if any of {@code values[0, length)} is NaN or infinite; {@code values} holds rows of {@code rowLength}
-     * floats for positions {@code firstPosition, firstPosition + 1, ...}. Allocates nothing when all are finite.
+     * floats for positions {@code firstPosition, firstPosition + 1, ...}; {@code layer} is the layer whose output
+     * they are, or {@link #LOGITS} for the logits. Allocates nothing when all are finite (it runs every forward).
      */
-    public static void check(float[] values, int length, int rowLength, int firstPosition, String where) {
+    public static void check(float[] values, int length, int rowLength, int firstPosition, int layer) {
         for (int i = 0; i < length; i++) {
             float v = values[i];
             if (v - v != 0) { // NaN or +-Infinity
                 int position = firstPosition + i / rowLength;
+                String where = layer == LOGITS ? "the logits" : "the hidden state after layer " + layer;
                 throw new NonFiniteException("forward produced a non-finite value (" + v + ") in " + where + " at position "
                         + position + " (element " + (i % rowLength) + "); the weights or the config do not describe a working model",
                         position);

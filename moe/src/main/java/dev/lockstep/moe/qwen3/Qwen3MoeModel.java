@@ -164,7 +164,7 @@ public final class Qwen3MoeModel implements CausalLm {
             }
             // residual
             kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
-            NonFiniteException.check(s.x, n * h, h, start, "the hidden state after layer " + l);
+            NonFiniteException.check(s.x, n * h, h, start, l);
             if (l < layers.length - 1) {
                 observer.onHidden(l + 1, s.x, n, h);
             }
@@ -184,9 +184,9 @@ public final class Qwen3MoeModel implements CausalLm {
             compute.matmul(lmHead, s.xb, lastOff, 1, logits);
         }
         if (mode == LogitsMode.ALL) {
-            NonFiniteException.check(logits, n * vocab, vocab, start, "the logits");
+            NonFiniteException.check(logits, n * vocab, vocab, start, NonFiniteException.LOGITS);
         } else {
-            NonFiniteException.check(logits, vocab, vocab, start + n - 1, "the logits");
+            NonFiniteException.check(logits, vocab, vocab, start + n - 1, NonFiniteException.LOGITS);
         }
         cache.commit(n);
     }

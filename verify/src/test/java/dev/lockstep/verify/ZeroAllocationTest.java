@@ -1,0 +1,61 @@
+package dev.lockstep.verify;
+
+import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.moe.CausalLm;
+import dev.lockstep.moe.ForwardObserver;
+import dev.lockstep.moe.ForwardState;
+import dev.lockstep.moe.LogitsMode;
+import dev.lockstep.moe.ModelFamilies;
+import dev.lockstep.moe.kv.KvCache;
+import org.junit.jupiter.api.Test;
+
+import java.lang.management.ManagementFactory;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+/**
+ * A warmed-up decode step allocates nothing on the heap, on any thread (the dispatching thread and the pool's
+ * workers). This also catches a Vector API call that fell back to its allocating Java path (a kernel shape C2
+ * stopped intrinsifying). Part of the default suite: windows of 64 decode steps (2 workers) until one
+ * allocates nothing, 60 s at most (typically a few seconds once C2 has compiled the kernels).
+ */
+class ZeroAllocationTest {
+    @Test
+    void steadyStateDecodeAllocatesNothing() {
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        try (WorkerPool pool = new WorkerPool(2); CausalLm model = ModelFamilies.load(Golden.bundledModel(), pool);
+             KvCache cache = model.newKvCache(256)) {
+            ForwardState state = model.newState(1);
+            float[] logits = new float[model.vocabSize()];
+            int[] one = {259};
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            long lastWindow = Long.MAX_VALUE;
+            int windows = 0;
+            while (lastWindow != 0 && System.nanoTime() < deadline) {
+                cache.truncate(0);
+                long before = threads.getTotalThreadAllocatedBytes();
+                for (int i = 0; i < 64; i++) {
+                    model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                    one[0] = dev.lockstep.engine.Sampler.argmax(logits, 0, model.vocabSize());
+                }
+                lastWindow = threads.getTotalThreadAllocatedBytes() - before;
+                windows++;
+            }
+            if (lastWindow != 0) { // name the allocating threads
+                long[] ids = threads.getAllThreadIds();
+                long[] a = threads.getThreadAllocatedBytes(ids);
+                for (int i = 0; i < 64; i++) {
+                    model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                }
+                long[] b = threads.getThreadAllocatedBytes(ids);
+                for (int i = 0; i < ids.length; i++) {
+                    if (b[i] != a[i]) {
+                        var info = threads.getThreadInfo(ids[i]);
+                        System.out.println("ALLOC " + (info == null ? ids[i] : info.getThreadName()) + " " + (b[i] - a[i]));
+                    }
+                }
+            }
+            assertEquals(0, lastWindow, "64 warm decode steps allocated " + lastWindow + " bytes (after " + windows + " windows)");
+        }
+    }
+}
