@@ -3,7 +3,7 @@ package dev.lockstep.kernels;
 /**
  * float32 {@code exp} built only from IEEE operations that every implementation rounds the same way
  * (fma, add, mul, min/max, integer bit moves): the scalar form here and the Vector API form in
- * {@link PanamaKernels#expVector} run the identical sequence, so they agree bit for bit, in the interpreter
+ * {@code PanamaKernels.expLoop} run the identical sequence, so they agree bit for bit, in the interpreter
  * and in C2. ({@code Math.exp} and the Vector API's {@code EXP} do not promise that: the latter uses
  * different code in the interpreter and in compiled code.)
  *

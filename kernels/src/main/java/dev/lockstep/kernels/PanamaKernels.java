@@ -2,6 +2,7 @@ package dev.lockstep.kernels;
 
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
 import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorShape;
 import jdk.incubator.vector.VectorSpecies;
@@ -51,6 +52,11 @@ public final class PanamaKernels implements Kernels {
         return LANES;
     }
 
+    /** Whether {@link #matmul} has a Vector API path for this matrix (the rest run the definition, correct and slow). */
+    public static boolean vectorizedMatmul(WeightMatrix w) {
+        return w.format() == WeightFormat.BF16 && w.layout() == WeightLayout.TILED && w.tileRows() == LANES;
+    }
+
     @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
@@ -71,14 +77,6 @@ public final class PanamaKernels implements Kernels {
      * (2p, 2p+1) of LANES rows, widened exactly by a shift (low half) and a mask (high half). Per column the
      * accumulator takes one fma with the broadcast activation: the sequential chain Kernels.matmul defines.
      */
-
-    private static FloatVector lowBf16(IntVector pair) {
-        return pair.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
-    }
-
-    private static FloatVector highBf16(IntVector pair) {
-        return pair.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats();
-    }
 
     /*
      * All vector loops live in a few large body methods that are only ever called, never inlined (they are
@@ -115,29 +113,28 @@ public final class PanamaKernels implements Kernels {
             IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
             IntVector w2 = IntVector.fromMemorySegment(I, seg, b2 + o, LE);
             IntVector w3 = IntVector.fromMemorySegment(I, seg, b3 + o, LE);
-            a0 = highBf16(w0).fma(x1, lowBf16(w0).fma(x0, a0));
-            a1 = highBf16(w1).fma(x1, lowBf16(w1).fma(x0, a1));
-            a2 = highBf16(w2).fma(x1, lowBf16(w2).fma(x0, a2));
-            a3 = highBf16(w3).fma(x1, lowBf16(w3).fma(x0, a3));
+            a0 = ((FloatVector) w0.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats()).fma(x1, ((FloatVector) w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a0));
+            a1 = ((FloatVector) w1.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats()).fma(x1, ((FloatVector) w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a1));
+            a2 = ((FloatVector) w2.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats()).fma(x1, ((FloatVector) w2.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a2));
+            a3 = ((FloatVector) w3.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats()).fma(x1, ((FloatVector) w3.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a3));
         }
         if ((cols & 1) != 0) {
             long o = pairs * pairBytes;
             FloatVector x0 = FloatVector.broadcast(F, x[xOff + cols - 1]);
-            a0 = lowBf16(IntVector.fromMemorySegment(I, seg, b0 + o, LE)).fma(x0, a0);
-            a1 = lowBf16(IntVector.fromMemorySegment(I, seg, b1 + o, LE)).fma(x0, a1);
-            a2 = lowBf16(IntVector.fromMemorySegment(I, seg, b2 + o, LE)).fma(x0, a2);
-            a3 = lowBf16(IntVector.fromMemorySegment(I, seg, b3 + o, LE)).fma(x0, a3);
+            a0 = ((FloatVector) (IntVector.fromMemorySegment(I, seg, b0 + o, LE)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a0);
+            a1 = ((FloatVector) (IntVector.fromMemorySegment(I, seg, b1 + o, LE)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a1);
+            a2 = ((FloatVector) (IntVector.fromMemorySegment(I, seg, b2 + o, LE)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a2);
+            a3 = ((FloatVector) (IntVector.fromMemorySegment(I, seg, b3 + o, LE)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats()).fma(x0, a3);
         }
-        storeTile(a0, j, out, outOff, rowStart, rowEnd);
-        if (valid > 1) {
-            storeTile(a1, j + 1, out, outOff, rowStart, rowEnd);
-        }
-        if (valid > 2) {
-            storeTile(a2, j + 2, out, outOff, rowStart, rowEnd);
-        }
-        if (valid > 3) {
-            storeTile(a3, j + 3, out, outOff, rowStart, rowEnd);
-        }
+        // Masked stores (lane N is row tile * LANES + N; lanes outside [rowStart, rowEnd) are not written), written
+        // out here rather than in a helper: a helper taking a vector is a call C2 may decline to inline (it did,
+        // "already compiled into a big method"), and then the vector is boxed on every call. No branches either:
+        // an unused chain recomputed the last valid tile, so storing it again writes the same values.
+        int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last), span = rowEnd - rowStart;
+        a0.intoArray(out, outOff + j * LANES, F.indexInRange(j * LANES - rowStart, span));
+        a1.intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
+        a2.intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
+        a3.intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
     }
 
     /** Several tokens: per tile, groups of 8 tokens (eight fma chains, one weight load per 8 tokens). */
@@ -170,7 +167,7 @@ public final class PanamaKernels implements Kernels {
         for (int p = 0; p < pairs; p++) {
             IntVector pair = IntVector.fromMemorySegment(I, seg, b + p * pairBytes, LE);
             int k = 2 * p;
-            FloatVector lo = lowBf16(pair);
+            FloatVector lo = ((FloatVector) pair.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats());
             a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
             a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
             a2 = lo.fma(FloatVector.broadcast(F, x[x2 + k]), a2);
@@ -179,7 +176,7 @@ public final class PanamaKernels implements Kernels {
             a5 = lo.fma(FloatVector.broadcast(F, x[x5 + k]), a5);
             a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
             a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
-            FloatVector hi = highBf16(pair);
+            FloatVector hi = ((FloatVector) pair.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats());
             a0 = hi.fma(FloatVector.broadcast(F, x[x0 + k + 1]), a0);
             a1 = hi.fma(FloatVector.broadcast(F, x[x1 + k + 1]), a1);
             a2 = hi.fma(FloatVector.broadcast(F, x[x2 + k + 1]), a2);
@@ -190,7 +187,7 @@ public final class PanamaKernels implements Kernels {
             a7 = hi.fma(FloatVector.broadcast(F, x[x7 + k + 1]), a7);
         }
         if ((cols & 1) != 0) {
-            FloatVector lo = lowBf16(IntVector.fromMemorySegment(I, seg, b + pairs * pairBytes, LE));
+            FloatVector lo = ((FloatVector) (IntVector.fromMemorySegment(I, seg, b + pairs * pairBytes, LE)).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats());
             int k = cols - 1;
             a0 = lo.fma(FloatVector.broadcast(F, x[x0 + k]), a0);
             a1 = lo.fma(FloatVector.broadcast(F, x[x1 + k]), a1);
@@ -201,126 +198,147 @@ public final class PanamaKernels implements Kernels {
             a6 = lo.fma(FloatVector.broadcast(F, x[x6 + k]), a6);
             a7 = lo.fma(FloatVector.broadcast(F, x[x7 + k]), a7);
         }
-        // Stores without an array of vectors: an array would force C2 to box them.
-        int o = outOff;
-        storeTile(a0, j, out, o, rowStart, rowEnd);
-        if (valid > 1) {
-            storeTile(a1, j, out, o + outStride, rowStart, rowEnd);
-        }
-        if (valid > 2) {
-            storeTile(a2, j, out, o + 2 * outStride, rowStart, rowEnd);
-        }
-        if (valid > 3) {
-            storeTile(a3, j, out, o + 3 * outStride, rowStart, rowEnd);
-        }
-        if (valid > 4) {
-            storeTile(a4, j, out, o + 4 * outStride, rowStart, rowEnd);
-        }
-        if (valid > 5) {
-            storeTile(a5, j, out, o + 5 * outStride, rowStart, rowEnd);
-        }
-        if (valid > 6) {
-            storeTile(a6, j, out, o + 6 * outStride, rowStart, rowEnd);
-        }
-        if (valid > 7) {
-            storeTile(a7, j, out, o + 7 * outStride, rowStart, rowEnd);
-        }
+        // Masked stores written out (see matvecFourTiles), without an array of vectors (an array would force C2
+        // to box them) and without branches: an unused chain recomputed the last valid token, so storing it to
+        // that token's row again writes the same values.
+        int lastRow = valid - 1, r0 = j * LANES;
+        VectorMask<Float> rows = F.indexInRange(r0 - rowStart, rowEnd - rowStart);
+        int o = outOff + r0;
+        a0.intoArray(out, o, rows);
+        a1.intoArray(out, o + Math.min(1, lastRow) * outStride, rows);
+        a2.intoArray(out, o + Math.min(2, lastRow) * outStride, rows);
+        a3.intoArray(out, o + Math.min(3, lastRow) * outStride, rows);
+        a4.intoArray(out, o + Math.min(4, lastRow) * outStride, rows);
+        a5.intoArray(out, o + Math.min(5, lastRow) * outStride, rows);
+        a6.intoArray(out, o + Math.min(6, lastRow) * outStride, rows);
+        a7.intoArray(out, o + Math.min(7, lastRow) * outStride, rows);
     }
 
-    /** Writes the lanes of tile {@code j} whose rows fall in {@code [rowStart, rowEnd)} to {@code out[outOff + row]}. */
-    private static void storeTile(FloatVector acc, int j, float[] out, int outOff, int rowStart, int rowEnd) {
-        int r0 = j * LANES;
-        if (r0 >= rowStart && r0 + LANES <= rowEnd) {
-            acc.intoArray(out, outOff + r0);
-        } else {
-            for (int r = Math.max(r0, rowStart); r < Math.min(r0 + LANES, rowEnd); r++) {
-                out[outOff + r] = acc.lane(r - r0);
-            }
-        }
-    }
+    /*
+     * Row kernels (axpy, RMSNorm scaling, softmax, SwiGLU) share one body method, rowKernel, selected by a mode.
+     * Why one method: C2 inlines a hot method of up to FreqInlineSize (325) bytes into its caller, and when the
+     * caller is big (the attention and MoE blocks are) it runs out of node budget, stops intrinsifying the
+     * Vector API calls it inlined and runs their allocating Java fallback for the life of that compiled code.
+     * It happened: a JVM that had first served short contexts (cold vector loops at compile time) then
+     * allocated ~16 kB per decode token in softmax. So every method that holds vector code is larger than
+     * FreqInlineSize (never inlined into a caller), and no vector crosses a method call at all (a helper taking
+     * or returning one, however small, can be refused inlining and then boxes it). VectorCodeShapeTest checks
+     * both; ZeroAllocationTest checks the result after the whole suite has polluted the JIT's profiles.
+     */
+    private static final int AXPY = 0;
+    private static final int RMS_SCALE = 1;
+    private static final int SOFTMAX = 2;
+    private static final int SILU_MUL = 3;
 
     @Override
     public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
-        int bound = F.loopBound(n);
-        FloatVector av = FloatVector.broadcast(F, alpha);
-        for (int i = 0; i < bound; i += LANES) {
-            FloatVector.fromArray(F, x, xOff + i).mul(av).add(FloatVector.fromArray(F, y, yOff + i)).intoArray(y, yOff + i);
-        }
-        for (int i = bound; i < n; i++) {
-            y[yOff + i] += alpha * x[xOff + i];
-        }
+        rowKernel(AXPY, alpha, x, xOff, null, 0, y, yOff, n);
     }
 
     @Override
     public void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n) {
-        float inv = ScalarKernels.rmsInverse(x, xOff, eps, n);
-        FloatVector iv = FloatVector.broadcast(F, inv);
-        int bound = F.loopBound(n);
-        for (int i = 0; i < bound; i += LANES) {
-            FloatVector.fromArray(F, weight, i).mul(FloatVector.fromArray(F, x, xOff + i).mul(iv)).intoArray(out, outOff + i);
-        }
-        for (int i = bound; i < n; i++) {
-            out[outOff + i] = weight[i] * (x[xOff + i] * inv);
-        }
-    }
-
-    /** Vector form of {@link Exp#exp}: the same operations in the same order, lane by lane. */
-    static FloatVector expVector(FloatVector x) {
-        FloatVector xc = x.min(Exp.MAX_INPUT).max(Exp.MIN_INPUT);
-        FloatVector t = xc.fma(Exp.LOG2E, Exp.MAGIC);
-        FloatVector n = t.sub(Exp.MAGIC);
-        FloatVector r = n.fma(FloatVector.broadcast(F, -Exp.LN2_HI), xc);
-        r = n.fma(FloatVector.broadcast(F, -Exp.LN2_LO), r);
-        FloatVector p = FloatVector.broadcast(F, Exp.P0).fma(r, FloatVector.broadcast(F, Exp.P1));
-        p = p.fma(r, FloatVector.broadcast(F, Exp.P2));
-        p = p.fma(r, FloatVector.broadcast(F, Exp.P3));
-        p = p.fma(r, FloatVector.broadcast(F, Exp.P4));
-        p = p.fma(r, FloatVector.broadcast(F, Exp.P5));
-        FloatVector y = p.fma(r.mul(r), r).add(1f);
-        FloatVector scale = ((IntVector) t.reinterpretAsInts()).sub(Exp.MAGIC_BITS - 127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
-        FloatVector e = y.mul(scale);
-        return e.blend(0f, x.lt(Exp.MIN_INPUT));
+        rowKernel(RMS_SCALE, ScalarKernels.rmsInverse(x, xOff, eps, n), x, xOff, weight, 0, out, outOff, n);
     }
 
     @Override
     public void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
-        int bound = F.loopBound(n);
-        for (int i = 0; i < bound; i += LANES) {
-            FloatVector g = FloatVector.fromArray(F, gate, gateOff + i);
-            g.div(expVector(g.neg()).add(1f)).mul(FloatVector.fromArray(F, up, upOff + i)).intoArray(out, outOff + i);
-        }
-        ScalarKernels.siluMulScalar(gate, gateOff + bound, up, upOff + bound, out, outOff + bound, n - bound);
+        rowKernel(SILU_MUL, 0f, gate, gateOff, up, upOff, out, outOff, n);
     }
 
     @Override
     public void softmax(float[] x, int off, int n) {
+        rowKernel(SOFTMAX, 0f, x, off, null, 0, x, off, n);
+    }
+
+    /**
+     * The row kernels, each exactly as {@link Kernels} defines it; the vector exp is {@link Exp#exp}'s operations
+     * in the same order, lane by lane. {@code out} may alias {@code a} (each vector is read before it is written).
+     * <ul>
+     *   <li>AXPY: {@code out[i] += s * a[i]}</li>
+     *   <li>RMS_SCALE: {@code out[i] = b[i] * (a[i] * s)} (s = the RMS inverse)</li>
+     *   <li>SOFTMAX (in place, out = a): max, {@code e = exp(a[i] - max)}, sequential sum, {@code e * (1/sum)}</li>
+     *   <li>SILU_MUL: {@code out[i] = a[i] / (1 + exp(-a[i])) * b[i]}</li>
+     * </ul>
+     */
+    private static void rowKernel(int mode, float s, float[] a, int aOff, float[] b, int bOff, float[] out, int outOff, int n) {
         int bound = F.loopBound(n);
-        // max is exact in any order
-        FloatVector mv = FloatVector.broadcast(F, Float.NEGATIVE_INFINITY);
+        if (mode == AXPY || mode == RMS_SCALE) {
+            FloatVector sv = FloatVector.broadcast(F, s);
+            for (int i = 0; i < bound; i += LANES) {
+                FloatVector va = FloatVector.fromArray(F, a, aOff + i);
+                if (mode == AXPY) {
+                    va.mul(sv).add(FloatVector.fromArray(F, out, outOff + i)).intoArray(out, outOff + i);
+                } else {
+                    FloatVector.fromArray(F, b, bOff + i).mul(va.mul(sv)).intoArray(out, outOff + i);
+                }
+            }
+            for (int i = bound; i < n; i++) {
+                if (mode == AXPY) {
+                    out[outOff + i] += s * a[aOff + i];
+                } else {
+                    out[outOff + i] = b[bOff + i] * (a[aOff + i] * s);
+                }
+            }
+            return;
+        }
+        float max = 0f;
+        if (mode == SOFTMAX) {
+            // max is exact in any order. Reduced per vector, so no vector is carried from one iteration to the
+            // next: C2 boxed a loop-carried max vector (allocating per iteration) after a JVM had seen mostly
+            // short rows, where this loop runs zero or one times.
+            max = Float.NEGATIVE_INFINITY;
+            for (int i = 0; i < bound; i += LANES) {
+                max = Math.max(max, FloatVector.fromArray(F, a, aOff + i).reduceLanes(VectorOperators.MAX));
+            }
+            for (int i = bound; i < n; i++) {
+                max = Math.max(max, a[aOff + i]);
+            }
+        }
+        FloatVector lnHi = FloatVector.broadcast(F, -Exp.LN2_HI), lnLo = FloatVector.broadcast(F, -Exp.LN2_LO);
+        FloatVector p0 = FloatVector.broadcast(F, Exp.P0), p1 = FloatVector.broadcast(F, Exp.P1), p2 = FloatVector.broadcast(F, Exp.P2);
+        FloatVector p3 = FloatVector.broadcast(F, Exp.P3), p4 = FloatVector.broadcast(F, Exp.P4), p5 = FloatVector.broadcast(F, Exp.P5);
         for (int i = 0; i < bound; i += LANES) {
-            mv = mv.max(FloatVector.fromArray(F, x, off + i));
+            FloatVector v = FloatVector.fromArray(F, a, aOff + i);
+            FloatVector x = mode == SILU_MUL ? v.neg() : v.sub(max);
+            // exp(x), as Exp.exp
+            FloatVector xc = x.min(Exp.MAX_INPUT).max(Exp.MIN_INPUT);
+            FloatVector t = xc.fma(Exp.LOG2E, Exp.MAGIC);
+            FloatVector nn = t.sub(Exp.MAGIC);
+            FloatVector r = nn.fma(lnHi, xc);
+            r = nn.fma(lnLo, r);
+            FloatVector p = p0.fma(r, p1);
+            p = p.fma(r, p2);
+            p = p.fma(r, p3);
+            p = p.fma(r, p4);
+            p = p.fma(r, p5);
+            FloatVector y = p.fma(r.mul(r), r).add(1f);
+            FloatVector scale = ((IntVector) t.reinterpretAsInts()).sub(Exp.MAGIC_BITS - 127).lanewise(VectorOperators.LSHL, 23).reinterpretAsFloats();
+            FloatVector e = y.mul(scale).blend(0f, x.lt(Exp.MIN_INPUT));
+            if (mode == SILU_MUL) {
+                v.div(e.add(1f)).mul(FloatVector.fromArray(F, b, bOff + i)).intoArray(out, outOff + i);
+            } else {
+                e.intoArray(out, outOff + i);
+            }
         }
-        float max = mv.reduceLanes(VectorOperators.MAX);
+        if (mode == SILU_MUL) {
+            ScalarKernels.siluMulScalar(a, aOff + bound, b, bOff + bound, out, outOff + bound, n - bound);
+            return;
+        }
         for (int i = bound; i < n; i++) {
-            max = Math.max(max, x[off + i]);
-        }
-        for (int i = 0; i < bound; i += LANES) {
-            expVector(FloatVector.fromArray(F, x, off + i).sub(max)).intoArray(x, off + i);
-        }
-        for (int i = bound; i < n; i++) {
-            x[off + i] = Exp.exp(x[off + i] - max);
+            out[outOff + i] = Exp.exp(a[aOff + i] - max);
         }
         // the sum stays sequential: its order is part of the definition
         float sum = 0f;
         for (int i = 0; i < n; i++) {
-            sum += x[off + i];
+            sum += out[outOff + i];
         }
         float inv = 1.0f / sum;
+        FloatVector iv = FloatVector.broadcast(F, inv);
         for (int i = 0; i < bound; i += LANES) {
-            FloatVector.fromArray(F, x, off + i).mul(inv).intoArray(x, off + i);
+            FloatVector.fromArray(F, out, outOff + i).mul(iv).intoArray(out, outOff + i);
         }
         for (int i = bound; i < n; i++) {
-            x[off + i] *= inv;
+            out[outOff + i] *= inv;
         }
     }
 
@@ -337,40 +355,9 @@ public final class PanamaKernels implements Kernels {
         }
         // Query heads in pairs (two heads share each key load), then one left over for an odd group.
         for (int h = 0; h < nHeads; h += 2) {
-            scoresHeads(q, qOff + h * headDim, h + 1 < nHeads, headDim, keys, keyHeadOffsetBytes, scores,
+            attentionKernel(SCORES, q, qOff + h * headDim, h + 1 < nHeads, headDim, keys, keyHeadOffsetBytes, 0L, scores,
                     scoresOff + h * scoresStride, scoresStride);
         }
-    }
-
-    /** One or two query heads against one key block; one body so the vector loops stay in one large method. */
-    private static void scoresHeads(float[] q, int q0, boolean two, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
-                                    float[] scores, int scoresOff, int scoresStride) {
-        long rowBytes = 4L * BLOCK;
-        int q1 = q0 + headDim;
-        for (int g = 0; g < BLOCK; g += LANES) {
-            long base = keyHeadOffsetBytes + 4L * g;
-            if (two) {
-                FloatVector a0 = FloatVector.zero(F), a1 = a0;
-                for (int d = 0; d < headDim; d++) {
-                    FloatVector k = FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE);
-                    a0 = FloatVector.broadcast(F, q[q0 + d]).fma(k, a0);
-                    a1 = FloatVector.broadcast(F, q[q1 + d]).fma(k, a1);
-                }
-                a0.intoArray(scores, scoresOff + g);
-                a1.intoArray(scores, scoresOff + scoresStride + g);
-            } else {
-                FloatVector a0 = FloatVector.zero(F);
-                for (int d = 0; d < headDim; d++) {
-                    a0 = FloatVector.broadcast(F, q[q0 + d]).fma(FloatVector.fromMemorySegment(F, keys, base + d * rowBytes, NATIVE), a0);
-                }
-                a0.intoArray(scores, scoresOff + g);
-            }
-        }
-    }
-
-    /** Whether {@link #matmul} has a Vector API path for this matrix (the rest run the definition, correct and slow). */
-    public static boolean vectorizedMatmul(WeightMatrix w) {
-        return w.format() == WeightFormat.BF16 && w.layout() == WeightLayout.TILED && w.tileRows() == LANES;
     }
 
     @Override
@@ -385,7 +372,7 @@ public final class PanamaKernels implements Kernels {
             int o = outOff + h * headDim;
             int pBase = pOff + h * pStride;
             for (int d = 0; d < quadBound; d += quad) {
-                valuesFourVectors(p, pBase, nSlots, values, valueOffsetBytes + 4L * d, valueRowBytes, out, o + d);
+                attentionKernel(VALUES, p, pBase, false, nSlots, values, valueOffsetBytes + 4L * d, valueRowBytes, out, o + d, 0);
             }
             for (int d = quadBound; d < headDim; d++) {
                 float acc = out[o + d];
@@ -397,24 +384,62 @@ public final class PanamaKernels implements Kernels {
         }
     }
 
-    private static void valuesFourVectors(float[] p, int pBase, int nSlots, MemorySegment values, long base, long rowBytes,
-                                          float[] out, int o) {
-        FloatVector a0 = FloatVector.fromArray(F, out, o);
-        FloatVector a1 = FloatVector.fromArray(F, out, o + LANES);
-        FloatVector a2 = FloatVector.fromArray(F, out, o + 2 * LANES);
-        FloatVector a3 = FloatVector.fromArray(F, out, o + 3 * LANES);
-        long l1 = 4L * LANES, l2 = 2 * l1, l3 = 3 * l1;
-        for (int s = 0; s < nSlots; s++) {
-            long row = base + s * rowBytes;
-            FloatVector w = FloatVector.broadcast(F, p[pBase + s]);
-            a0 = w.fma(FloatVector.fromMemorySegment(F, values, row, NATIVE), a0);
-            a1 = w.fma(FloatVector.fromMemorySegment(F, values, row + l1, NATIVE), a1);
-            a2 = w.fma(FloatVector.fromMemorySegment(F, values, row + l2, NATIVE), a2);
-            a3 = w.fma(FloatVector.fromMemorySegment(F, values, row + l3, NATIVE), a3);
+    private static final int SCORES = 0;
+    private static final int VALUES = 1;
+
+    /**
+     * The attention bodies in one method, larger than C2's FreqInlineSize so it is never inlined (see the row
+     * kernels' note).
+     * <ul>
+     *   <li>SCORES: one or two ({@code two}) query heads at {@code a[aOff]} (head dim {@code n}) against the key block
+     *       at {@code base} ({@code [n][16]} floats): {@code out[outOff + g]} (and {@code out[outOff + outStride + g]})
+     *       for the 16 slots g.</li>
+     *   <li>VALUES: 4 vectors of output dims at {@code out[outOff]} += sum over the {@code n} slots s, in order, of
+     *       {@code a[aOff + s] * value row s} (rows {@code rowBytes} apart from {@code base}).</li>
+     * </ul>
+     */
+    private static void attentionKernel(int mode, float[] a, int aOff, boolean two, int n, MemorySegment seg, long base,
+                                        long rowBytes, float[] out, int outOff, int outStride) {
+        if (mode == VALUES) {
+            FloatVector a0 = FloatVector.fromArray(F, out, outOff);
+            FloatVector a1 = FloatVector.fromArray(F, out, outOff + LANES);
+            FloatVector a2 = FloatVector.fromArray(F, out, outOff + 2 * LANES);
+            FloatVector a3 = FloatVector.fromArray(F, out, outOff + 3 * LANES);
+            long l1 = 4L * LANES, l2 = 2 * l1, l3 = 3 * l1;
+            for (int s = 0; s < n; s++) {
+                long row = base + s * rowBytes;
+                FloatVector w = FloatVector.broadcast(F, a[aOff + s]);
+                a0 = w.fma(FloatVector.fromMemorySegment(F, seg, row, NATIVE), a0);
+                a1 = w.fma(FloatVector.fromMemorySegment(F, seg, row + l1, NATIVE), a1);
+                a2 = w.fma(FloatVector.fromMemorySegment(F, seg, row + l2, NATIVE), a2);
+                a3 = w.fma(FloatVector.fromMemorySegment(F, seg, row + l3, NATIVE), a3);
+            }
+            a0.intoArray(out, outOff);
+            a1.intoArray(out, outOff + LANES);
+            a2.intoArray(out, outOff + 2 * LANES);
+            a3.intoArray(out, outOff + 3 * LANES);
+            return;
         }
-        a0.intoArray(out, o);
-        a1.intoArray(out, o + LANES);
-        a2.intoArray(out, o + 2 * LANES);
-        a3.intoArray(out, o + 3 * LANES);
+        long keyRowBytes = 4L * BLOCK;
+        int q0 = aOff, q1 = aOff + n;
+        for (int g = 0; g < BLOCK; g += LANES) {
+            long kb = base + 4L * g;
+            if (two) {
+                FloatVector a0 = FloatVector.zero(F), a1 = a0;
+                for (int d = 0; d < n; d++) {
+                    FloatVector k = FloatVector.fromMemorySegment(F, seg, kb + d * keyRowBytes, NATIVE);
+                    a0 = FloatVector.broadcast(F, a[q0 + d]).fma(k, a0);
+                    a1 = FloatVector.broadcast(F, a[q1 + d]).fma(k, a1);
+                }
+                a0.intoArray(out, outOff + g);
+                a1.intoArray(out, outOff + outStride + g);
+            } else {
+                FloatVector a0 = FloatVector.zero(F);
+                for (int d = 0; d < n; d++) {
+                    a0 = FloatVector.broadcast(F, a[q0 + d]).fma(FloatVector.fromMemorySegment(F, seg, kb + d * keyRowBytes, NATIVE), a0);
+                }
+                a0.intoArray(out, outOff + g);
+            }
+        }
     }
 }
