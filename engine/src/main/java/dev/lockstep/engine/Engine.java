@@ -63,11 +63,24 @@ public final class Engine implements AutoCloseable {
         WorkerPool pool = new WorkerPool(options.threads());
         CausalLm model = null;
         Tokenizer tokenizer = null;
+        // The tokenizer (JSON validation, native library) loads on a second thread while this one loads the
+        // weights: on a cold JVM each takes a few hundred milliseconds.
+        java.util.concurrent.FutureTask<Tokenizer> tokenizerLoad = null;
         try {
+            int vocab = ModelConfigJson.read(modelDir.resolve("config.json")).requirePositiveInt("vocab_size");
+            tokenizerLoad = new java.util.concurrent.FutureTask<>(() -> Tokenizer.load(modelDir, vocab));
+            Thread.ofPlatform().daemon().name("lockstep-tokenizer-load").start(tokenizerLoad);
             model = ModelFamilies.load(modelDir, KernelProvider.get(), pool);
-            tokenizer = Tokenizer.load(modelDir, model.vocabSize());
+            tokenizer = join(tokenizerLoad);
             return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, model.vocabSize()));
         } catch (RuntimeException | Error e) {
+            if (tokenizer == null && tokenizerLoad != null) {
+                try {
+                    tokenizer = join(tokenizerLoad);
+                } catch (RuntimeException | Error ignored) {
+                    // the first failure is the one reported
+                }
+            }
             if (tokenizer != null) {
                 tokenizer.close();
             }
@@ -80,6 +93,32 @@ public final class Engine implements AutoCloseable {
                         + "); give the JVM more with -Xmx or -XX:MaxDirectMemorySize", oom);
             }
             throw e;
+        }
+    }
+
+    /** The tokenizer loaded on the other thread, its failure rethrown as it was. */
+    private static Tokenizer join(java.util.concurrent.FutureTask<Tokenizer> load) {
+        boolean interrupted = false;
+        try {
+            while (true) {
+                try {
+                    return load.get();
+                } catch (InterruptedException e) {
+                    interrupted = true;
+                } catch (java.util.concurrent.ExecutionException e) {
+                    if (e.getCause() instanceof RuntimeException re) {
+                        throw re;
+                    }
+                    if (e.getCause() instanceof Error er) {
+                        throw er;
+                    }
+                    throw new LockstepException("tokenizer load failed: " + e.getCause(), e.getCause());
+                }
+            }
+        } finally {
+            if (interrupted) {
+                Thread.currentThread().interrupt();
+            }
         }
     }
 

@@ -53,7 +53,9 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
         String text = prompt != null ? prompt : TextFiles.utf8(System.in.readAllBytes(), "standard input");
         PrintWriter out = out();
         PrintWriter err = err();
+        long loadStart = System.nanoTime();
         try (Engine engine = loadEngine(threads)) {
+            long loadNanos = System.nanoTime() - loadStart;
             int[] ids = engine.tokenizer().encode(text);
             if (ids.length == 0) {
                 throw new LockstepException("prompt is empty: give --prompt TEXT or text on stdin");
@@ -80,11 +82,16 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
             }
             out.println();
             out.flush();
+            // Times, not rates: a fresh JVM runs its first forwards before the JIT has compiled the kernels, so
+            // a 5-token prefill's "tok/s" would understate the engine's speed a thousandfold. Throughput is
+            // what `lockstep bench` measures, after warm-up.
             err.printf(Locale.ROOT,
-                    "prompt tokens: %d, generated tokens: %d%s%nprefill: %.1f tok/s (%.2f ms), decode: %.1f tok/s (%d steps, %.2f ms), threads: %d, kernels: %s%n",
+                    "prompt tokens: %d, generated tokens: %d%s%n"
+                            + "load %.2f s, prefill %.0f ms (%d tokens), decode %.0f ms (%d steps, %.1f ms/step); threads: %d, kernels: %s%n"
+                            + "(a fresh JVM: these times include JIT compilation; for throughput run ./lockstep bench)%n",
                     stats.promptTokens(), stats.generatedTokens(), stats.stoppedAtEos() ? " (stopped at end-of-sequence)" : "",
-                    stats.prefillTokensPerSecond(), stats.prefillNanos() / 1e6,
-                    stats.decodeTokensPerSecond(), stats.decodeSteps(), stats.decodeNanos() / 1e6,
+                    loadNanos / 1e9, stats.prefillNanos() / 1e6, stats.promptTokens(), stats.decodeNanos() / 1e6, stats.decodeSteps(),
+                    stats.decodeSteps() == 0 ? 0.0 : stats.decodeNanos() / 1e6 / stats.decodeSteps(),
                     engine.threads(), engine.kernelsName());
         }
         return 0;
