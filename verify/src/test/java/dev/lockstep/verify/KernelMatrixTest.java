@@ -91,11 +91,16 @@ class KernelMatrixTest {
     @ParameterizedTest(name = "{0} cols={1} tokens={2}")
     @MethodSource("matmulCases")
     void matmulIsBitIdenticalToTheSequentialFmaReference(WeightFormat format, int cols, int tokens) {
-        int rows = 2 * SIMD.tileRows() + 3; // two full tiles and a partial one
+        int t = SIMD.tileRows();
+        // Six tiles, the last partial: one full group of four tiles and a group of two in the matvec kernel.
+        int rows = 5 * t + 3;
+        // Row ranges that start or end inside each tile position of a group (the masked stores), or cover all.
+        int[][] ranges = {{0, rows}, {1, rows - 1}, {t + 1, 2 * t - 1}, {2 * t + 2, 3 * t + 1}, {3 * t - 1, 4 * t + 3},
+                {t - 1, 5 * t + 2}};
         try (Arena arena = Arena.ofConfined()) {
             WeightMatrix w = matrix(format, rows, cols, cols * 31L + tokens, arena, 2); // 2-byte misaligned
-            long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, format, rows, cols, SIMD.tileRows());
-            WeightMatrix tiled = w.packTiled(SIMD.tileRows(), arena.allocate(packedBytes, 64));
+            long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, format, rows, cols, t);
+            WeightMatrix tiled = w.packTiled(t, arena.allocate(packedBytes, 64));
             // Only tiled bf16 has a Vector API kernel today; F16/F32 (and row-major) run the definition inside
             // PanamaKernels too, so for them this test checks the definition, not a second implementation.
             // Vector kernels for F16/F32 come with the weight-format types (NVFP4 issue).
@@ -107,31 +112,57 @@ class KernelMatrixTest {
             }
             int xOff = 3, xStride = cols + 5, outOff = 1, outStride = rows + 2;
             float[] x = random(xOff + tokens * xStride, 99);
-            float[] expected = new float[outOff + tokens * outStride];
-            for (int t = 0; t < tokens; t++) {
-                for (int r = 1; r < rows - 1; r++) {
-                    float acc = 0f;
-                    for (int k = 0; k < cols; k++) {
-                        acc = Math.fma(w.get(r, k), x[xOff + t * xStride + k], acc);
-                    }
-                    expected[outOff + t * outStride + r] = acc;
-                }
-            }
-            for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
-                for (WeightMatrix m : new WeightMatrix[]{w, tiled}) {
-                    float[] actual = new float[expected.length];
-                    // rows [1, rows-1): both ends of the range cut through a tile
-                    k.matmul(m, x, xOff, xStride, tokens, actual, outOff, outStride, 1, rows - 1);
-                    assertArrayEquals(expected, actual, k.name() + " on " + m);
-                    // a token computed alone equals the same token computed in a block
-                    for (int t = 0; t < tokens; t++) {
-                        float[] alone = new float[rows];
-                        k.matmul(m, x, xOff + t * xStride, xStride, 1, alone, 0, rows, 1, rows - 1);
-                        assertArrayEquals(java.util.Arrays.copyOfRange(expected, outOff + t * outStride + 1, outOff + t * outStride + rows - 1),
-                                java.util.Arrays.copyOfRange(alone, 1, rows - 1), k.name() + " token " + t + " alone on " + m);
+            for (int[] range : ranges) {
+                int rowStart = range[0], rowEnd = range[1];
+                float[] expected = new float[outOff + tokens * outStride];
+                for (int tok = 0; tok < tokens; tok++) {
+                    for (int r = rowStart; r < rowEnd; r++) {
+                        float acc = 0f;
+                        for (int k = 0; k < cols; k++) {
+                            acc = Math.fma(w.get(r, k), x[xOff + tok * xStride + k], acc);
+                        }
+                        expected[outOff + tok * outStride + r] = acc;
                     }
                 }
+                String where = " rows [" + rowStart + ", " + rowEnd + ")";
+                for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
+                    for (WeightMatrix m : new WeightMatrix[]{w, tiled}) {
+                        float[] actual = new float[expected.length];
+                        k.matmul(m, x, xOff, xStride, tokens, actual, outOff, outStride, rowStart, rowEnd);
+                        assertArrayEquals(expected, actual, k.name() + " on " + m + where);
+                        // a token computed alone equals the same token computed in a block
+                        for (int tok = 0; tok < tokens; tok++) {
+                            float[] alone = new float[rows];
+                            k.matmul(m, x, xOff + tok * xStride, xStride, 1, alone, 0, rows, rowStart, rowEnd);
+                            assertArrayEquals(java.util.Arrays.copyOfRange(expected, outOff + tok * outStride, outOff + tok * outStride + rows),
+                                    alone, k.name() + " token " + tok + " alone on " + m + where);
+                        }
+                    }
+                }
             }
+        }
+    }
+
+    @ParameterizedTest
+    @ValueSource(floats = {1e-5f, 1e-3f, 1f})
+    void rmsNormNearEpsilonMatchesTheExactFormula(float scale) {
+        // With values ~1e-5 the mean square (1e-10) is far below eps (1e-6): eps decides the result.
+        int n = 67;
+        float[] x = random(n, 5), weight = random(n, 6), out1 = new float[n], out2 = new float[n];
+        for (int i = 0; i < n; i++) {
+            x[i] *= scale;
+        }
+        SCALAR.rmsNorm(x, 0, weight, 1e-6f, out1, 0, n);
+        SIMD.rmsNorm(x, 0, weight, 1e-6f, out2, 0, n);
+        assertArrayEquals(out1, out2);
+        double ss = 0;
+        for (float v : x) {
+            ss += (double) v * v;
+        }
+        double inv = 1 / Math.sqrt(ss / n + 1e-6f);
+        for (int i = 0; i < n; i++) {
+            double exact = weight[i] * (x[i] * inv);
+            assertEquals(exact, out1[i], 1e-5 * Math.abs(exact) + 1e-12, "element " + i);
         }
     }
 
