@@ -144,6 +144,30 @@ class KernelMatrixTest {
     }
 
     @ParameterizedTest
+    @MethodSource("matmulCases")
+    void firstNonFiniteFindsTheFirstBadElement(WeightFormat format, int cols, int tokens) {
+        int rows = 3 + tokens;
+        try (Arena arena = Arena.ofConfined()) {
+            WeightMatrix w = matrix(format, rows, cols, cols + tokens, arena, 0);
+            assertEquals(-1L, w.firstNonFinite(), "all finite");
+            int bytes = format.bytesPerElement();
+            float[] bad = {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY};
+            int[][] at = {{rows - 1, cols - 1}, {rows / 2, cols / 2}, {1, 0}};
+            for (int i = 0; i < at.length; i++) {
+                long off = ((long) at[i][0] * cols + at[i][1]) * bytes;
+                float v = bad[i];
+                switch (format) {
+                    case BF16 -> w.data().set(SHORT_LE, off, (short) (Float.floatToRawIntBits(v) >>> 16));
+                    case F16 -> w.data().set(SHORT_LE, off, Float.floatToFloat16(v));
+                    case F32 -> w.data().set(FLOAT_LE, off, v);
+                }
+                // each new bad element comes before the previous ones: it is the one reported
+                assertEquals((long) at[i][0] * cols + at[i][1], w.firstNonFinite(), format + " " + v + " at " + java.util.Arrays.toString(at[i]));
+            }
+        }
+    }
+
+    @ParameterizedTest
     @ValueSource(floats = {1e-5f, 1e-3f, 1f})
     void rmsNormNearEpsilonMatchesTheExactFormula(float scale) {
         // With values ~1e-5 the mean square (1e-10) is far below eps (1e-6): eps decides the result.
