@@ -80,7 +80,7 @@ class SparseMoeBlockTest {
     @MethodSource("cases")
     void groupedBlockEqualsPerTokenOracle(int experts, int topK, int tokens, boolean norm, boolean ties, int threads) {
         SplittableRandom r = new SplittableRandom(experts * 1000L + topK * 100L + tokens);
-        Kernels simd = KernelProvider.get();
+        Kernels simd = new dev.lockstep.kernels.PanamaKernels();
         try (Arena arena = Arena.ofShared(); WorkerPool pool = new WorkerPool(threads)) {
             // With ties, the last expert's router row equals expert 0's: equal probabilities, the lower id must win.
             WeightMatrix router = matrix(arena, "router", experts, HIDDEN, r, 0.5f, ties && experts > 1 ? 0 : -1, experts - 1);
