@@ -2,6 +2,8 @@ package dev.lockstep.engine;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.lockstep.kernels.KernelProvider;
+import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.moe.CausalLm;
@@ -38,9 +40,11 @@ public final class Engine implements AutoCloseable {
     private final CausalLm model;
     private final Tokenizer tokenizer;
     private final OptionalInt eosTokenId;
+    private final Kernels kernels;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
-    private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId) {
+    private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId, Kernels kernels) {
+        this.kernels = kernels;
         this.modelDir = modelDir;
         this.pool = pool;
         this.model = model;
@@ -60,6 +64,7 @@ public final class Engine implements AutoCloseable {
         if (!Files.isDirectory(modelDir)) {
             throw new LockstepException(modelDir + ": is a file, not a model directory (give the directory that holds config.json)");
         }
+        Kernels kernels = options.kernels() == EngineOptions.KernelChoice.SCALAR ? new ScalarKernels() : KernelProvider.get();
         WorkerPool pool = new WorkerPool(options.threads());
         CausalLm model = null;
         Tokenizer tokenizer = null;
@@ -70,9 +75,9 @@ public final class Engine implements AutoCloseable {
             int vocab = ModelConfigJson.read(modelDir.resolve("config.json")).requirePositiveInt("vocab_size");
             tokenizerLoad = new java.util.concurrent.FutureTask<>(() -> Tokenizer.load(modelDir, vocab));
             Thread.ofPlatform().daemon().name("lockstep-tokenizer-load").start(tokenizerLoad);
-            model = ModelFamilies.load(modelDir, KernelProvider.get(), pool);
+            model = ModelFamilies.load(modelDir, kernels, pool);
             tokenizer = join(tokenizerLoad);
-            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, model.vocabSize()));
+            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, model.vocabSize()), kernels);
         } catch (RuntimeException | Error e) {
             if (tokenizer == null && tokenizerLoad != null) {
                 try {
@@ -191,7 +196,7 @@ public final class Engine implements AutoCloseable {
     }
 
     public String kernelsName() {
-        return KernelProvider.get().name();
+        return kernels.name();
     }
 
     @Override

@@ -1,11 +1,32 @@
 package dev.lockstep.engine;
 
-/** How an {@link Engine} runs: {@code threads} compute threads (the caller's thread is one of them). */
-public record EngineOptions(int threads) {
+/**
+ * How an {@link Engine} runs: {@code threads} compute threads (the caller's thread is one of them) and which
+ * kernels. Every choice of kernels gives the same bits; they differ in speed only.
+ */
+public record EngineOptions(int threads, KernelChoice kernels) {
+    /** Which kernels serve the forwards. */
+    public enum KernelChoice {
+        /** {@code KernelProvider}'s choice: the Vector API kernels when the module is present (the fast ones once compiled). */
+        PROVIDER,
+        /**
+         * The scalar reference kernels: slower per token, but a fresh JVM runs them at compiled speed almost at
+         * once, where the Vector API ones start interpreted. The faster choice for a short job in a new process.
+         */
+        SCALAR
+    }
+
     public EngineOptions {
         if (threads < 1 || threads > 1024) {
             throw new IllegalArgumentException("threads must be in [1, 1024], got " + threads);
         }
+        if (kernels == null) {
+            throw new IllegalArgumentException("kernels must not be null");
+        }
+    }
+
+    public EngineOptions(int threads) {
+        this(threads, KernelChoice.PROVIDER);
     }
 
     public static EngineOptions defaults() {

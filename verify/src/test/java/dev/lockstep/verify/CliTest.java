@@ -113,4 +113,17 @@ class CliTest {
         assertEquals(LockstepCli.EXIT_USER_ERROR, none.code());
         assertTrue(none.err().contains("Missing required subcommand") && none.err().contains("Try 'lockstep --help'"), none.err());
     }
+
+    @Test
+    void everyKernelChoiceGivesTheSameText() {
+        String model = Golden.bundledModel().toString();
+        Run auto = run("generate", "--model", model, "--prompt", "And God said", "-n", "20", "--temp", "0.7", "--seed", "3");
+        Run vector = run("generate", "--model", model, "--prompt", "And God said", "-n", "20", "--temp", "0.7", "--seed", "3", "--kernels", "vector");
+        Run scalar = run("generate", "--model", model, "--prompt", "And God said", "-n", "20", "--temp", "0.7", "--seed", "3", "--kernels", "scalar");
+        assertEquals(0, auto.code(), auto.err());
+        assertTrue(auto.err().contains("kernels: scalar"), "auto picks scalar for a short job: " + auto.err());
+        assertTrue(!vector.err().contains("kernels: scalar"), vector.err());
+        assertEquals(vector.out(), scalar.out());
+        assertEquals(vector.out(), auto.out());
+    }
 }

@@ -1,6 +1,7 @@
 package dev.lockstep.engine.cli;
 
 import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.EngineOptions;
 import dev.lockstep.engine.GenerationStats;
 import dev.lockstep.engine.SamplingParams;
 import dev.lockstep.engine.Session;
@@ -44,6 +45,17 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
     @Option(names = "--echo", description = "Print the prompt before the continuation.")
     boolean echo;
 
+    enum KernelMode { auto, vector, scalar }
+
+    @Option(names = "--kernels", paramLabel = "MODE", defaultValue = "auto", description = {
+            "auto (default), vector or scalar; every choice gives the same tokens. auto takes the scalar kernels for a",
+            "short job (-n <= " + SHORT_JOB_TOKENS + " and a prompt of <= " + SHORT_JOB_PROMPT_CHARS + " characters): this new JVM would finish it",
+            "before the Vector API kernels were compiled."})
+    KernelMode kernels;
+
+    static final int SHORT_JOB_TOKENS = 64;
+    static final int SHORT_JOB_PROMPT_CHARS = 256;
+
     @Override
     public Integer call() throws IOException {
         if (maxNewTokens < 0) {
@@ -54,7 +66,10 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
         PrintWriter out = out();
         PrintWriter err = err();
         long loadStart = System.nanoTime();
-        try (Engine engine = loadEngine(threads)) {
+        boolean shortJob = maxNewTokens <= SHORT_JOB_TOKENS && text.length() <= SHORT_JOB_PROMPT_CHARS;
+        EngineOptions.KernelChoice choice = kernels == KernelMode.scalar || (kernels == KernelMode.auto && shortJob)
+                ? EngineOptions.KernelChoice.SCALAR : EngineOptions.KernelChoice.PROVIDER;
+        try (Engine engine = loadEngine(threads, choice)) {
             long loadNanos = System.nanoTime() - loadStart;
             int[] ids = engine.tokenizer().encode(text);
             if (ids.length == 0) {

@@ -34,8 +34,12 @@ abstract class ModelCommand {
     }
 
     Engine loadEngine(int threads) {
+        return loadEngine(threads, EngineOptions.KernelChoice.PROVIDER);
+    }
+
+    Engine loadEngine(int threads, EngineOptions.KernelChoice kernels) {
         checkThreads(threads);
-        return Engine.load(model, new EngineOptions(threads));
+        return Engine.load(model, new EngineOptions(threads, kernels));
     }
 
     /** Refuses impossible thread counts; warns (once per count) when there are more threads than cores. */
