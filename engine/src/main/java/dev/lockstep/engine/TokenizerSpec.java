@@ -135,51 +135,57 @@ final class TokenizerSpec {
         if (vocabNode.isEmpty()) {
             throw bad(at + ".vocab", "is empty");
         }
-        ObjectNode vocabOut = out.putObject("vocab");
-        Set<String> tokens = new HashSet<>();
-        Set<Integer> ids = new HashSet<>();
+        // Validated in place and then passed on as parsed (no copy): this runs on every load of a cold JVM, so the
+        // loops allocate nothing per entry unless an entry is wrong (messages are built only then).
+        Set<String> tokens = new HashSet<>(vocabNode.size() * 2);
+        boolean[] idTaken = new boolean[vocabSize];
         for (Map.Entry<String, JsonNode> e : vocabNode.properties()) {
-            int id = tokenId(e.getValue(), at + ".vocab['" + e.getKey() + "']");
-            if (!ids.add(id)) {
+            JsonNode idNode = e.getValue();
+            if (!idNode.isIntegralNumber() || !idNode.canConvertToInt() || idNode.asInt() < 0 || idNode.asInt() >= vocabSize) {
+                tokenId(idNode, at + ".vocab['" + e.getKey() + "']"); // throws, naming the entry
+            }
+            int id = idNode.asInt();
+            if (idTaken[id]) {
                 throw bad(at + ".vocab['" + e.getKey() + "']", "id " + id + " is used by two tokens");
             }
+            idTaken[id] = true;
             tokens.add(e.getKey());
-            vocabOut.put(e.getKey(), id);
         }
+        out.set("vocab", vocabNode);
         JsonNode prefixNode = m.get("continuing_subword_prefix");
         String prefix = prefixNode == null || prefixNode.isNull() ? null : text(m, "continuing_subword_prefix", at);
-        ArrayNode mergesOut = out.putArray("merges");
         JsonNode merges = m.get("merges");
         if (merges != null && !merges.isNull()) {
             if (!merges.isArray()) {
                 throw bad(at + ".merges", "must be a list");
             }
-            int i = 0;
-            for (JsonNode merge : merges) {
-                String where = at + ".merges[" + i++ + "]";
+            for (int i = 0; i < merges.size(); i++) {
+                JsonNode merge = merges.get(i);
                 String a, b;
                 if (merge.isTextual()) {
-                    String[] parts = merge.asText().split(" ", -1);
-                    if (parts.length != 2) {
-                        throw bad(where, "'" + merge.asText() + "' must be two tokens separated by one space");
+                    String text = merge.asText();
+                    int space = text.indexOf(' ');
+                    if (space < 0 || text.indexOf(' ', space + 1) >= 0) {
+                        throw bad(at + ".merges[" + i + "]", "'" + text + "' must be two tokens separated by one space");
                     }
-                    a = parts[0];
-                    b = parts[1];
+                    a = text.substring(0, space);
+                    b = text.substring(space + 1);
                 } else if (merge.isArray() && merge.size() == 2 && merge.get(0).isTextual() && merge.get(1).isTextual()) {
                     a = merge.get(0).asText();
                     b = merge.get(1).asText();
                 } else {
-                    throw bad(where, "must be \"a b\" or [\"a\", \"b\"], got " + merge);
+                    throw bad(at + ".merges[" + i + "]", "must be \"a b\" or [\"a\", \"b\"], got " + merge);
                 }
                 // The merged token, as the library forms it: the continuing-subword prefix of b is dropped.
                 String merged = prefix != null && b.startsWith(prefix) ? a + b.substring(prefix.length()) : a + b;
-                for (String t : new String[]{a, b, merged}) {
-                    if (!tokens.contains(t)) {
-                        throw bad(where, "uses token '" + t + "', which is not in the vocabulary");
-                    }
+                String missing = !tokens.contains(a) ? a : !tokens.contains(b) ? b : !tokens.contains(merged) ? merged : null;
+                if (missing != null) {
+                    throw bad(at + ".merges[" + i + "]", "uses token '" + missing + "', which is not in the vocabulary");
                 }
-                mergesOut.add(JsonNodeFactory.instance.arrayNode().add(a).add(b));
             }
+            out.set("merges", merges);
+        } else {
+            out.putArray("merges");
         }
         JsonNode unk = m.get("unk_token");
         if (unk != null && !unk.isNull()) {
