@@ -1,5 +1,5 @@
 /** Off-heap tiers, mmapped safetensors checkpoints, binary layout descriptors. */
 module dev.lockstep.memory {
-    requires com.fasterxml.jackson.databind;
+    requires transitive com.fasterxml.jackson.databind; // Json.MAPPER is public
     exports dev.lockstep.memory;
 }

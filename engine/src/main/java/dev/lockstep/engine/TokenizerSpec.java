@@ -1,8 +1,6 @@
 package dev.lockstep.engine;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.core.StreamReadFeature;
-import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
@@ -43,9 +41,7 @@ import java.util.Set;
  * </ul>
  */
 final class TokenizerSpec {
-    private static final ObjectMapper JSON = new ObjectMapper()
-            .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
-            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION.mappedFeature());
+    private static final ObjectMapper JSON = dev.lockstep.memory.Json.MAPPER;
     /** Nesting depth of Sequence components accepted (real files use 1). */
     private static final int MAX_DEPTH = 4;
 

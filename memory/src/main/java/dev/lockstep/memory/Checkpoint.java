@@ -2,7 +2,6 @@ package dev.lockstep.memory;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -56,7 +55,7 @@ public final class Checkpoint implements AutoCloseable {
     private static Checkpoint openSharded(Path directory, Path index) {
         JsonNode weightMap;
         try {
-            JsonNode root = new ObjectMapper().readTree(Files.readString(index));
+            JsonNode root = Json.MAPPER.readTree(Files.readString(index));
             weightMap = root == null ? null : root.get("weight_map");
         } catch (JsonProcessingException e) {
             throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,

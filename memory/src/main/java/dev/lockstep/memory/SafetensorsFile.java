@@ -27,9 +27,7 @@ import java.util.Map;
  * (see {@link SafetensorsDescriptor}).
  */
 public final class SafetensorsFile implements AutoCloseable {
-    private static final ObjectMapper JSON = new ObjectMapper()
-            .enable(com.fasterxml.jackson.databind.DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
-            .enable(com.fasterxml.jackson.core.StreamReadFeature.STRICT_DUPLICATE_DETECTION.mappedFeature());
+    private static final ObjectMapper JSON = dev.lockstep.memory.Json.MAPPER;
 
     private final Path path;
     private final Arena arena;

@@ -2,7 +2,6 @@ package dev.lockstep.moe;
 
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -26,7 +25,7 @@ public final class ModelConfigJson {
 
     public static ModelConfigJson read(Path file) {
         try {
-            JsonNode root = new ObjectMapper().readTree(Files.readString(file));
+            JsonNode root = dev.lockstep.memory.Json.MAPPER.readTree(Files.readString(file));
             if (root == null || !root.isObject()) {
                 throw new ConfigException(file + ": expected a JSON object");
             }
