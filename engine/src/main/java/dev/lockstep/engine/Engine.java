@@ -58,12 +58,7 @@ public final class Engine implements AutoCloseable {
      * (an {@code Error} included), everything taken so far is released.
      */
     public static Engine load(Path modelDir, EngineOptions options) {
-        if (!Files.exists(modelDir)) {
-            throw new LockstepException(modelDir + ": model directory does not exist");
-        }
-        if (!Files.isDirectory(modelDir)) {
-            throw new LockstepException(modelDir + ": is a file, not a model directory (give the directory that holds config.json)");
-        }
+        ModelConfigJson config = ModelFamilies.readConfig(modelDir); // read once: vocab size, the family, eos
         Kernels kernels = options.kernels() == EngineOptions.KernelChoice.SCALAR ? new ScalarKernels() : KernelProvider.get();
         WorkerPool pool = new WorkerPool(options.threads());
         CausalLm model = null;
@@ -72,12 +67,12 @@ public final class Engine implements AutoCloseable {
         // weights: on a cold JVM each takes a few hundred milliseconds.
         java.util.concurrent.FutureTask<Tokenizer> tokenizerLoad = null;
         try {
-            int vocab = ModelConfigJson.read(modelDir.resolve("config.json")).requirePositiveInt("vocab_size");
+            int vocab = config.requirePositiveInt("vocab_size");
             tokenizerLoad = new java.util.concurrent.FutureTask<>(() -> Tokenizer.load(modelDir, vocab));
             Thread.ofPlatform().daemon().name("lockstep-tokenizer-load").start(tokenizerLoad);
-            model = ModelFamilies.load(modelDir, kernels, pool);
+            model = ModelFamilies.load(config, kernels, pool);
             tokenizer = join(tokenizerLoad);
-            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, model.vocabSize()), kernels);
+            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels);
         } catch (RuntimeException | Error e) {
             if (tokenizer == null && tokenizerLoad != null) {
                 try {
@@ -128,13 +123,15 @@ public final class Engine implements AutoCloseable {
     }
 
     /** {@code eos_token_id} from generation_config.json, else config.json (the first, if a list). */
-    private static OptionalInt eosTokenId(Path modelDir, int vocabSize) {
-        for (String name : new String[]{"generation_config.json", "config.json"}) {
-            Path file = modelDir.resolve(name);
-            if (!Files.isRegularFile(file)) {
+    private static OptionalInt eosTokenId(Path modelDir, ModelConfigJson config, int vocabSize) {
+        Path generationConfig = modelDir.resolve("generation_config.json");
+        for (ModelConfigJson json : new ModelConfigJson[]{
+                Files.isRegularFile(generationConfig) ? ModelConfigJson.read(generationConfig) : null, config}) {
+            if (json == null) {
                 continue;
             }
-            JsonNode eos = ModelConfigJson.read(file).raw("eos_token_id");
+            Path file = json.file();
+            JsonNode eos = json.raw("eos_token_id");
             if (eos != null && eos.isArray() && !eos.isEmpty()) {
                 eos = eos.get(0);
             }

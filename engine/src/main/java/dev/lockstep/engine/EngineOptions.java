@@ -16,9 +16,12 @@ public record EngineOptions(int threads, KernelChoice kernels) {
         SCALAR
     }
 
+    /** Most compute threads an engine accepts. */
+    public static final int MAX_THREADS = 1024;
+
     public EngineOptions {
-        if (threads < 1 || threads > 1024) {
-            throw new IllegalArgumentException("threads must be in [1, 1024], got " + threads);
+        if (threads < 1 || threads > MAX_THREADS) {
+            throw new IllegalArgumentException("threads must be in [1, " + MAX_THREADS + "], got " + threads);
         }
         if (kernels == null) {
             throw new IllegalArgumentException("kernels must not be null");

@@ -261,11 +261,7 @@ final class TokenizerSpec {
                 out.put("prepend", text(n, "prepend", at));
             }
             case "Replace" -> replace(n, at, out);
-            case "Sequence" -> {
-                allowOnly(n, at, "type", "normalizers");
-                ArrayNode items = out.putArray("normalizers");
-                list(n, "normalizers", at).entrySet().forEach(e -> items.add(normalizer(e.getValue(), e.getKey(), depth + 1)));
-            }
+            case "Sequence" -> sequence(n, at, depth, "normalizers", out, this::normalizer);
             default -> throw unsupported(at, type, "NFC, NFD, NFKC, NFKD, Lowercase, Strip, Prepend, Replace, Sequence"
                     + (type.equals("Precompiled") ? "; Precompiled (a SentencePiece charsmap) is not supported" : ""));
         }
@@ -296,11 +292,7 @@ final class TokenizerSpec {
                 out.put("behavior", behavior(n, at, null));
                 out.put("invert", bool(n, "invert", at, false));
             }
-            case "Sequence" -> {
-                allowOnly(n, at, "type", "pretokenizers");
-                ArrayNode items = out.putArray("pretokenizers");
-                list(n, "pretokenizers", at).entrySet().forEach(e -> items.add(preTokenizer(e.getValue(), e.getKey(), depth + 1)));
-            }
+            case "Sequence" -> sequence(n, at, depth, "pretokenizers", out, this::preTokenizer);
             default -> throw unsupported(at, type, "ByteLevel, Split, Metaspace, Whitespace, WhitespaceSplit, Digits, Punctuation, Sequence");
         }
         return out;
@@ -327,30 +319,44 @@ final class TokenizerSpec {
                 out.put("start", count(n, "start", at));
                 out.put("stop", count(n, "stop", at));
             }
-            case "Sequence" -> {
-                allowOnly(n, at, "type", "decoders");
-                ArrayNode items = out.putArray("decoders");
-                list(n, "decoders", at).entrySet().forEach(e -> items.add(decoder(e.getValue(), e.getKey(), depth + 1)));
-            }
+            case "Sequence" -> sequence(n, at, depth, "decoders", out, this::decoder);
             default -> throw unsupported(at, type, "ByteLevel, Metaspace, ByteFallback, Fuse, Strip, Replace, Sequence");
         }
         return out;
     }
 
     /** Checked like the others (a corrupt post-processor is a corrupt file), but not passed on: see the class doc. */
-    private void postProcessor(JsonNode n, String at, int depth) {
+    private JsonNode postProcessor(JsonNode n, String at, int depth) {
         if (n == null || n.isNull()) {
-            return;
+            return JsonNodeFactory.instance.nullNode();
         }
         String type = type(n, at, depth);
+        ObjectNode out = typed(type);
         switch (type) {
-            case "ByteLevel" -> byteLevel(n, at, typed(type));
+            case "ByteLevel" -> byteLevel(n, at, out);
             case "TemplateProcessing" -> allowOnly(n, at, "type", "single", "pair", "special_tokens");
-            case "Sequence" -> {
-                allowOnly(n, at, "type", "processors");
-                list(n, "processors", at).entrySet().forEach(e -> postProcessor(e.getValue(), e.getKey(), depth + 1));
-            }
+            case "Sequence" -> sequence(n, at, depth, "processors", out, this::postProcessor);
             default -> throw unsupported(at, type, "ByteLevel, TemplateProcessing, Sequence");
+        }
+        return out;
+    }
+
+    /** One component's checker: the canonical form of {@code n} (found at {@code at}), nested {@code depth} deep. */
+    @FunctionalInterface
+    private interface Component {
+        JsonNode check(JsonNode n, String at, int depth);
+    }
+
+    /** A {@code Sequence} component: exactly {@code key}, a list whose elements are each checked by {@code element}. */
+    private void sequence(JsonNode n, String at, int depth, String key, ObjectNode out, Component element) {
+        allowOnly(n, at, "type", key);
+        JsonNode l = required(n, key, at);
+        if (!l.isArray()) {
+            throw bad(at + "." + key, "must be a list");
+        }
+        ArrayNode items = out.putArray(key);
+        for (int i = 0; i < l.size(); i++) {
+            items.add(element.check(l.get(i), at + "." + key + "[" + i + "]", depth + 1));
         }
     }
 
@@ -426,19 +432,6 @@ final class TokenizerSpec {
         ObjectNode o = JsonNodeFactory.instance.objectNode();
         o.put("type", type);
         return o;
-    }
-
-    /** The elements of list {@code key}, each with its path for messages. */
-    private Map<String, JsonNode> list(JsonNode n, String key, String at) {
-        JsonNode l = required(n, key, at);
-        if (!l.isArray()) {
-            throw bad(at + "." + key, "must be a list");
-        }
-        Map<String, JsonNode> out = new java.util.LinkedHashMap<>();
-        for (int i = 0; i < l.size(); i++) {
-            out.put(at + "." + key + "[" + i + "]", l.get(i));
-        }
-        return out;
     }
 
     private void allowOnly(JsonNode n, String at, String... keys) {

@@ -45,14 +45,27 @@ public final class ModelFamilies {
     }
 
     public static CausalLm load(Path directory, Kernels kernels, WorkerPool pool) {
+        return load(readConfig(directory), kernels, pool);
+    }
+
+    /** The config.json of the model directory {@code directory}, after checking that it is a directory. */
+    public static ModelConfigJson readConfig(Path directory) {
         if (!Files.exists(directory)) {
             throw new LockstepException(directory + ": model directory does not exist");
         }
         if (!Files.isDirectory(directory)) {
             throw new LockstepException(directory + ": is a file, not a model directory (give the directory that holds config.json)");
         }
-        ModelConfigJson config = ModelConfigJson.read(directory.resolve("config.json"));
+        return ModelConfigJson.read(directory.resolve("config.json"));
+    }
+
+    /** Loads the model whose config.json is {@code config} (already read, e.g. by a caller that needed a value). */
+    public static CausalLm load(ModelConfigJson config, Kernels kernels, WorkerPool pool) {
         ModelFamily family = forType(config.requireString("model_type"), config.file());
+        Path directory = config.file().toAbsolutePath().getParent();
+        if (config.file().getParent() != null) {
+            directory = config.file().getParent(); // as the caller named it, for messages
+        }
         try (Checkpoint checkpoint = Checkpoint.open(directory)) {
             return family.load(config, checkpoint, kernels, pool);
         }

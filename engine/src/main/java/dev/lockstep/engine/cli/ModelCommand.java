@@ -44,8 +44,8 @@ abstract class ModelCommand {
 
     /** Refuses impossible thread counts; warns (once per count) when there are more threads than cores. */
     void checkThreads(int threads) {
-        if (threads < 1 || threads > MAX_THREADS) {
-            throw new IllegalArgumentException("--threads must be in [1, " + MAX_THREADS + "], got " + threads);
+        if (threads < 1 || threads > EngineOptions.MAX_THREADS) {
+            throw new IllegalArgumentException("--threads must be in [1, " + EngineOptions.MAX_THREADS + "], got " + threads);
         }
         int cores = Runtime.getRuntime().availableProcessors();
         if (threads > cores && warnedThreads != threads) {
@@ -56,7 +56,6 @@ abstract class ModelCommand {
         }
     }
 
-    static final int MAX_THREADS = 1024;
     private int warnedThreads;
 
     static int defaultThreads() {

@@ -33,7 +33,11 @@ final class TextFiles {
         return out.flip().toString();
     }
 
-    /** {@code s} with invisible and control characters written as \\uXXXX, for quoting in messages. */
+    /**
+     * {@code s} for quoting in a message: control, format (e.g. zero-width) and non-space whitespace characters,
+     * and unassigned code points, become Java-style escapes (a backslash, {@code u}, four hex digits), so a quoted
+     * token shows what is really in the file.
+     */
     static String visible(String s) {
         StringBuilder b = new StringBuilder();
         s.codePoints().forEach(c -> {
