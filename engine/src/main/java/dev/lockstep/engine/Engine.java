@@ -70,7 +70,7 @@ public final class Engine implements AutoCloseable {
             int vocab = config.requirePositiveInt("vocab_size");
             tokenizerLoad = new java.util.concurrent.FutureTask<>(() -> Tokenizer.load(modelDir, vocab));
             Thread.ofPlatform().daemon().name("lockstep-tokenizer-load").start(tokenizerLoad);
-            model = ModelFamilies.load(config, kernels, pool);
+            model = ModelFamilies.load(config, kernels, pool, options.load());
             tokenizer = join(tokenizerLoad);
             return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels);
         } catch (RuntimeException | Error e) {

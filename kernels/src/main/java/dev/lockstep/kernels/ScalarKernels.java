@@ -9,7 +9,6 @@ import java.lang.foreign.ValueLayout;
  */
 public final class ScalarKernels implements Kernels {
     static final ValueLayout.OfFloat F32_NATIVE = ValueLayout.JAVA_FLOAT;
-    private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
 
     @Override
     public String name() {
@@ -27,70 +26,7 @@ public final class ScalarKernels implements Kernels {
     @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        if (w.format() == WeightFormat.BF16 && w.layout() == WeightLayout.TILED) {
-            matmulTiledBf16(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
-        } else {
-            matmulSequentialFma(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
-        }
-    }
-
-    /**
-     * The same sequential fma chain per output, walking a tiled bf16 matrix in its memory order: per tile, per
-     * column, every row of the tile takes its next fma (one accumulator per row). Each output's chain is the
-     * definition's, in the definition's order; only the interleaving between rows differs. About 5x faster than
-     * decoding every row through {@link WeightMatrix#rowToFloat}, which matters when these kernels run a whole
-     * short job (a cold JVM starts faster on them than on the interpreted Vector API).
-     */
-    static void matmulTiledBf16(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
-                                float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        int cols = w.cols(), tile = w.tileRows(), pairs = (cols + 1) / 2;
-        MemorySegment seg = w.data();
-        float[] acc = new float[tile];
-        int[] pair = new int[pairs * tile];
-        for (int j = rowStart / tile; j * tile < rowEnd; j++) {
-            MemorySegment.copy(seg, INT_LE, w.tileOffsetBytes(j), pair, 0, pair.length);
-            int r0 = j * tile;
-            for (int t = 0; t < nTokens; t++) {
-                int xo = xOff + t * xStride;
-                java.util.Arrays.fill(acc, 0f);
-                for (int p = 0; p < pairs; p++) {
-                    int base = p * tile;
-                    float x0 = x[xo + 2 * p];
-                    if (2 * p + 1 < cols) {
-                        float x1 = x[xo + 2 * p + 1];
-                        for (int lane = 0; lane < tile; lane++) {
-                            int v = pair[base + lane];
-                            acc[lane] = Math.fma(Float.intBitsToFloat(v & 0xffff0000), x1, Math.fma(Float.intBitsToFloat(v << 16), x0, acc[lane]));
-                        }
-                    } else {
-                        for (int lane = 0; lane < tile; lane++) {
-                            acc[lane] = Math.fma(Float.intBitsToFloat(pair[base + lane] << 16), x0, acc[lane]);
-                        }
-                    }
-                }
-                for (int lane = Math.max(0, rowStart - r0); lane < tile && r0 + lane < rowEnd; lane++) {
-                    out[outOff + t * outStride + r0 + lane] = acc[lane];
-                }
-            }
-        }
-    }
-
-    /** The definition of {@link Kernels#matmul}, written out: a sequential fma chain per output element. */
-    static void matmulSequentialFma(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
-                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        int cols = w.cols();
-        float[] row = new float[cols];
-        for (int r = rowStart; r < rowEnd; r++) {
-            w.rowToFloat(r, row, 0);
-            for (int t = 0; t < nTokens; t++) {
-                int xo = xOff + t * xStride;
-                float acc = 0f;
-                for (int k = 0; k < cols; k++) {
-                    acc = Math.fma(row[k], x[xo + k], acc);
-                }
-                out[outOff + t * outStride + r] = acc;
-            }
-        }
+        w.format().matmulReference(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
     }
 
     @Override

@@ -61,13 +61,19 @@ public final class ModelFamilies {
 
     /** Loads the model whose config.json is {@code config} (already read, e.g. by a caller that needed a value). */
     public static CausalLm load(ModelConfigJson config, Kernels kernels, WorkerPool pool) {
+        return load(config, kernels, pool, LoadOptions.DEFAULT);
+    }
+
+    /** As {@link #load(ModelConfigJson, Kernels, WorkerPool)}, preparing the weights as {@code options} say. */
+    public static CausalLm load(ModelConfigJson config, Kernels kernels, WorkerPool pool, LoadOptions options) {
+        CheckpointQuantization.check(config);
         ModelFamily family = forType(config.requireString("model_type"), config.file());
         Path directory = config.file().toAbsolutePath().getParent();
         if (config.file().getParent() != null) {
             directory = config.file().getParent(); // as the caller named it, for messages
         }
         try (Checkpoint checkpoint = Checkpoint.open(directory)) {
-            return family.load(config, checkpoint, kernels, pool);
+            return family.load(config, checkpoint, kernels, pool, options);
         }
     }
 }

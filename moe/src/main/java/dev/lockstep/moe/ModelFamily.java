@@ -20,5 +20,10 @@ public interface ModelFamily {
      * after loading cannot affect (or crash) a running model. On failure the family frees what it took,
      * {@code Error}s included.
      */
-    CausalLm load(ModelConfigJson config, Checkpoint checkpoint, Kernels kernels, WorkerPool pool);
+    CausalLm load(ModelConfigJson config, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, LoadOptions options);
+
+    /** {@link #load(ModelConfigJson, Checkpoint, Kernels, WorkerPool, LoadOptions)} with the weights as stored. */
+    default CausalLm load(ModelConfigJson config, Checkpoint checkpoint, Kernels kernels, WorkerPool pool) {
+        return load(config, checkpoint, kernels, pool, LoadOptions.DEFAULT);
+    }
 }

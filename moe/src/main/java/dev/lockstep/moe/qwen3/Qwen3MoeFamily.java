@@ -9,6 +9,7 @@ import dev.lockstep.memory.MemoryTier;
 import dev.lockstep.memory.TierArena;
 import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.moe.CausalLm;
+import dev.lockstep.moe.LoadOptions;
 import dev.lockstep.moe.ModelConfigJson;
 import dev.lockstep.moe.ModelFamily;
 import dev.lockstep.moe.ModelSummary;
@@ -30,21 +31,22 @@ public final class Qwen3MoeFamily implements ModelFamily {
     }
 
     @Override
-    public CausalLm load(ModelConfigJson json, Checkpoint checkpoint, Kernels kernels, WorkerPool pool) {
+    public CausalLm load(ModelConfigJson json, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, LoadOptions options) {
         Qwen3MoeConfig c = Qwen3MoeConfig.parse(json);
         // Packed weights: at most the checkpoint's bytes plus tile padding; the bound is generous, the
         // arena accounts what is really used.
         TierArena weights = new TierArena(MemoryTier.HBM, 2 * checkpoint.totalBytes() + (64L << 20));
         try {
-            return load(c, checkpoint, kernels, pool, weights);
+            return load(c, checkpoint, kernels, pool, weights, options);
         } catch (RuntimeException | Error e) {
             weights.close();
             throw e;
         }
     }
 
-    private static CausalLm load(Qwen3MoeConfig c, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, TierArena weights) {
-        WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint, kernels.tileRows(), weights);
+    private static CausalLm load(Qwen3MoeConfig c, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, TierArena weights,
+                                 LoadOptions options) {
+        WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint, kernels.tileRows(), weights, options);
         int h = c.hiddenSize();
         Rope rope = new Rope(c.headDim(), c.ropeTheta(), Math.min(c.maxPositionEmbeddings(), 4096));
 

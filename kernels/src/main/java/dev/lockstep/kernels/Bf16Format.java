@@ -1,0 +1,38 @@
+package dev.lockstep.kernels;
+
+import java.lang.foreign.MemorySegment;
+
+/** bfloat16: the upper half of an IEEE binary32, so widening is a shift (exact). */
+public final class Bf16Format extends DenseFormat {
+    static final Bf16Format INSTANCE = new Bf16Format();
+
+    private Bf16Format() {
+        super("BF16", 2);
+    }
+
+    @Override
+    float decode(int word, int part) {
+        return Float.intBitsToFloat(part == 0 ? word << 16 : word & 0xffff0000);
+    }
+
+    @Override
+    float read(MemorySegment data, long offsetBytes) {
+        return Float.intBitsToFloat(data.get(SHORT_LE, offsetBytes) << 16);
+    }
+
+    @Override
+    boolean nonFinite(int bits) {
+        return (bits & 0x7f80) == 0x7f80;
+    }
+
+    @Override
+    public void matmulVector(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                             float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        PanamaKernels.matmulBf16(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
+    }
+
+    @Override
+    public String vectorKernel() {
+        return "bf16 tiled: shift/mask widen + fma, 4 tiles (decode) or 8 tokens (prefill) per pass";
+    }
+}

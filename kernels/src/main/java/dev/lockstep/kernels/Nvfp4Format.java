@@ -1,0 +1,202 @@
+package dev.lockstep.kernels;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+
+/**
+ * NVFP4 (NVIDIA's 4-bit float): {@link E2M1} codes, one {@link E4M3} scale per 16 consecutive elements of a
+ * row, and one float32 tensor scale ({@code weight_scale_2}, {@link WeightMatrix#tensorScale()}), 4.5 bits per
+ * weight. Built from a checkpoint's {@code weight} (U8 {@code [rows, cols/2]}, element 2j in the low nibble of
+ * byte j), {@code weight_scale} (F8_E4M3 {@code [rows, cols/16]}) and {@code weight_scale_2} (F32 scalar);
+ * {@code cols % 16 == 0}. Only the TILED layout exists in memory:
+ *
+ * <pre>
+ * T = tileRows, B = cols / 16 blocks, S = max(T, 8) scale bytes per block (T used, the rest zero)
+ * tile j (rows jT .. jT+T-1; the last tile's missing rows are all zero):
+ *   | codes:  for block b = 0..B-1, word w = 0, 1: T little-endian int32, lane r =                          |
+ *   |         row jT+r, columns 16b+8w .. 16b+8w+7, column 16b+8w+i in bits 4i .. 4i+3      (B * 8T bytes) |
+ *   | scales: for block b = 0..B-1: S bytes, byte r = E4M3 scale of row jT+r, block b           (B * S bytes)  |
+ *   code word (b, w) at tile + (2b + w) * 4T; scales of block b at tile + 8T*B + b*S
+ * </pre>
+ *
+ * A lane word is four bytes of the checkpoint row (columns 16b+8w .. +7 in checkpoint nibble order), so packing
+ * is a transposition of 32-bit words; one vector load gives 8 columns of T rows.
+ *
+ * <p>The definition of the matmul (its operation order, which every implementation and width follows): per
+ * output, {@code acc = 0}; for each block b in order: {@code bs = 0}, then for its 16 columns k in order
+ * {@code bs = fma(E2M1(code[r, k]), x[k], bs)}, then {@code acc = fma(E4M3(scale[r, b]), bs, acc)}; finally
+ * {@code out = acc * weight_scale_2}. (Codes times activations summed per block, scaled once per block, the
+ * tensor scale applied once per output.) The result equals HF's float32 matmul over the dequantized weights
+ * {@code E2M1 * (f32(scale) * weight_scale_2)} up to float32 rounding.
+ */
+public final class Nvfp4Format implements WeightFormat {
+    static final Nvfp4Format INSTANCE = new Nvfp4Format();
+    public static final int BLOCK = 16;
+    private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
+
+    private Nvfp4Format() {
+    }
+
+    @Override
+    public String name() {
+        return "NVFP4";
+    }
+
+    @Override
+    public String toString() {
+        return name();
+    }
+
+    @Override
+    public double bitsPerWeight() {
+        return 4.5;
+    }
+
+    /** Scale bytes per block in a tile: T, at least 8 (one 64-bit load). */
+    static int scaleStride(int tileRows) {
+        return Math.max(tileRows, 8);
+    }
+
+    @Override
+    public long tileBytes(int cols, int tileRows) {
+        long blocks = cols / BLOCK;
+        return blocks * (8L * tileRows + scaleStride(tileRows));
+    }
+
+    /** Offset of code word {@code (block, word)} of tile {@code tile}. */
+    static long codeOffsetBytes(WeightMatrix m, int tile, int block, int word) {
+        return m.tileOffsetBytes(tile) + (2L * block + word) * 4L * m.tileRows();
+    }
+
+    /** Offset of the scale bytes of block {@code block} of tile {@code tile}. */
+    static long scaleOffsetBytes(WeightMatrix m, int tile, int block) {
+        int t = m.tileRows();
+        return m.tileOffsetBytes(tile) + 8L * t * (m.cols() / BLOCK) + (long) block * scaleStride(t);
+    }
+
+    static void requireShape(String name, int rows, int cols) {
+        if (rows <= 0 || cols <= 0 || cols % BLOCK != 0) {
+            throw new IllegalArgumentException(name + ": NVFP4 needs a positive row count and a column count divisible by "
+                    + BLOCK + ", not [" + rows + ", " + cols + "]");
+        }
+    }
+
+    /**
+     * Packs checkpoint-layout NVFP4 data into {@code target} ({@link #tiledBytes} bytes): {@code codes} row-major
+     * {@code [rows, cols/2]}, {@code scales} row-major {@code [rows, cols/16]}, {@code tensorScale} =
+     * {@code weight_scale_2}. Every block scale must be finite and non-negative (sign bit clear, not 0x7F) and the
+     * tensor scale finite and positive;
+     * a violation is an IllegalArgumentException naming the element.
+     */
+    public static WeightMatrix pack(String name, int rows, int cols, MemorySegment codes, MemorySegment scales,
+                                    float tensorScale, int tileRows, MemorySegment target) {
+        requireShape(name, rows, cols);
+        if (!(tensorScale > 0f) || !Float.isFinite(tensorScale)) {
+            throw new IllegalArgumentException(name + ": weight_scale_2 is " + tensorScale + ", must be finite and positive");
+        }
+        if (codes.byteSize() != (long) rows * cols / 2 || scales.byteSize() != (long) rows * cols / BLOCK) {
+            throw new IllegalArgumentException(name + ": NVFP4 [" + rows + ", " + cols + "] needs " + (long) rows * cols / 2
+                    + " code bytes and " + (long) rows * cols / BLOCK + " scale bytes, got " + codes.byteSize() + " and " + scales.byteSize());
+        }
+        WeightMatrix m = new WeightMatrix(name, INSTANCE, rows, cols, target, WeightLayout.TILED, tileRows, tensorScale);
+        int blocks = cols / BLOCK, words = 2 * blocks, s = scaleStride(tileRows);
+        int[] rowWords = new int[words];
+        byte[] rowScales = new byte[blocks];
+        int[] tileWords = new int[words * tileRows];
+        byte[] tileScales = new byte[blocks * s];
+        for (int j = 0; j < m.tiles(); j++) {
+            Arrays.fill(tileWords, 0);
+            Arrays.fill(tileScales, (byte) 0);
+            for (int lane = 0; lane < tileRows && j * tileRows + lane < rows; lane++) {
+                int r = j * tileRows + lane;
+                MemorySegment.copy(codes, INT_LE, (long) r * cols / 2, rowWords, 0, words);
+                MemorySegment.copy(scales, ValueLayout.JAVA_BYTE, (long) r * blocks, rowScales, 0, blocks);
+                for (int w = 0; w < words; w++) {
+                    tileWords[w * tileRows + lane] = rowWords[w];
+                }
+                for (int b = 0; b < blocks; b++) {
+                    if (rowScales[b] < 0 || rowScales[b] == E4M3.NAN_BITS) {
+                        throw new IllegalArgumentException(name + ": block scale [" + r + ", " + b + "] is "
+                                + E4M3.toFloat(rowScales[b]) + " (E4M3 0x" + Integer.toHexString(rowScales[b] & 0xff)
+                                + "); NVFP4 block scales are finite and non-negative");
+                    }
+                    tileScales[b * s + lane] = rowScales[b];
+                }
+            }
+            long base = m.tileOffsetBytes(j);
+            MemorySegment.copy(tileWords, 0, target, INT_LE, base, tileWords.length);
+            MemorySegment.copy(tileScales, 0, target, ValueLayout.JAVA_BYTE, base + 4L * tileWords.length, tileScales.length);
+        }
+        return m;
+    }
+
+    /** The E2M1 code of element (row, col). */
+    public static int code(WeightMatrix m, int row, int col) {
+        int t = m.tileRows();
+        int word = m.data().get(INT_LE, codeOffsetBytes(m, row / t, col / BLOCK, (col % BLOCK) / 8) + 4L * (row % t));
+        return (word >>> 4 * (col % 8)) & 0xf;
+    }
+
+    /** The E4M3 scale byte of block {@code block} of row {@code row}. */
+    public static int scale(WeightMatrix m, int row, int block) {
+        int t = m.tileRows();
+        return m.data().get(ValueLayout.JAVA_BYTE, scaleOffsetBytes(m, row / t, block) + row % t) & 0xff;
+    }
+
+    /** Dequantized as ModelOpt does: {@code E2M1(code) * (f32(scale) * weight_scale_2)}. */
+    @Override
+    public float get(WeightMatrix m, int row, int col) {
+        return Nvfp4Quantizer.dequantize(code(m, row, col), scale(m, row, col / BLOCK), m.tensorScale());
+    }
+
+    @Override
+    public void matmulReference(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                                float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        int tile = w.tileRows(), blocks = w.cols() / BLOCK, s = scaleStride(tile);
+        float scale2 = w.tensorScale();
+        int[] words = new int[2 * blocks * tile];
+        byte[] scales = new byte[blocks * s];
+        float[] acc = new float[tile], bs = new float[tile];
+        for (int j = rowStart / tile; j * tile < rowEnd; j++) {
+            long base = w.tileOffsetBytes(j);
+            MemorySegment.copy(w.data(), INT_LE, base, words, 0, words.length);
+            MemorySegment.copy(w.data(), ValueLayout.JAVA_BYTE, base + 4L * words.length, scales, 0, scales.length);
+            int r0 = j * tile;
+            for (int t = 0; t < nTokens; t++) {
+                int xo = xOff + t * xStride;
+                Arrays.fill(acc, 0f);
+                for (int b = 0; b < blocks; b++) {
+                    Arrays.fill(bs, 0f);
+                    for (int half = 0; half < 2; half++) {
+                        int wordBase = (2 * b + half) * tile, k0 = xo + b * BLOCK + 8 * half;
+                        for (int i = 0; i < 8; i++) {
+                            float xv = x[k0 + i];
+                            for (int lane = 0; lane < tile; lane++) {
+                                bs[lane] = Math.fma(E2M1.toFloat(words[wordBase + lane] >>> 4 * i), xv, bs[lane]);
+                            }
+                        }
+                    }
+                    for (int lane = 0; lane < tile; lane++) {
+                        acc[lane] = Math.fma(E4M3.toFloat(scales[b * s + lane]), bs[lane], acc[lane]);
+                    }
+                }
+                for (int lane = Math.max(0, rowStart - r0); lane < tile && r0 + lane < rowEnd; lane++) {
+                    out[outOff + t * outStride + r0 + lane] = acc[lane] * scale2;
+                }
+            }
+        }
+    }
+
+    @Override
+    public void matmulVector(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                             float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        Nvfp4VectorKernel.matmul(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);
+    }
+
+    @Override
+    public String vectorKernel() {
+        return Nvfp4VectorKernel.description();
+    }
+}

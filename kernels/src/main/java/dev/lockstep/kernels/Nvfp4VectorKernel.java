@@ -1,0 +1,184 @@
+package dev.lockstep.kernels;
+
+import jdk.incubator.vector.ByteVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorMask;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+import java.lang.foreign.MemorySegment;
+import java.nio.ByteOrder;
+
+/**
+ * The Vector API NVFP4 matmul over {@link Nvfp4Format}'s tiled layout: one lane per output row, so one code
+ * word load, shift, mask and table lookup give column k of a whole vector of rows, and each lane follows the
+ * definition's order exactly (per block a sequential fma chain of codes times activations, one fma with the
+ * block scale, the tensor scale at the end): bit-identical to {@link Nvfp4Format#matmulReference} at every
+ * width.
+ *
+ * <p>E2M1 decode: with 16 or more lanes a 16-entry table of float bits, indexed by the nibble (one
+ * {@code vpermd} on AVX-512); narrower vectors look up the magnitude (3 bits, 8 entries) and move the
+ * nibble's sign bit to bit 31. E4M3 scale decode: the byte shifted left by 20 read as float32, times 2^120
+ * (exact, see {@link E4M3}).
+ *
+ * <p>Vector code lives only in the two large body methods (never inlined, no vector crosses a call), as in
+ * {@link PanamaKernels}.
+ */
+final class Nvfp4VectorKernel {
+    private static final VectorSpecies<Float> F = PanamaKernels.F;
+    private static final VectorSpecies<Integer> I = PanamaKernels.I;
+    private static final int LANES = PanamaKernels.LANES;
+    private static final VectorSpecies<Byte> SCALE_BYTES = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, 8 * LANES)));
+    private static final boolean WIDE_TABLE = LANES >= 16;
+    private static final IntVector TABLE;
+    private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
+    private static final int BLOCK = Nvfp4Format.BLOCK;
+
+    static {
+        int[] bits = new int[LANES];
+        for (int i = 0; i < LANES; i++) {
+            bits[i] = Float.floatToRawIntBits(E2M1.toFloat(WIDE_TABLE ? i : i & 7));
+        }
+        TABLE = IntVector.fromArray(I, bits, 0);
+    }
+
+    private Nvfp4VectorKernel() {
+    }
+
+    static String description() {
+        return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : "8-entry magnitude permute + sign bit")
+                + " + fma per column, block scale once per 16; 4 tiles (decode) or 4 tokens (prefill) per pass";
+    }
+
+    static void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
+                       float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        WeightFormat.requireVectorTiles(w, LANES);
+        int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
+        if (nTokens == 1) {
+            for (int j = tile0; j < tile1; j += 4) {
+                fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
+            }
+        } else {
+            for (int j = tile0; j < tile1; j++) {
+                for (int t = 0; t < nTokens; t += 4) {
+                    fourTokens(w, j, Math.min(4, nTokens - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
+                            outStride, rowStart, rowEnd);
+                }
+            }
+        }
+    }
+
+    /** Decode: tiles {@code j .. j+valid-1} against one token; unused chains recompute the last valid tile. */
+    private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
+                                  int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK, last = j + valid - 1;
+        int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last);
+        long c0 = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), c1 = Nvfp4Format.codeOffsetBytes(w, t1, 0, 0);
+        long c2 = Nvfp4Format.codeOffsetBytes(w, t2, 0, 0), c3 = Nvfp4Format.codeOffsetBytes(w, t3, 0, 0);
+        long s0 = Nvfp4Format.scaleOffsetBytes(w, j, 0), s1 = Nvfp4Format.scaleOffsetBytes(w, t1, 0);
+        long s2 = Nvfp4Format.scaleOffsetBytes(w, t2, 0), s3 = Nvfp4Format.scaleOffsetBytes(w, t3, 0);
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        int magnitudeMask = WIDE_TABLE ? 0xf : 0x7;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int b = 0; b < blocks; b++) {
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0;
+            for (int half = 0; half < 2; half++) {
+                long o = (2L * b + half) * wordBytes;
+                IntVector w0 = IntVector.fromMemorySegment(I, seg, c0 + o, LE);
+                IntVector w1 = IntVector.fromMemorySegment(I, seg, c1 + o, LE);
+                IntVector w2 = IntVector.fromMemorySegment(I, seg, c2 + o, LE);
+                IntVector w3 = IntVector.fromMemorySegment(I, seg, c3 + o, LE);
+                int k0 = xOff + b * BLOCK + 8 * half;
+                for (int i = 0; i < 8; i++) {
+                    FloatVector xv = FloatVector.broadcast(F, x[k0 + i]);
+                    int shift = 4 * i, signShift = 28 - 4 * i;
+                    IntVector v0 = w0.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    IntVector v1 = w1.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    IntVector v2 = w2.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    IntVector v3 = w3.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    if (!WIDE_TABLE) {
+                        v0 = v0.or(w0.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                        v1 = v1.or(w1.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                        v2 = v2.or(w2.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                        v3 = v3.or(w3.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                    }
+                    bs0 = ((FloatVector) v0.reinterpretAsFloats()).fma(xv, bs0);
+                    bs1 = ((FloatVector) v1.reinterpretAsFloats()).fma(xv, bs1);
+                    bs2 = ((FloatVector) v2.reinterpretAsFloats()).fma(xv, bs2);
+                    bs3 = ((FloatVector) v3.reinterpretAsFloats()).fma(xv, bs3);
+                }
+            }
+            long so = b * scaleStride;
+            FloatVector sc0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s0 + so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            FloatVector sc1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s1 + so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            FloatVector sc2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s2 + so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            FloatVector sc3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s3 + so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            a0 = sc0.fma(bs0, a0);
+            a1 = sc1.fma(bs1, a1);
+            a2 = sc2.fma(bs2, a2);
+            a3 = sc3.fma(bs3, a3);
+        }
+        float scale2 = w.tensorScale();
+        int span = rowEnd - rowStart;
+        a0.mul(scale2).intoArray(out, outOff + j * LANES, F.indexInRange(j * LANES - rowStart, span));
+        a1.mul(scale2).intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
+        a2.mul(scale2).intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
+        a3.mul(scale2).intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
+    }
+
+    /**
+     * Prefill: tile {@code j} against tokens {@code 0 .. valid-1} from {@code x[xOff]}: each column is decoded once
+     * and used by four fma chains. Unused chains recompute the last valid token.
+     */
+    private static void fourTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
+                                   float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK;
+        long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        int lastX = xOff + (valid - 1) * xStride;
+        int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
+        int magnitudeMask = WIDE_TABLE ? 0xf : 0x7;
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int b = 0; b < blocks; b++) {
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0;
+            for (int half = 0; half < 2; half++) {
+                IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
+                int k0 = b * BLOCK + 8 * half;
+                for (int i = 0; i < 8; i++) {
+                    IntVector v = word.lanewise(VectorOperators.LSHR, 4 * i).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    if (!WIDE_TABLE) {
+                        v = v.or(word.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
+                    }
+                    FloatVector wv = (FloatVector) v.reinterpretAsFloats();
+                    int k = k0 + i;
+                    bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
+                    bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
+                    bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
+                    bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
+                }
+            }
+            FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            a0 = sc.fma(bs0, a0);
+            a1 = sc.fma(bs1, a1);
+            a2 = sc.fma(bs2, a2);
+            a3 = sc.fma(bs3, a3);
+        }
+        float scale2 = w.tensorScale();
+        int lastRow = valid - 1, r0 = j * LANES;
+        VectorMask<Float> rows = F.indexInRange(r0 - rowStart, rowEnd - rowStart);
+        int o = outOff + r0;
+        a0.mul(scale2).intoArray(out, o, rows);
+        a1.mul(scale2).intoArray(out, o + Math.min(1, lastRow) * outStride, rows);
+        a2.mul(scale2).intoArray(out, o + Math.min(2, lastRow) * outStride, rows);
+        a3.mul(scale2).intoArray(out, o + Math.min(3, lastRow) * outStride, rows);
+    }
+}

@@ -1,0 +1,23 @@
+package dev.lockstep.moe;
+
+import java.util.List;
+
+/**
+ * How a model's weights are prepared at load.
+ *
+ * @param quantizeNvfp4  quantize dense (bf16/f16/f32) Linear weights to NVFP4 at load with {@link Nvfp4Recipe}
+ *                       (weights already NVFP4 in the checkpoint are loaded as they are either way)
+ * @param quantizeLmHead include {@code lm_head} (off by default, as ModelOpt)
+ * @param exclude        extra module patterns kept dense ({@link Nvfp4Recipe#matches})
+ */
+public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude) {
+    public static final LoadOptions DEFAULT = new LoadOptions(false, false, List.of());
+
+    public LoadOptions {
+        exclude = List.copyOf(exclude);
+    }
+
+    public Nvfp4Recipe recipe() {
+        return new Nvfp4Recipe(quantizeLmHead, exclude);
+    }
+}
