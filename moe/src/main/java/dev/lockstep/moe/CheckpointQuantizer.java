@@ -98,7 +98,7 @@ public final class CheckpointQuantizer {
                 continue;
             }
             if (!scale2.containsKey(t.name())) {
-                List<String> group = Nvfp4Recipe.sharedInputGroup(t.name(), byName::containsKey);
+                List<String> group = Nvfp4Recipe.sharedInputGroup(t.name(), n -> byName.containsKey(n) && recipe.quantizes(n));
                 float amax = 0f;
                 for (String member : group) {
                     amax = Math.max(amax, Nvfp4Quantizer.amax(dense(checkpoint, byName.get(member))));

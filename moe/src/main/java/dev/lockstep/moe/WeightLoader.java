@@ -163,7 +163,7 @@ public final class WeightLoader {
         Float shared = groupScale2.get(dense.name());
         if (shared == null) {
             float amax = 0f;
-            List<String> group = Nvfp4Recipe.sharedInputGroup(dense.name(), checkpoint::contains);
+            List<String> group = Nvfp4Recipe.sharedInputGroup(dense.name(), n -> checkpoint.contains(n) && recipe.quantizes(n));
             for (String member : group) {
                 WeightMatrix m = member.equals(dense.name()) ? dense : rowMajorUnrecorded(member);
                 amax = Math.max(amax, reading(member, () -> Nvfp4Quantizer.amax(m)));

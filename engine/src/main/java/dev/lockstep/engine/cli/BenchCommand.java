@@ -19,6 +19,14 @@ import java.util.concurrent.Callable;
         "median (min..max) tok/s and heap bytes allocated per token.",
         "Each thread count runs in a fresh JVM (like JMH forks) unless --in-process."})
 final class BenchCommand extends ModelCommand implements Callable<Integer> {
+    @picocli.CommandLine.Mixin
+    QuantOptions quantOptions = new QuantOptions();
+
+    @Override
+    dev.lockstep.moe.LoadOptions loadOptions() {
+        return quantOptions.loadOptions();
+    }
+
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")
     int prefillTokens;
 
@@ -89,6 +97,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                 "--model", model.toString(), "-p", String.valueOf(prefillTokens), "-n", String.valueOf(decodeTokens),
                 "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
                 "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
+        cmd.addAll(quantOptions.asArguments());
         try {
             Process child = new ProcessBuilder(cmd).start();
             // The child's stderr is forwarded line by line (less the JVM's incubator-module notice) and its last

@@ -18,6 +18,14 @@ import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text: streams the continuation to stdout, statistics to stderr.")
 final class GenerateCommand extends ModelCommand implements Callable<Integer> {
+    @picocli.CommandLine.Mixin
+    QuantOptions quantOptions = new QuantOptions();
+
+    @Override
+    dev.lockstep.moe.LoadOptions loadOptions() {
+        return quantOptions.loadOptions();
+    }
+
     @Option(names = "--threads", paramLabel = "N", description = {"Compute threads (default: available processors; 1 for a",
             "short job on the scalar kernels, which leaves the other cores to the JIT compiler)."})
     Integer threads;

@@ -17,13 +17,21 @@ import java.util.concurrent.Callable;
 
 @Command(name = "inspect", mixinStandardHelpOptions = true, description = "Architecture, parameter counts (total / active per token), tensors, dtypes and bytes.")
 final class InspectCommand extends ModelCommand implements Callable<Integer> {
+    @picocli.CommandLine.Mixin
+    QuantOptions quantOptions = new QuantOptions();
+
+    @Override
+    dev.lockstep.moe.LoadOptions loadOptions() {
+        return quantOptions.loadOptions();
+    }
+
     @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "List every tensor (default: ${DEFAULT-VALUE}).")
     boolean listTensors;
 
     @Override
     public Integer call() {
-        try (WorkerPool pool = new WorkerPool(1); CausalLm lm = ModelFamilies.load(model, KernelProvider.get(), pool)) {
+        try (WorkerPool pool = new WorkerPool(1); CausalLm lm = ModelFamilies.load(ModelFamilies.readConfig(model), KernelProvider.get(), pool, loadOptions())) {
             ModelSummary s = lm.summary();
             out().printf(Locale.ROOT, "model: %s%narchitecture: %s (model_type %s)%n", model, s.architecture(), s.modelType());
             s.hyperParameters().forEach((k, v) -> out().printf(Locale.ROOT, "  %-24s %s%n", k, v));

@@ -19,6 +19,11 @@ abstract class ModelCommand {
             description = "Model directory: config.json, safetensors (single or sharded), tokenizer.json. Default: ${DEFAULT-VALUE}")
     Path model;
 
+    /** How weights are prepared at load; commands that take {@link QuantOptions} override this. */
+    dev.lockstep.moe.LoadOptions loadOptions() {
+        return dev.lockstep.moe.LoadOptions.DEFAULT;
+    }
+
     @Option(names = "--verbose", description = "Print stack traces with errors.")
     boolean verbose;
 
@@ -39,7 +44,7 @@ abstract class ModelCommand {
 
     Engine loadEngine(int threads, EngineOptions.KernelChoice kernels) {
         checkThreads(threads);
-        return Engine.load(model, new EngineOptions(threads, kernels));
+        return Engine.load(model, new EngineOptions(threads, kernels, loadOptions()));
     }
 
     /** Refuses impossible thread counts; warns (once per count) when there are more threads than cores. */

@@ -18,6 +18,14 @@ import java.util.concurrent.Callable;
         "Windowed perplexity: for s = 0, W, 2W, ... the model reads tokens[s, s+W) from a fresh context and scores",
         "its predictions of tokens[s+1 .. s+W]; N tokens give N-1 scored tokens."})
 final class PerplexityCommand extends ModelCommand implements Callable<Integer> {
+    @picocli.CommandLine.Mixin
+    QuantOptions quantOptions = new QuantOptions();
+
+    @Override
+    dev.lockstep.moe.LoadOptions loadOptions() {
+        return quantOptions.loadOptions();
+    }
+
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
     int threads = defaultThreads();
 
