@@ -1,6 +1,7 @@
 package dev.lockstep.bench;
 
 import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.Nvfp4Quantizer;
 import dev.lockstep.kernels.PanamaKernels;
 import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.WeightFormat;
@@ -28,10 +29,12 @@ import java.util.SplittableRandom;
 import java.util.concurrent.TimeUnit;
 
 /**
- * bf16 weight x float32 activations, the shapes of the bundled model: q/o_proj (256x256), expert gate/up
- * (128x256), expert down (256x128), lm_head (4096x256); 1 token (decode) and 64 tokens (prefill block).
- * Scalar reference beside the Vector API kernel, both on the tiled layout the loader produces;
- * {@code @Setup} checks they agree bit for bit.
+ * Weight x float32 activations per weight format (bf16, nvfp4), at the bundled model's shapes (q/o_proj
+ * 256x256, expert gate/up 128x256, expert down 256x128, lm_head 4096x256) and Qwen3-30B-A3B's (expert gate/up
+ * 768x2048, expert down 2048x768, q_proj 4096x2048, lm_head 32768x2048); 1 token (decode) and 64 tokens
+ * (prefill block). Scalar reference beside the Vector API kernel, both on the tiled layout the loader produces;
+ * {@code @Setup} checks they agree bit for bit and prints the bytes one call streams (GB/s = bytes / time).
+ * Run a subset: {@code -p shape=768x2048 -p format=nvfp4 -p impl=panama}.
  */
 @State(Scope.Thread)
 @BenchmarkMode(Mode.AverageTime)
@@ -40,8 +43,11 @@ import java.util.concurrent.TimeUnit;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
 public class MatmulBenchmark {
-    @Param({"256x256", "128x256", "256x128", "4096x256"})
+    @Param({"256x256", "128x256", "256x128", "4096x256", "768x2048", "2048x768", "4096x2048", "32768x2048"})
     public String shape;
+
+    @Param({"bf16", "nvfp4"})
+    public String format;
 
     @Param({"1", "64"})
     public int tokens;
@@ -73,11 +79,21 @@ public class MatmulBenchmark {
         }
         out = new float[tokens * rows];
         kernels = impl.equals("panama") ? new PanamaKernels() : new ScalarKernels();
-        // As the model loader does: weights repacked into the kernel's tiled layout.
-        long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, WeightFormat.BF16, rows, cols, kernels.tileRows());
-        w = rowMajor.packTiled(kernels.tileRows(), arena.allocate(packedBytes, 64));
+        // As the model loader does: weights repacked (or quantized and packed) into the kernel's tiled layout.
         float[] reference = new float[tokens * rows];
-        new ScalarKernels().matmul(rowMajor, x, 0, cols, tokens, reference, 0, rows, 0, rows);
+        if (format.equals("nvfp4")) {
+            float scale2 = Nvfp4Quantizer.weightScale2(Nvfp4Quantizer.amax(rowMajor));
+            w = Nvfp4Quantizer.quantizeAndPack(rowMajor, scale2, kernels.tileRows(),
+                    arena.allocate(WeightFormat.NVFP4.tiledBytes(rows, cols, kernels.tileRows()), 64));
+            WeightMatrix referenceTiles = Nvfp4Quantizer.quantizeAndPack(rowMajor, scale2, 8,
+                    arena.allocate(WeightFormat.NVFP4.tiledBytes(rows, cols, 8), 64));
+            new ScalarKernels().matmul(referenceTiles, x, 0, cols, tokens, reference, 0, rows, 0, rows);
+        } else {
+            long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, WeightFormat.BF16, rows, cols, kernels.tileRows());
+            w = rowMajor.packTiled(kernels.tileRows(), arena.allocate(packedBytes, 64));
+            new ScalarKernels().matmul(rowMajor, x, 0, cols, tokens, reference, 0, rows, 0, rows);
+        }
+        System.out.printf("%n[setup] %s %s: %,d weight bytes per call%n", format, shape, w.byteSize());
         kernels.matmul(w, x, 0, cols, tokens, out, 0, rows, 0, rows);
         for (int i = 0; i < out.length; i++) {
             if (Float.floatToRawIntBits(out[i]) != Float.floatToRawIntBits(reference[i])) {
