@@ -90,6 +90,11 @@ public abstract sealed class DenseFormat implements WeightFormat permits Bf16For
         return read(m.data(), elementOffsetBytes(m, row, col));
     }
 
+    /** The TILED matrix {@link #packTiled} will write into {@code target}, described before its bytes are there. */
+    public static WeightMatrix tiledView(WeightMatrix m, int tileRows, MemorySegment target) {
+        return new WeightMatrix(m.name(), m.format(), m.rows(), m.cols(), target, WeightLayout.TILED, tileRows, 1f);
+    }
+
     /**
      * {@code m} (row-major) repacked into the TILED layout with {@code tileRows} rows per tile, in {@code target}
      * ({@link #tiledBytes} bytes). Padding is zero. Row words are bulk-copied and transposed in plain arrays: this

@@ -26,14 +26,10 @@ public final class E2M1 {
      */
     public static int fromFloat(float x) {
         float a = Math.abs(x);
-        int magnitude;
-        if (a <= 1.25f) {
-            magnitude = a <= 0.25f ? 0 : a < 0.75f ? 1 : 2;
-        } else if (a <= 2.5f) {
-            magnitude = a < 1.75f ? 3 : 4;
-        } else {
-            magnitude = a < 3.5f ? 5 : a <= 5f ? 6 : 7;
-        }
-        return x < 0 ? magnitude | 8 : magnitude;
+        // one comparison per decision boundary, '>' where the tie goes down and '>=' where it goes up;
+        // branch-free, so quantizing random weights does not stall on mispredictions
+        int magnitude = (a > 0.25f ? 1 : 0) + (a >= 0.75f ? 1 : 0) + (a > 1.25f ? 1 : 0) + (a >= 1.75f ? 1 : 0)
+                + (a > 2.5f ? 1 : 0) + (a >= 3.5f ? 1 : 0) + (a > 5f ? 1 : 0);
+        return magnitude | (x < 0 ? 8 : 0);
     }
 }

@@ -84,52 +84,73 @@ public final class Nvfp4Format implements WeightFormat {
     }
 
     /**
-     * Packs checkpoint-layout NVFP4 data into {@code target} ({@link #tiledBytes} bytes): {@code codes} row-major
-     * {@code [rows, cols/2]}, {@code scales} row-major {@code [rows, cols/16]}, {@code tensorScale} =
-     * {@code weight_scale_2}. Every block scale must be finite and non-negative (sign bit clear, not 0x7F) and the
-     * tensor scale finite and positive;
-     * a violation is an IllegalArgumentException naming the element.
+     * An NVFP4 matrix over {@code target} ({@link #tiledBytes} bytes, contents still to be written by
+     * {@link #fill} or {@link Nvfp4Quantizer#quantizeInto}). The tensor scale must be finite and positive.
      */
-    public static WeightMatrix pack(String name, int rows, int cols, MemorySegment codes, MemorySegment scales,
-                                    float tensorScale, int tileRows, MemorySegment target) {
+    public static WeightMatrix tiled(String name, int rows, int cols, float tensorScale, int tileRows, MemorySegment target) {
         requireShape(name, rows, cols);
         if (!(tensorScale > 0f) || !Float.isFinite(tensorScale)) {
             throw new IllegalArgumentException(name + ": weight_scale_2 is " + tensorScale + ", must be finite and positive");
         }
+        return new WeightMatrix(name, INSTANCE, rows, cols, target, WeightLayout.TILED, tileRows, tensorScale);
+    }
+
+    /**
+     * Packs checkpoint-layout NVFP4 data into {@code target} ({@link #tiledBytes} bytes): {@code codes} row-major
+     * {@code [rows, cols/2]}, {@code scales} row-major {@code [rows, cols/16]}, {@code tensorScale} =
+     * {@code weight_scale_2}. Every block scale must be finite and non-negative (sign bit clear, not 0x7F) and the
+     * tensor scale finite and positive; a violation is an IllegalArgumentException naming the element.
+     */
+    public static WeightMatrix pack(String name, int rows, int cols, MemorySegment codes, MemorySegment scales,
+                                    float tensorScale, int tileRows, MemorySegment target) {
+        WeightMatrix m = tiled(name, rows, cols, tensorScale, tileRows, target);
+        fill(m, codes, scales);
+        return m;
+    }
+
+    /** Writes checkpoint-layout codes and scales (all rows) into the tiles of {@code m} (see {@link #pack}). */
+    public static void fill(WeightMatrix m, MemorySegment codes, MemorySegment scales) {
+        int rows = m.rows(), cols = m.cols(), t = m.tileRows();
         if (codes.byteSize() != (long) rows * cols / 2 || scales.byteSize() != (long) rows * cols / BLOCK) {
-            throw new IllegalArgumentException(name + ": NVFP4 [" + rows + ", " + cols + "] needs " + (long) rows * cols / 2
+            throw new IllegalArgumentException(m.name() + ": NVFP4 [" + rows + ", " + cols + "] needs " + (long) rows * cols / 2
                     + " code bytes and " + (long) rows * cols / BLOCK + " scale bytes, got " + codes.byteSize() + " and " + scales.byteSize());
         }
-        WeightMatrix m = new WeightMatrix(name, INSTANCE, rows, cols, target, WeightLayout.TILED, tileRows, tensorScale);
+        for (int j = 0; j < m.tiles(); j++) {
+            int lanes = Math.min(t, rows - j * t);
+            fillTile(m, j, lanes, codes.asSlice((long) j * t * cols / 2, (long) lanes * cols / 2),
+                    scales.asSlice((long) j * t * (cols / BLOCK), (long) lanes * (cols / BLOCK)));
+        }
+    }
+
+    /**
+     * Writes tile {@code tile} of {@code m} from the checkpoint-layout codes and scales of its first {@code lanes}
+     * rows (the remaining lanes are zero), checking every block scale.
+     */
+    static void fillTile(WeightMatrix m, int tile, int lanes, MemorySegment codes, MemorySegment scales) {
+        int cols = m.cols(), tileRows = m.tileRows();
         int blocks = cols / BLOCK, words = 2 * blocks, s = scaleStride(tileRows);
         int[] rowWords = new int[words];
         byte[] rowScales = new byte[blocks];
         int[] tileWords = new int[words * tileRows];
         byte[] tileScales = new byte[blocks * s];
-        for (int j = 0; j < m.tiles(); j++) {
-            Arrays.fill(tileWords, 0);
-            Arrays.fill(tileScales, (byte) 0);
-            for (int lane = 0; lane < tileRows && j * tileRows + lane < rows; lane++) {
-                int r = j * tileRows + lane;
-                MemorySegment.copy(codes, INT_LE, (long) r * cols / 2, rowWords, 0, words);
-                MemorySegment.copy(scales, ValueLayout.JAVA_BYTE, (long) r * blocks, rowScales, 0, blocks);
-                for (int w = 0; w < words; w++) {
-                    tileWords[w * tileRows + lane] = rowWords[w];
-                }
-                for (int b = 0; b < blocks; b++) {
-                    if (rowScales[b] < 0 || rowScales[b] == E4M3.NAN_BITS) {
-                        throw new IllegalArgumentException(name + ": block scale [" + r + ", " + b + "] is "
-                                + E4M3.toFloat(rowScales[b]) + " (E4M3 0x" + Integer.toHexString(rowScales[b] & 0xff)
-                                + "); NVFP4 block scales are finite and non-negative");
-                    }
-                    tileScales[b * s + lane] = rowScales[b];
-                }
+        for (int lane = 0; lane < lanes; lane++) {
+            MemorySegment.copy(codes, INT_LE, (long) lane * cols / 2, rowWords, 0, words);
+            MemorySegment.copy(scales, ValueLayout.JAVA_BYTE, (long) lane * blocks, rowScales, 0, blocks);
+            for (int w = 0; w < words; w++) {
+                tileWords[w * tileRows + lane] = rowWords[w];
             }
-            long base = m.tileOffsetBytes(j);
-            MemorySegment.copy(tileWords, 0, target, INT_LE, base, tileWords.length);
-            MemorySegment.copy(tileScales, 0, target, ValueLayout.JAVA_BYTE, base + 4L * tileWords.length, tileScales.length);
+            for (int b = 0; b < blocks; b++) {
+                if (rowScales[b] < 0 || rowScales[b] == E4M3.NAN_BITS) {
+                    throw new IllegalArgumentException(m.name() + ": block scale [" + (tile * tileRows + lane) + ", " + b + "] is "
+                            + E4M3.toFloat(rowScales[b]) + " (E4M3 0x" + Integer.toHexString(rowScales[b] & 0xff)
+                            + "); NVFP4 block scales are finite and non-negative");
+                }
+                tileScales[b * s + lane] = rowScales[b];
+            }
         }
-        return m;
+        long base = m.tileOffsetBytes(tile);
+        MemorySegment.copy(tileWords, 0, m.data(), INT_LE, base, tileWords.length);
+        MemorySegment.copy(tileScales, 0, m.data(), ValueLayout.JAVA_BYTE, base + 4L * tileWords.length, tileScales.length);
     }
 
     /** The E2M1 code of element (row, col). */

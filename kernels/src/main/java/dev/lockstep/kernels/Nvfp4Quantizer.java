@@ -1,5 +1,7 @@
 package dev.lockstep.kernels;
 
+import java.lang.foreign.MemorySegment;
+
 /**
  * NVIDIA ModelOpt's NVFP4 weight recipe, in float32, byte for byte (the target is
  * {@code reference/nvfp4/kjv-qwen3moe-nvfp4}, two independent implementations of the recipe):
@@ -24,8 +26,20 @@ public final class Nvfp4Quantizer {
         return amax / (6f * E4M3.MAX);
     }
 
-    /** The largest magnitude in {@code m} (any dense format and layout). */
+    /** The largest magnitude in the row-major dense matrix {@code m} (NaN when it holds a NaN). */
     public static float amax(WeightMatrix m) {
+        if (m.format() == WeightFormat.BF16 && m.layout() == WeightLayout.ROW_MAJOR) {
+            // on the raw bits: for non-negative floats, integer order is float order (a NaN is above infinity)
+            short[] row = new short[m.cols()];
+            int max = 0;
+            for (int r = 0; r < m.rows(); r++) {
+                MemorySegment.copy(m.data(), DenseFormat.SHORT_LE, (long) r * m.cols() * 2, row, 0, row.length);
+                for (short v : row) {
+                    max = Math.max(max, v & 0x7fff);
+                }
+            }
+            return max > 0x7f80 ? Float.NaN : Float.intBitsToFloat(max << 16);
+        }
         float[] row = new float[m.cols()];
         float amax = 0f;
         for (int r = 0; r < m.rows(); r++) {
@@ -65,21 +79,32 @@ public final class Nvfp4Quantizer {
     }
 
     /**
-     * Quantizes the dense matrix {@code dense} with tensor scale {@code weightScale2} and packs the result for the
-     * kernels ({@link Nvfp4Format#pack}) into {@code target}.
+     * Quantizes the dense matrix {@code dense} with tensor scale {@code weightScale2} straight into the tiled
+     * layout of {@code target} (which {@link Nvfp4Format#tiled} described): tile by tile, through buffers of one
+     * tile, so no checkpoint-sized temporary exists.
      */
-    public static WeightMatrix quantizeAndPack(WeightMatrix dense, float weightScale2, int tileRows, java.lang.foreign.MemorySegment target) {
-        int rows = dense.rows(), cols = dense.cols();
-        Nvfp4Format.requireShape(dense.name(), rows, cols);
-        byte[] codes = new byte[Math.toIntExact((long) rows * cols / 2)];
-        byte[] scales = new byte[rows * (cols / BLOCK)];
+    public static void quantizeInto(WeightMatrix dense, WeightMatrix target) {
+        int rows = dense.rows(), cols = dense.cols(), t = target.tileRows();
         float[] row = new float[cols];
-        for (int r = 0; r < rows; r++) {
-            dense.rowToFloat(r, row, 0);
-            quantizeRow(row, 0, cols, weightScale2, codes, r * (cols / 2), scales, r * (cols / BLOCK));
+        byte[] codes = new byte[t * cols / 2];
+        byte[] scales = new byte[t * (cols / BLOCK)];
+        for (int j = 0; j < target.tiles(); j++) {
+            java.util.Arrays.fill(codes, (byte) 0);
+            java.util.Arrays.fill(scales, (byte) 0);
+            int lanes = Math.min(t, rows - j * t);
+            for (int lane = 0; lane < lanes; lane++) {
+                dense.rowToFloat(j * t + lane, row, 0);
+                quantizeRow(row, 0, cols, target.tensorScale(), codes, lane * (cols / 2), scales, lane * (cols / BLOCK));
+            }
+            Nvfp4Format.fillTile(target, j, lanes, MemorySegment.ofArray(codes), MemorySegment.ofArray(scales));
         }
-        return Nvfp4Format.pack(dense.name(), rows, cols, java.lang.foreign.MemorySegment.ofArray(codes),
-                java.lang.foreign.MemorySegment.ofArray(scales), weightScale2, tileRows, target);
+    }
+
+    /** {@link #quantizeInto} a new matrix over {@code target} bytes. */
+    public static WeightMatrix quantizeAndPack(WeightMatrix dense, float weightScale2, int tileRows, MemorySegment target) {
+        WeightMatrix m = Nvfp4Format.tiled(dense.name(), dense.rows(), dense.cols(), weightScale2, tileRows, target);
+        quantizeInto(dense, m);
+        return m;
     }
 
     /** E4M3 byte of a block scale: 0 becomes 1.0; a positive value that rounds to 0 becomes 2^-9. */

@@ -32,23 +32,29 @@ final class Nvfp4VectorKernel {
     private static final int LANES = PanamaKernels.LANES;
     private static final VectorSpecies<Byte> SCALE_BYTES = VectorSpecies.of(byte.class, VectorShape.forBitSize(Math.max(64, 8 * LANES)));
     private static final boolean WIDE_TABLE = LANES >= 16;
+    /** Fewer than 8 lanes (128-bit vectors): the 8 magnitudes are split over two 4-entry tables and a blend. */
+    private static final boolean SPLIT_TABLE = LANES < 8;
     private static final IntVector TABLE;
+    private static final IntVector TABLE_HIGH;
     private static final ByteOrder LE = ByteOrder.LITTLE_ENDIAN;
     private static final int BLOCK = Nvfp4Format.BLOCK;
 
     static {
-        int[] bits = new int[LANES];
+        int[] bits = new int[LANES], high = new int[LANES];
         for (int i = 0; i < LANES; i++) {
             bits[i] = Float.floatToRawIntBits(E2M1.toFloat(WIDE_TABLE ? i : i & 7));
+            high[i] = Float.floatToRawIntBits(E2M1.toFloat(4 + (i & 3)));
         }
         TABLE = IntVector.fromArray(I, bits, 0);
+        TABLE_HIGH = IntVector.fromArray(I, high, 0);
     }
 
     private Nvfp4VectorKernel() {
     }
 
     static String description() {
-        return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : "8-entry magnitude permute + sign bit")
+        return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
+                : "8-entry magnitude permute + sign bit")
                 + " + fma per column, block scale once per 16; 4 tiles (decode) or 4 tokens (prefill) per pass";
     }
 
@@ -95,10 +101,18 @@ final class Nvfp4VectorKernel {
                 for (int i = 0; i < 8; i++) {
                     FloatVector xv = FloatVector.broadcast(F, x[k0 + i]);
                     int shift = 4 * i, signShift = 28 - 4 * i;
-                    IntVector v0 = w0.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
-                    IntVector v1 = w1.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
-                    IntVector v2 = w2.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
-                    IntVector v3 = w3.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    IntVector i0 = w0.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
+                    IntVector v0 = SPLIT_TABLE ? i0.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
+                            .blend(i0.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i0.compare(VectorOperators.GE, 4)) : i0.selectFrom(TABLE);
+                    IntVector i1 = w1.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
+                    IntVector v1 = SPLIT_TABLE ? i1.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
+                            .blend(i1.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i1.compare(VectorOperators.GE, 4)) : i1.selectFrom(TABLE);
+                    IntVector i2 = w2.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
+                    IntVector v2 = SPLIT_TABLE ? i2.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
+                            .blend(i2.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i2.compare(VectorOperators.GE, 4)) : i2.selectFrom(TABLE);
+                    IntVector i3 = w3.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
+                    IntVector v3 = SPLIT_TABLE ? i3.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
+                            .blend(i3.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i3.compare(VectorOperators.GE, 4)) : i3.selectFrom(TABLE);
                     if (!WIDE_TABLE) {
                         v0 = v0.or(w0.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
                         v1 = v1.or(w1.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
@@ -153,7 +167,9 @@ final class Nvfp4VectorKernel {
                 IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
                 int k0 = b * BLOCK + 8 * half;
                 for (int i = 0; i < 8; i++) {
-                    IntVector v = word.lanewise(VectorOperators.LSHR, 4 * i).lanewise(VectorOperators.AND, magnitudeMask).selectFrom(TABLE);
+                    IntVector idx = word.lanewise(VectorOperators.LSHR, 4 * i).lanewise(VectorOperators.AND, magnitudeMask);
+                    IntVector v = SPLIT_TABLE ? idx.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
+                            .blend(idx.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), idx.compare(VectorOperators.GE, 4)) : idx.selectFrom(TABLE);
                     if (!WIDE_TABLE) {
                         v = v.or(word.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
                     }

@@ -9,12 +9,25 @@ import java.util.List;
  *                       (weights already NVFP4 in the checkpoint are loaded as they are either way)
  * @param quantizeLmHead include {@code lm_head} (off by default, as ModelOpt)
  * @param exclude        extra module patterns kept dense ({@link Nvfp4Recipe#matches})
+ * @param progress       receives loading progress (bytes copied of the total)
  */
-public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude) {
+public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude, dev.lockstep.memory.Progress progress) {
     public static final LoadOptions DEFAULT = new LoadOptions(false, false, List.of());
 
     public LoadOptions {
         exclude = List.copyOf(exclude);
+        if (progress == null) {
+            throw new IllegalArgumentException("progress must not be null (use Progress.NONE)");
+        }
+    }
+
+    public LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude) {
+        this(quantizeNvfp4, quantizeLmHead, exclude, dev.lockstep.memory.Progress.NONE);
+    }
+
+    /** These options reporting load progress (bytes of checkpoint data copied) to {@code progress}. */
+    public LoadOptions withProgress(dev.lockstep.memory.Progress progress) {
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress);
     }
 
     public Nvfp4Recipe recipe() {

@@ -4,19 +4,29 @@ import dev.lockstep.kernels.DenseFormat;
 import dev.lockstep.kernels.Nvfp4Format;
 import dev.lockstep.kernels.Nvfp4Quantizer;
 import dev.lockstep.kernels.WeightFormat;
-import dev.lockstep.memory.DType;
 import dev.lockstep.kernels.WeightLayout;
-import dev.lockstep.memory.TierArena;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.CheckpointException;
+import dev.lockstep.memory.DType;
 import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.memory.TensorView;
+import dev.lockstep.memory.TierArena;
 
 import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.Future;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * Fetches tensors a family declares, checking presence, dtype and shape, and records them so the family's
@@ -24,9 +34,17 @@ import java.util.List;
  * Matrices the kernels multiply are repacked into the kernels' {@link WeightLayout#TILED} layout in an
  * HBM-tier arena; lookup tables (embeddings) are copied row-major into the same arena. A loaded model
  * touches no checkpoint page, so the checkpoint is closed once loading ends.
+ *
+ * <p>Loading runs in two phases. Declaring a matrix ({@link #matrix}, {@link #copied}, {@link #packed}) checks
+ * names, shapes and dtypes and allocates the packed copy at once, so every declaration error surfaces in the
+ * family's code; the bytes are moved by {@link #finish()}, which runs all the copies on every core, checks the
+ * values (non-finite weights, bad NVFP4 scales) and releases each checkpoint range from memory once it has
+ * been copied ({@link MemorySegment#unload()}), so peak memory stays near the size of the packed model rather
+ * than twice it. A family must call {@link #finish()} before it uses any matrix.
  */
 public final class WeightLoader {
     private static final long ALIGNMENT_BYTES = 64;
+    private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final String family;
     private final Checkpoint checkpoint;
@@ -35,9 +53,16 @@ public final class WeightLoader {
     private final List<TensorInfo> used = new ArrayList<>();
     private final LoadOptions options;
     private final Nvfp4Recipe recipe;
-    private final java.util.Map<String, Float> groupScale2 = new java.util.HashMap<>();
-    private static final java.lang.foreign.ValueLayout.OfFloat FLOAT_LE =
-            java.lang.foreign.ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(java.nio.ByteOrder.LITTLE_ENDIAN);
+    private final Map<String, Float> groupScale2 = new ConcurrentHashMap<>();
+    private final List<Work> work = new ArrayList<>();
+    private final Map<WeightMatrix, TensorView> unchecked = new java.util.IdentityHashMap<>();
+    private final List<WeightMatrix> matrices = new ArrayList<>();
+    private final AtomicLong quantizeNanos = new AtomicLong();
+    private long finishNanos;
+
+    /** One deferred copy: {@code bytes} of checkpoint data read by {@code body}, released after. */
+    private record Work(String tensor, long bytes, List<MemorySegment> sources, Runnable body) {
+    }
 
     /** {@code arena} receives the packed copies and must outlive the model. */
     public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena) {
@@ -77,7 +102,7 @@ public final class WeightLoader {
      * A {@code [rows, cols]} weight matrix for matmul, packed for the kernels: an NVFP4 module (ModelOpt's
      * {@code weight}/{@code weight_scale}/{@code weight_scale_2} or compressed-tensors' {@code weight_packed}/
      * {@code weight_scale}/{@code weight_global_scale}) as NVFP4; a dense one as it is stored, or quantized to NVFP4
-     * when the load options ask for it and {@link Nvfp4Recipe} quantizes it.
+     * when the load options ask for it and {@link Nvfp4Recipe} quantizes it. Filled by {@link #finish()}.
      */
     public WeightMatrix matrix(String name, int rows, int cols) {
         String module = Nvfp4Recipe.module(name);
@@ -85,7 +110,7 @@ public final class WeightLoader {
             return nvfp4(name, module, rows, cols);
         }
         WeightMatrix dense = rowMajor(name, rows, cols);
-        if (options.quantizeNvfp4() && recipe.quantizes(name)) {
+        if (options.quantizeNvfp4() && recipe.quantizes(name) && cols % Nvfp4Format.BLOCK == 0) {
             return quantized(dense);
         }
         return packed(dense);
@@ -104,10 +129,11 @@ public final class WeightLoader {
         requireDtype(scales, DType.F8_E4M3);
         float tensorScale;
         if (compressedTensors) {
-            // compressed-tensors stores the divisor 448*6/amax; ModelOpt the multiplier amax/(448*6)
+            // compressed-tensors stores the divisor 448*6/amax, ModelOpt the multiplier amax/(448*6); the kernels
+            // multiply, so the reciprocal is taken once here (it can differ from dividing by an ulp)
             tensorScale = 1f / scalar(module + ".weight_global_scale");
             if (checkpoint.contains(module + ".input_global_scale")) {
-                scalar(module + ".input_global_scale"); // W4A4 activation scale: read, checked, not used by W4A16 kernels
+                scalar(module + ".input_global_scale"); // W4A4 activation scale: read and checked; W4A16 kernels do not use it
             }
         } else {
             tensorScale = scalar(module + ".weight_scale_2");
@@ -115,15 +141,16 @@ public final class WeightLoader {
                 scalar(module + ".input_scale"); // as above
             }
         }
-        long bytes = WeightFormat.NVFP4.tiledBytes(rows, cols, tileRows);
-        MemorySegment target = arena.allocate(name, bytes, ALIGNMENT_BYTES);
-        return reading(name, () -> {
+        MemorySegment target = arena.allocate(name, WeightFormat.NVFP4.tiledBytes(rows, cols, tileRows), ALIGNMENT_BYTES);
+        WeightMatrix m = Nvfp4Format.tiled(name, rows, cols, tensorScale, tileRows, target);
+        defer(name, List.of(codes.data(), scales.data()), () -> {
             try {
-                return Nvfp4Format.pack(name, rows, cols, codes.data(), scales.data(), tensorScale, tileRows, target);
+                Nvfp4Format.fill(m, codes.data(), scales.data());
             } catch (IllegalArgumentException e) {
                 throw new CheckpointException(CheckpointException.Problem.NON_FINITE, scales.info().file() + ": " + e.getMessage(), e);
             }
         });
+        return recorded(m);
     }
 
     /** A float32 scalar tensor (shape [] or [1]). */
@@ -154,28 +181,136 @@ public final class WeightLoader {
         }
     }
 
-    /** {@code dense} quantized with the recipe (its shared-input group's amax), then packed. */
+    /**
+     * {@code dense} quantized with the recipe. The shared-input group's amax (and so weight_scale_2) is computed
+     * here, once per group: the matrix needs its tensor scale when it is declared.
+     */
     private WeightMatrix quantized(WeightMatrix dense) {
-        int rows = dense.rows(), cols = dense.cols();
-        if (cols % Nvfp4Format.BLOCK != 0) {
-            return packed(dense); // NVFP4 needs whole 16-column blocks: this one stays dense (inspect shows it)
-        }
-        Float shared = groupScale2.get(dense.name());
-        if (shared == null) {
+        String name = dense.name();
+        Float scale2 = groupScale2.get(name);
+        if (scale2 == null) {
             float amax = 0f;
-            List<String> group = Nvfp4Recipe.sharedInputGroup(dense.name(), n -> checkpoint.contains(n) && recipe.quantizes(n));
+            List<String> group = Nvfp4Recipe.sharedInputGroup(name, n -> checkpoint.contains(n) && recipe.quantizes(n));
             for (String member : group) {
-                WeightMatrix m = member.equals(dense.name()) ? dense : rowMajorUnrecorded(member);
+                WeightMatrix m = member.equals(name) ? dense : rowMajorUnchecked(member);
                 amax = Math.max(amax, reading(member, () -> Nvfp4Quantizer.amax(m)));
+                if (m.data().isMapped()) {
+                    m.data().unload(); // read again when quantized; meanwhile it need not stay resident
+                }
             }
-            shared = Nvfp4Quantizer.weightScale2(amax);
+            if (!(amax > 0f) || !Float.isFinite(amax)) {
+                throw new CheckpointException(CheckpointException.Problem.NON_FINITE, checkpoint.directory() + ": tensors " + group
+                        + " have amax " + amax + "; NVFP4 needs finite, non-zero weights");
+            }
+            scale2 = Nvfp4Quantizer.weightScale2(amax);
             for (String member : group) {
-                groupScale2.put(member, shared);
+                groupScale2.put(member, scale2);
             }
         }
-        float scale2 = shared;
-        MemorySegment target = arena.allocate(dense.name(), WeightFormat.NVFP4.tiledBytes(rows, cols, tileRows), ALIGNMENT_BYTES);
-        return reading(dense.name(), () -> Nvfp4Quantizer.quantizeAndPack(dense, scale2, tileRows, target));
+        MemorySegment target = arena.allocate(name, WeightFormat.NVFP4.tiledBytes(dense.rows(), dense.cols(), tileRows), ALIGNMENT_BYTES);
+        WeightMatrix m = Nvfp4Format.tiled(name, dense.rows(), dense.cols(), scale2, tileRows, target);
+        Runnable check = check(dense);
+        defer(name, List.of(dense.data()), () -> {
+            check.run();
+            long t0 = System.nanoTime();
+            Nvfp4Quantizer.quantizeInto(dense, m);
+            quantizeNanos.addAndGet(System.nanoTime() - t0);
+        });
+        return recorded(m);
+    }
+
+    /** A tiled copy of {@code m} for matmul (for tied embeddings: one tensor, two uses). Filled by {@link #finish()}. */
+    public WeightMatrix packed(WeightMatrix m) {
+        long bytes = WeightMatrix.byteSize(WeightLayout.TILED, m.format(), m.rows(), m.cols(), tileRows);
+        MemorySegment target = arena.allocate(m.name(), bytes, ALIGNMENT_BYTES);
+        WeightMatrix[] packed = new WeightMatrix[1];
+        // the packed matrix's shape is known now; its bytes are written by the deferred copy
+        packed[0] = DenseFormat.tiledView(m, tileRows, target);
+        Runnable check = check(m);
+        defer(m.name(), List.of(m.data()), () -> {
+            check.run();
+            m.packTiled(tileRows, target);
+        });
+        return recorded(packed[0]);
+    }
+
+    /** A row-major copy of {@code m} in the arena (lookup tables: nothing then points into the checkpoint). */
+    public WeightMatrix copied(WeightMatrix m) {
+        MemorySegment target = arena.allocate(m.name(), m.data().byteSize(), ALIGNMENT_BYTES);
+        Runnable check = check(m);
+        defer(m.name(), List.of(m.data()), () -> {
+            check.run();
+            target.copyFrom(m.data());
+        });
+        return new WeightMatrix(m.name(), (DenseFormat) m.format(), m.rows(), m.cols(), target);
+    }
+
+    private WeightMatrix recorded(WeightMatrix m) {
+        matrices.add(m);
+        return m;
+    }
+
+    /** Queues a copy of {@code sources} (released once the copy is done). */
+    private void defer(String tensor, List<MemorySegment> sources, Runnable body) {
+        long bytes = sources.stream().mapToLong(MemorySegment::byteSize).sum();
+        work.add(new Work(tensor, bytes, sources, body));
+    }
+
+    /**
+     * Runs every deferred copy on all cores (largest first), releasing each checkpoint range once copied.
+     * Throws the first failure (a {@link CheckpointException} naming the tensor) after the other copies stop.
+     */
+    public void finish() {
+        long t0 = System.nanoTime();
+        for (WeightMatrix m : List.copyOf(unchecked.keySet())) {
+            Runnable check = check(m);
+            defer(m.name(), List.of(), check);
+        }
+        long total = work.stream().mapToLong(Work::bytes).sum();
+        AtomicLong done = new AtomicLong();
+        List<Work> order = new ArrayList<>(work);
+        order.sort((a, b) -> Long.compare(b.bytes(), a.bytes()));
+        work.clear();
+        int threads = Math.min(Runtime.getRuntime().availableProcessors(), Math.max(1, order.size()));
+        RuntimeException failure = null;
+        try (ExecutorService pool = Executors.newFixedThreadPool(threads, r -> Thread.ofPlatform().daemon().name("lockstep-load").unstarted(r))) {
+            List<Future<?>> futures = new ArrayList<>();
+            for (Work w : order) {
+                futures.add(pool.submit(() -> {
+                    reading(w.tensor(), () -> {
+                        w.body().run();
+                        return null;
+                    });
+                    for (MemorySegment s : w.sources()) {
+                        if (s.isMapped()) {
+                            s.unload(); // the copy is made: the checkpoint's pages need not stay resident
+                        }
+                    }
+                    options.progress().update(done.addAndGet(w.bytes()), total);
+                }));
+            }
+            for (Future<?> f : futures) {
+                try {
+                    if (failure == null) {
+                        f.get();
+                    } else {
+                        f.cancel(false);
+                    }
+                } catch (java.util.concurrent.ExecutionException e) {
+                    failure = e.getCause() instanceof RuntimeException re ? re : new IllegalStateException(e.getCause());
+                    if (e.getCause() instanceof Error err) {
+                        throw err;
+                    }
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    failure = new dev.lockstep.memory.LockstepException("interrupted while loading " + checkpoint.directory());
+                }
+            }
+        }
+        finishNanos += System.nanoTime() - t0;
+        if (failure != null) {
+            throw failure;
+        }
     }
 
     /**
@@ -191,21 +326,7 @@ public final class WeightLoader {
         }
     }
 
-    /** A tiled copy of {@code m} for matmul (for tied embeddings: one tensor, two uses). */
-    public WeightMatrix packed(WeightMatrix m) {
-        long bytes = WeightMatrix.byteSize(WeightLayout.TILED, m.format(), m.rows(), m.cols(), tileRows);
-        MemorySegment target = arena.allocate(m.name(), bytes, ALIGNMENT_BYTES);
-        return reading(m.name(), () -> m.packTiled(tileRows, target));
-    }
-
-    /** A row-major copy of {@code m} in the arena (lookup tables: nothing then points into the checkpoint). */
-    public WeightMatrix copied(WeightMatrix m) {
-        MemorySegment target = arena.allocate(m.name(), m.data().byteSize(), ALIGNMENT_BYTES);
-        reading(m.name(), () -> target.copyFrom(m.data()));
-        return new WeightMatrix(m.name(), (DenseFormat) m.format(), m.rows(), m.cols(), target);
-    }
-
-    /** Rejects a matrix holding NaN or infinity, naming the tensor and the element. */
+    /** Rejects a matrix holding NaN or infinity, naming the tensor and the element (runs with the deferred copy). */
     private WeightMatrix finite(WeightMatrix m, TensorView v) {
         long at = reading(m.name(), m::firstNonFinite);
         if (at >= 0) {
@@ -216,14 +337,25 @@ public final class WeightLoader {
         return m;
     }
 
-    /** A {@code [rows, cols]} matrix in any supported weight format, row-major over the mmapped bytes. */
+    /**
+     * A {@code [rows, cols]} matrix in any dense weight format, row-major over the mmapped bytes. Its values are
+     * checked for NaN and infinity by the first deferred copy that reads it.
+     */
     public WeightMatrix rowMajor(String name, int rows, int cols) {
         TensorView v = fetch(name, rows, cols);
-        return denseOver(v, rows, cols);
+        WeightMatrix m = denseOver(v, rows, cols);
+        unchecked.put(m, v);
+        return m;
     }
 
-    /** A group member read for its amax before the family asks for it (recorded when it is). */
-    private WeightMatrix rowMajorUnrecorded(String name) {
+    /** The value check {@code m} still needs, done by whichever copy reads it first (or by {@link #finish()}). */
+    private Runnable check(WeightMatrix m) {
+        TensorView v = unchecked.remove(m);
+        return v == null ? () -> { } : () -> finite(m, v);
+    }
+
+    /** A group member read for its amax before the family declares it (checked and recorded when it is). */
+    private WeightMatrix rowMajorUnchecked(String name) {
         TensorView v = checkpoint.tensor(name);
         long[] shape = v.info().shape();
         if (shape.length != 2) {
@@ -241,7 +373,7 @@ public final class WeightLoader {
                     v.info().file() + ": tensor '" + name + "' has dtype " + v.dtype() + "; " + family
                             + " weights must be one of F32, BF16, F16, or NVFP4 (U8 codes with an F8_E4M3 weight_scale)");
         }
-        return finite(new WeightMatrix(name, format, rows, cols, v.data()), v);
+        return new WeightMatrix(name, format, rows, cols, v.data());
     }
 
     /** A 1-D tensor (norm weights) decoded to float32 on the heap: small, read on every token. */
@@ -264,7 +396,7 @@ public final class WeightLoader {
 
     /** Checkpoint tensors not fetched (so far). */
     public List<TensorInfo> unused() {
-        java.util.Set<String> names = new java.util.HashSet<>();
+        Set<String> names = new HashSet<>();
         used.forEach(t -> names.add(t.name()));
         return checkpoint.tensors().stream().filter(t -> !names.contains(t.name())).toList();
     }
@@ -272,6 +404,21 @@ public final class WeightLoader {
     /** Tensors fetched so far, in order. */
     public List<TensorInfo> used() {
         return List.copyOf(used);
+    }
+
+    /** The matrices the kernels will multiply, as packed (format, shape, bytes). */
+    public List<WeightMatrix> matrices() {
+        return List.copyOf(matrices);
+    }
+
+    /** Time spent quantizing at load, summed over the loading threads. */
+    public long quantizeNanos() {
+        return quantizeNanos.get();
+    }
+
+    /** Wall time of {@link #finish()}. */
+    public long finishNanos() {
+        return finishNanos;
     }
 
     public Checkpoint checkpoint() {

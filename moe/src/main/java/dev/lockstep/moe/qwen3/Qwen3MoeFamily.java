@@ -50,7 +50,8 @@ public final class Qwen3MoeFamily implements ModelFamily {
         int h = c.hiddenSize();
         Rope rope = new Rope(c.headDim(), c.ropeTheta(), Math.min(c.maxPositionEmbeddings(), 4096));
 
-        WeightMatrix embed = w.copied(w.rowMajor("model.embed_tokens.weight", c.vocabSize(), h)); // [vocab, hidden]
+        WeightMatrix embedSource = w.rowMajor("model.embed_tokens.weight", c.vocabSize(), h);
+        WeightMatrix embed = w.copied(embedSource);                                              // [vocab, hidden]
         Qwen3MoeModel.Layer[] layers = new Qwen3MoeModel.Layer[c.nLayers()];
         for (int l = 0; l < c.nLayers(); l++) {
             String p = "model.layers." + l + ".";
@@ -86,8 +87,9 @@ public final class Qwen3MoeFamily implements ModelFamily {
         }
         float[] finalNorm = w.vector("model.norm.weight", h);
         WeightMatrix lmHead = c.tieWordEmbeddings() && !w.has("lm_head.weight")
-                ? w.packed(embed)
+                ? w.packed(embedSource)
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
+        w.finish();
         ModelSummary summary = summarize(c, w.used(), w.unused());
         return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), weights, summary);
     }
