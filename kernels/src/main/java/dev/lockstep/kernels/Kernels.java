@@ -17,6 +17,9 @@ import java.lang.foreign.MemorySegment;
 public interface Kernels {
     String name();
 
+    /** What runs a matmul on {@code format} here (for {@code inspect} and {@code bench}). */
+    String matmulKernel(WeightFormat format);
+
     /** Rows per tile of the {@link WeightLayout#TILED} layout this implementation runs fastest on. */
     int tileRows();
 

@@ -52,6 +52,11 @@ public final class PanamaKernels implements Kernels {
         return LANES;
     }
 
+    @Override
+    public String matmulKernel(WeightFormat format) {
+        return name() + " " + format.vectorKernel();
+    }
+
     /** Dispatches to the matrix's format ({@link WeightFormat#matmulVector}); there is no scalar fallback. */
     @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,

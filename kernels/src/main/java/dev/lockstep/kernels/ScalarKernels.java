@@ -24,6 +24,11 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
+    public String matmulKernel(WeightFormat format) {
+        return "scalar reference: the " + format.name() + " definition (tiled walk)";
+    }
+
+    @Override
     public void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         w.format().matmulReference(w, x, xOff, xStride, nTokens, out, outOff, outStride, rowStart, rowEnd);

@@ -14,6 +14,12 @@ import dev.lockstep.moe.kv.KvCache;
 public interface CausalLm extends AutoCloseable {
     ModelSummary summary();
 
+    /**
+     * Weight bytes one decode token reads: every matrix it multiplies as packed (top-k experts of average size per
+     * MoE layer, lm_head, one embedding row). With the machine's read bandwidth this gives the decode roofline.
+     */
+    long weightBytesPerToken();
+
     int vocabSize();
 
     /** Largest position the model was configured for ({@code max_position_embeddings}). */

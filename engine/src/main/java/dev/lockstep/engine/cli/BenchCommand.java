@@ -60,7 +60,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
         for (int t : counts) {
             checkThreads(t);
         }
-        out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max | heap B/token |%n|---|---:|---|---:|---:|---:|---:|%n");
+        out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max | heap B/token |%n|---|---:|---|---:|---:|---:|---|%n");
         for (int t : counts) {
             if (inProcess) {
                 runHere(t, warmupNanos);
@@ -79,9 +79,23 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             if (Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
                 throw new IllegalArgumentException("-p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
+            Bench.Result decode = null;
             for (Bench.Result r : Bench.run(engine.model(), prefillTokens, decodeTokens, repetitions, warmups, warmupNanos)) {
                 print(engine, t, r);
+                if (r.test().startsWith("tg")) {
+                    decode = r;
+                }
             }
+            // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.
+            double bandwidth = dev.lockstep.kernels.ReadBandwidth.measure(t, 1L << 30, 5);
+            long bytesPerToken = engine.model().weightBytesPerToken();
+            double roofline = bandwidth / bytesPerToken;
+            out().printf(Locale.ROOT, "| %s | %d | roofline tg | %.1f | | | read %.1f GB/s, weights %.1f MB/token%s |%n",
+                    engine.modelDir().getFileName(), t, roofline, bandwidth / 1e9, bytesPerToken / 1e6,
+                    decode == null ? "" : String.format(Locale.ROOT, ", tg achieved %.0f%%", 100 * decode.median() / roofline));
+            engine.model().summary().matrixBytesByFormat().forEach((f, bytes) -> out().printf(Locale.ROOT,
+                    "| %s | %d | kernel %s | | | | %.1f MB: %s |%n", engine.modelDir().getFileName(), t, f, bytes / 1e6,
+                    dev.lockstep.kernels.KernelProvider.get().matmulKernel(f)));
         }
     }
 

@@ -58,12 +58,23 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
 
     @Option(names = "--kernels", paramLabel = "MODE", defaultValue = "auto", description = {
             "auto (default), vector or scalar; every choice gives the same tokens. auto takes the scalar kernels for a",
-            "short job (-n <= " + SHORT_JOB_TOKENS + " and a prompt of <= " + SHORT_JOB_PROMPT_CHARS + " characters): this new JVM would finish it",
-            "before the Vector API kernels were compiled."})
+            "short job on a small model (-n <= " + SHORT_JOB_TOKENS + ", a prompt of <= " + SHORT_JOB_PROMPT_CHARS + " characters, <= 64 MB of weights):",
+            "this new JVM would finish it before the Vector API kernels were compiled."})
     KernelMode kernels;
 
     static final int SHORT_JOB_TOKENS = 64;
     static final int SHORT_JOB_PROMPT_CHARS = 256;
+    /** Above this, the scalar kernels' slower tokens cost more than the Vector API's compile time saves. */
+    static final long SHORT_JOB_MODEL_BYTES = 64L << 20;
+
+    /** Bytes of the model directory's safetensors files (0 when it cannot be listed: the load will say why). */
+    private long checkpointBytes() {
+        try (var files = java.nio.file.Files.list(model)) {
+            return files.filter(f -> f.getFileName().toString().endsWith(".safetensors")).mapToLong(f -> f.toFile().length()).sum();
+        } catch (IOException | RuntimeException e) {
+            return 0;
+        }
+    }
 
     @Override
     public Integer call() throws IOException {
@@ -75,7 +86,8 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
         PrintWriter out = out();
         PrintWriter err = err();
         long loadStart = System.nanoTime();
-        boolean shortJob = maxNewTokens <= SHORT_JOB_TOKENS && text.length() <= SHORT_JOB_PROMPT_CHARS;
+        boolean shortJob = maxNewTokens <= SHORT_JOB_TOKENS && text.length() <= SHORT_JOB_PROMPT_CHARS
+                && checkpointBytes() <= SHORT_JOB_MODEL_BYTES;
         EngineOptions.KernelChoice choice = kernels == KernelMode.scalar || (kernels == KernelMode.auto && shortJob)
                 ? EngineOptions.KernelChoice.SCALAR : EngineOptions.KernelChoice.PROVIDER;
         // A short scalar job: one compute thread. Its parallel regions are tiny, and a second core is worth more
@@ -117,7 +129,9 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
                     "prompt tokens: %d, generated tokens: %d%s%n"
                             + "load %.2f s, prefill %.0f ms (%d tokens), decode %.0f ms (%d steps, %.1f ms/step); threads: %d, kernels: %s%n"
                             + "(a fresh JVM: these times include JIT compilation; for throughput run ./lockstep bench)%n",
-                    stats.promptTokens(), stats.generatedTokens(), stats.stoppedAtEos() ? " (stopped at end-of-sequence)" : "",
+                    stats.promptTokens(), stats.generatedTokens(), (stats.stoppedAtEos() ? " (stopped at end-of-sequence)" : "")
+                            + (engine.model().summary().quantizeNanos() > 0 ? String.format(Locale.ROOT, "; quantized to NVFP4 at load (%.2f s of CPU time)",
+                            engine.model().summary().quantizeNanos() / 1e9) : ""),
                     loadNanos / 1e9, stats.prefillNanos() / 1e6, stats.promptTokens(), stats.decodeNanos() / 1e6, stats.decodeSteps(),
                     stats.decodeSteps() == 0 ? 0.0 : stats.decodeNanos() / 1e6 / stats.decodeSteps(),
                     engine.threads(), engine.kernelsName());

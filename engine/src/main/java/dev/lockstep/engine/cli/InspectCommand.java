@@ -43,6 +43,12 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
                 acc[0]++;
                 acc[1] += t.lengthBytes();
             }
+            out().printf(Locale.ROOT, "weights as the kernels run them (%s):%n", KernelProvider.get().name());
+            s.matrixBytesByFormat().forEach((f, bytes) -> out().printf(Locale.ROOT, "  %-6s %5d matrices %,14d bytes  kernel: %s%n", f,
+                    s.matrices().stream().filter(m -> m.format() == f).count(), bytes, KernelProvider.get().matmulKernel(f)));
+            if (s.quantizeNanos() > 0) {
+                out().printf(Locale.ROOT, "  quantized to NVFP4 at load: %.2f s of CPU time%n", s.quantizeNanos() / 1e9);
+            }
             out().printf(Locale.ROOT, "tensors: %d, %,d bytes%n", s.tensors().size(), s.totalBytes());
             byType.forEach((k, v) -> out().printf(Locale.ROOT, "  %-8s %5d tensors %,14d bytes%n", k, v[0], v[1]));
             if (!s.unusedTensors().isEmpty()) {
@@ -53,6 +59,10 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
                 }
             }
             if (listTensors) {
+                for (ModelSummary.MatrixInfo m : s.matrices()) {
+                    out().printf(Locale.ROOT, "  matrix %-52s %-5s [%d, %d] %,12d bytes  %s%n", m.name(), m.format(), m.rows(), m.cols(),
+                            m.bytes(), KernelProvider.get().matmulKernel(m.format()));
+                }
                 for (TensorInfo t : s.tensors()) {
                     out().printf(Locale.ROOT, "  %-52s %-5s %-14s %,12d bytes  %s%n", t.name(), t.dtype(), t.shapeString(),
                             t.lengthBytes(), t.file().getFileName());

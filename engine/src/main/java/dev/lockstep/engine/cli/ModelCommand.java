@@ -44,7 +44,13 @@ abstract class ModelCommand {
 
     Engine loadEngine(int threads, EngineOptions.KernelChoice kernels) {
         checkThreads(threads);
-        return Engine.load(model, new EngineOptions(threads, kernels, loadOptions()));
+        // loads longer than a second show a progress bar (bytes of weights copied or quantized)
+        ProgressBar bar = new ProgressBar(err(), "load", 1_000_000_000L);
+        try {
+            return Engine.load(model, new EngineOptions(threads, kernels, loadOptions().withProgress(bar)));
+        } finally {
+            bar.finish();
+        }
     }
 
     /** Refuses impossible thread counts; warns (once per count) when there are more threads than cores. */

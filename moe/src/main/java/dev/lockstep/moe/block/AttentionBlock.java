@@ -18,6 +18,11 @@ public final class AttentionBlock {
     private final WeightMatrix wk; // [nKvHeads * headDim, hidden]
     private final WeightMatrix wv; // [nKvHeads * headDim, hidden]
     private final WeightMatrix wo; // [hidden, nHeads * headDim]
+
+    /** Weight bytes one token's forward streams through this block (q, k, v, o). */
+    public long weightBytesPerToken() {
+        return wq.byteSize() + wk.byteSize() + wv.byteSize() + wo.byteSize();
+    }
     private final float[] qNorm;   // [headDim] or null
     private final float[] kNorm;   // [headDim] or null
     private final int nHeads;

@@ -8,6 +8,11 @@ public final class DenseMlpBlock {
     private final WeightMatrix up;   // [inter, hidden]
     private final WeightMatrix down; // [hidden, inter]
 
+    /** Weight bytes one token's forward streams through this block. */
+    public long weightBytesPerToken() {
+        return gate.byteSize() + up.byteSize() + down.byteSize();
+    }
+
     public DenseMlpBlock(WeightMatrix gate, WeightMatrix up, WeightMatrix down) {
         this.gate = gate;
         this.up = up;

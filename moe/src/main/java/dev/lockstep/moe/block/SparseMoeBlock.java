@@ -25,6 +25,15 @@ public final class SparseMoeBlock {
     private final int inter;
     private final boolean normTopK;
 
+    /** Weight bytes one token's forward streams: the router and top-k experts (the average expert's bytes). */
+    public long weightBytesPerToken() {
+        long experts = 0;
+        for (int e = 0; e < nExperts; e++) {
+            experts += gate[e].byteSize() + up[e].byteSize() + down[e].byteSize();
+        }
+        return router.byteSize() + experts * topK / nExperts;
+    }
+
     public SparseMoeBlock(WeightMatrix router, WeightMatrix[] gate, WeightMatrix[] up, WeightMatrix[] down,
                           int topK, boolean normTopK) {
         this.router = router;

@@ -90,16 +90,34 @@ public final class Qwen3MoeFamily implements ModelFamily {
                 ? w.packed(embedSource)
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
         w.finish();
-        ModelSummary summary = summarize(c, w.used(), w.unused());
+        ModelSummary summary = summarize(c, w);
         return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), weights, summary);
     }
 
-    private static ModelSummary summarize(Qwen3MoeConfig c, List<TensorInfo> tensors, List<TensorInfo> unused) {
-        long total = tensors.stream().mapToLong(TensorInfo::elementCount).sum();
+    private static ModelSummary summarize(Qwen3MoeConfig c, WeightLoader w) {
+        List<TensorInfo> tensors = w.used();
+        // parameters: matrices by their logical shape (an NVFP4 checkpoint stores codes, scales and scale
+        // scalars, none of which is a parameter count), plus the 1-D tensors (norms)
+        java.util.Set<String> counted = new java.util.HashSet<>();
+        long total = 0;
+        for (WeightMatrix m : w.matrices()) {
+            if (counted.add(m.name())) {
+                total += (long) m.rows() * m.cols();
+            }
+        }
+        if (!counted.contains("model.embed_tokens.weight")) {
+            total += (long) c.vocabSize() * c.hiddenSize(); // the embedding table (a lookup; a matmul too when tied)
+        }
+        for (TensorInfo t : tensors) {
+            if (t.shape().length == 1) {
+                total += t.elementCount();
+            }
+        }
         long perExpert = 3L * c.hiddenSize() * c.moeIntermediateSize();
         long sparseLayers = java.util.stream.IntStream.range(0, c.nLayers()).filter(c::isSparse).count();
         // The usual MoE convention: everything except the experts a token is not routed to.
         long active = total - sparseLayers * (c.nExperts() - c.topK()) * perExpert;
-        return new ModelSummary(MODEL_TYPE, "Qwen3MoeForCausalLM", c.asMap(), total, active, tensors, unused);
+        return new ModelSummary(MODEL_TYPE, "Qwen3MoeForCausalLM", c.asMap(), total, active, tensors, w.unused(),
+                w.matrices().stream().map(ModelSummary.MatrixInfo::of).toList(), w.quantizeNanos());
     }
 }

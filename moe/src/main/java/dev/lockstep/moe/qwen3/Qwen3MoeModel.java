@@ -197,6 +197,15 @@ public final class Qwen3MoeModel implements CausalLm {
     }
 
     @Override
+    public long weightBytesPerToken() {
+        long bytes = lmHead.byteSize() + (long) embed.cols() * (embed.byteSize() / ((long) embed.rows() * embed.cols()));
+        for (Layer l : layers) {
+            bytes += l.attention().weightBytesPerToken() + (l.moe() != null ? l.moe().weightBytesPerToken() : l.mlp().weightBytesPerToken());
+        }
+        return bytes;
+    }
+
+    @Override
     public int vocabSize() {
         return config.vocabSize();
     }
