@@ -18,9 +18,10 @@ import java.nio.ByteOrder;
  * block scale, the tensor scale at the end): bit-identical to {@link Nvfp4Format#matmulReference} at every
  * width.
  *
- * <p>E2M1 decode: with 16 or more lanes a 16-entry table of float bits, indexed by the nibble (one
- * {@code vpermd} on AVX-512); narrower vectors look up the magnitude (3 bits, 8 entries) and move the
- * nibble's sign bit to bit 31. E4M3 scale decode: the byte shifted left by 20 read as float32, times 2^120
+ * <p>E2M1 decode: with 16 lanes a 16-entry table of float bits, indexed by the nibble (one {@code vpermd} on
+ * AVX-512); 8 lanes look up the magnitude (8 entries) and move the nibble's sign bit to bit 31. No mask is
+ * applied to the shifted code word: {@code selectFrom} wraps its indices modulo the lane count (as
+ * {@code vpermd} does in hardware), so the lookup itself keeps the low 4 (or 3) bits. E4M3 scale decode: the byte shifted left by 20 read as float32, times 2^120
  * (exact, see {@link E4M3}).
  *
  * <p>Vector code lives only in the two large body methods (never inlined, no vector crosses a call), as in
@@ -62,7 +63,11 @@ final class Nvfp4VectorKernel {
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         WeightFormat.requireVectorTiles(w, LANES);
         int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
-        if (nTokens == 1) {
+        if (nTokens == 1 && WIDE_TABLE) {
+            for (int j = tile0; j < tile1; j += 8) {
+                eightTiles(w, j, Math.min(8, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
+            }
+        } else if (nTokens == 1) {
             for (int j = tile0; j < tile1; j += 4) {
                 fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
             }
@@ -76,6 +81,80 @@ final class Nvfp4VectorKernel {
         }
     }
 
+    /**
+     * Decode with 16 lanes (AVX-512: 32 registers): eight tiles at once, so eight independent fma chains hide the
+     * fma latency (four left the fma units half idle on Zen 5: measured 1 fma per cycle). Tiles
+     * {@code j .. j+valid-1}; unused chains recompute the last valid tile.
+     */
+    private static void eightTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
+                                   int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK, last = j + valid - 1;
+        int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last);
+        int t4 = Math.min(j + 4, last), t5 = Math.min(j + 5, last), t6 = Math.min(j + 6, last), t7 = Math.min(j + 7, last);
+        long tileBytes = w.tileOffsetBytes(1);
+        long c0 = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s0 = Nvfp4Format.scaleOffsetBytes(w, j, 0);
+        // tile t's data is (t - j) tiles after tile j's
+        long d1 = (t1 - j) * tileBytes, d2 = (t2 - j) * tileBytes, d3 = (t3 - j) * tileBytes, d4 = (t4 - j) * tileBytes;
+        long d5 = (t5 - j) * tileBytes, d6 = (t6 - j) * tileBytes, d7 = (t7 - j) * tileBytes;
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int b = 0; b < blocks; b++) {
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, bs4 = bs0, bs5 = bs0, bs6 = bs0, bs7 = bs0;
+            for (int half = 0; half < 2; half++) {
+                long o = c0 + (2L * b + half) * wordBytes;
+                IntVector w0 = IntVector.fromMemorySegment(I, seg, o, LE);
+                IntVector w1 = IntVector.fromMemorySegment(I, seg, o + d1, LE);
+                IntVector w2 = IntVector.fromMemorySegment(I, seg, o + d2, LE);
+                IntVector w3 = IntVector.fromMemorySegment(I, seg, o + d3, LE);
+                IntVector w4 = IntVector.fromMemorySegment(I, seg, o + d4, LE);
+                IntVector w5 = IntVector.fromMemorySegment(I, seg, o + d5, LE);
+                IntVector w6 = IntVector.fromMemorySegment(I, seg, o + d6, LE);
+                IntVector w7 = IntVector.fromMemorySegment(I, seg, o + d7, LE);
+                int k0 = xOff + b * BLOCK + 8 * half;
+                for (int i = 0; i < 8; i++) {
+                    FloatVector xv = FloatVector.broadcast(F, x[k0 + i]);
+                    int shift = 4 * i;
+                    bs0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs0);
+                    bs1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs1);
+                    bs2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs2);
+                    bs3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs3);
+                    bs4 = ((FloatVector) w4.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs4);
+                    bs5 = ((FloatVector) w5.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs5);
+                    bs6 = ((FloatVector) w6.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs6);
+                    bs7 = ((FloatVector) w7.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs7);
+                }
+            }
+            long so = s0 + b * scaleStride;
+            a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs0, a0);
+            a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs1, a1);
+            a2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d2, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs2, a2);
+            a3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d3, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs3, a3);
+            a4 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d4, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs4, a4);
+            a5 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d5, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs5, a5);
+            a6 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d6, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs6, a6);
+            a7 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d7, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs7, a7);
+        }
+        float scale2 = w.tensorScale();
+        int span = rowEnd - rowStart;
+        a0.mul(scale2).intoArray(out, outOff + j * LANES, F.indexInRange(j * LANES - rowStart, span));
+        a1.mul(scale2).intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
+        a2.mul(scale2).intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
+        a3.mul(scale2).intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
+        a4.mul(scale2).intoArray(out, outOff + t4 * LANES, F.indexInRange(t4 * LANES - rowStart, span));
+        a5.mul(scale2).intoArray(out, outOff + t5 * LANES, F.indexInRange(t5 * LANES - rowStart, span));
+        a6.mul(scale2).intoArray(out, outOff + t6 * LANES, F.indexInRange(t6 * LANES - rowStart, span));
+        a7.mul(scale2).intoArray(out, outOff + t7 * LANES, F.indexInRange(t7 * LANES - rowStart, span));
+    }
+
     /** Decode: tiles {@code j .. j+valid-1} against one token; unused chains recompute the last valid tile. */
     private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                   int rowStart, int rowEnd) {
@@ -87,7 +166,6 @@ final class Nvfp4VectorKernel {
         long s0 = Nvfp4Format.scaleOffsetBytes(w, j, 0), s1 = Nvfp4Format.scaleOffsetBytes(w, t1, 0);
         long s2 = Nvfp4Format.scaleOffsetBytes(w, t2, 0), s3 = Nvfp4Format.scaleOffsetBytes(w, t3, 0);
         long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
-        int magnitudeMask = WIDE_TABLE ? 0xf : 0x7;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         for (int b = 0; b < blocks; b++) {
             FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0;
@@ -101,18 +179,18 @@ final class Nvfp4VectorKernel {
                 for (int i = 0; i < 8; i++) {
                     FloatVector xv = FloatVector.broadcast(F, x[k0 + i]);
                     int shift = 4 * i, signShift = 28 - 4 * i;
-                    IntVector i0 = w0.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
-                    IntVector v0 = SPLIT_TABLE ? i0.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
-                            .blend(i0.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i0.compare(VectorOperators.GE, 4)) : i0.selectFrom(TABLE);
-                    IntVector i1 = w1.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
-                    IntVector v1 = SPLIT_TABLE ? i1.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
-                            .blend(i1.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i1.compare(VectorOperators.GE, 4)) : i1.selectFrom(TABLE);
-                    IntVector i2 = w2.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
-                    IntVector v2 = SPLIT_TABLE ? i2.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
-                            .blend(i2.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i2.compare(VectorOperators.GE, 4)) : i2.selectFrom(TABLE);
-                    IntVector i3 = w3.lanewise(VectorOperators.LSHR, shift).lanewise(VectorOperators.AND, magnitudeMask);
-                    IntVector v3 = SPLIT_TABLE ? i3.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
-                            .blend(i3.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), i3.compare(VectorOperators.GE, 4)) : i3.selectFrom(TABLE);
+                    IntVector i0 = w0.lanewise(VectorOperators.LSHR, shift);
+                    IntVector v0 = SPLIT_TABLE ? i0.selectFrom(TABLE).blend(i0.selectFrom(TABLE_HIGH), i0.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                            : i0.selectFrom(TABLE);
+                    IntVector i1 = w1.lanewise(VectorOperators.LSHR, shift);
+                    IntVector v1 = SPLIT_TABLE ? i1.selectFrom(TABLE).blend(i1.selectFrom(TABLE_HIGH), i1.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                            : i1.selectFrom(TABLE);
+                    IntVector i2 = w2.lanewise(VectorOperators.LSHR, shift);
+                    IntVector v2 = SPLIT_TABLE ? i2.selectFrom(TABLE).blend(i2.selectFrom(TABLE_HIGH), i2.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                            : i2.selectFrom(TABLE);
+                    IntVector i3 = w3.lanewise(VectorOperators.LSHR, shift);
+                    IntVector v3 = SPLIT_TABLE ? i3.selectFrom(TABLE).blend(i3.selectFrom(TABLE_HIGH), i3.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                            : i3.selectFrom(TABLE);
                     if (!WIDE_TABLE) {
                         v0 = v0.or(w0.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
                         v1 = v1.or(w1.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
@@ -159,7 +237,6 @@ final class Nvfp4VectorKernel {
         long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
         int lastX = xOff + (valid - 1) * xStride;
         int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
-        int magnitudeMask = WIDE_TABLE ? 0xf : 0x7;
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         for (int b = 0; b < blocks; b++) {
             FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0;
@@ -167,9 +244,9 @@ final class Nvfp4VectorKernel {
                 IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
                 int k0 = b * BLOCK + 8 * half;
                 for (int i = 0; i < 8; i++) {
-                    IntVector idx = word.lanewise(VectorOperators.LSHR, 4 * i).lanewise(VectorOperators.AND, magnitudeMask);
-                    IntVector v = SPLIT_TABLE ? idx.lanewise(VectorOperators.AND, 3).selectFrom(TABLE)
-                            .blend(idx.lanewise(VectorOperators.AND, 3).selectFrom(TABLE_HIGH), idx.compare(VectorOperators.GE, 4)) : idx.selectFrom(TABLE);
+                    IntVector idx = word.lanewise(VectorOperators.LSHR, 4 * i);
+                    IntVector v = SPLIT_TABLE ? idx.selectFrom(TABLE).blend(idx.selectFrom(TABLE_HIGH), idx.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                            : idx.selectFrom(TABLE);
                     if (!WIDE_TABLE) {
                         v = v.or(word.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
                     }

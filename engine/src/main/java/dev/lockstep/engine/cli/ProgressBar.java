@@ -18,6 +18,9 @@ final class ProgressBar implements Progress {
     private long lastDraw;
     private boolean drawn;
 
+    /** Drawn only on a terminal: redirected to a file or a pipe (a bench child), '\r' redraws would be noise. */
+    private static final boolean TERMINAL = System.console() != null && System.console().isTerminal();
+
     ProgressBar(PrintWriter err, String label, long delayNanos) {
         this.err = err;
         this.label = label;
@@ -27,7 +30,7 @@ final class ProgressBar implements Progress {
     @Override
     public void update(long done, long total) {
         long now = System.nanoTime();
-        if (now - start < delayNanos || (now - lastDraw < 100_000_000L && done < total)) {
+        if (!TERMINAL || now - start < delayNanos || (now - lastDraw < 100_000_000L && done < total)) {
             return;
         }
         lastDraw = now;
