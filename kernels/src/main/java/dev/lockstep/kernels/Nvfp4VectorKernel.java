@@ -56,7 +56,8 @@ final class Nvfp4VectorKernel {
     static String description() {
         return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
                 : "8-entry magnitude permute + sign bit")
-                + " + fma per column, block scale once per 16; 4 tiles (decode) or 4 tokens (prefill) per pass";
+                + " + fma per column, block scale once per 16; " + (WIDE_TABLE ? 8 : 4) + " tiles (decode) or " + (WIDE_TABLE ? 8 : 4)
+                + " tokens (prefill) per pass";
     }
 
     static void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
@@ -70,6 +71,13 @@ final class Nvfp4VectorKernel {
         } else if (nTokens == 1) {
             for (int j = tile0; j < tile1; j += 4) {
                 fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
+            }
+        } else if (WIDE_TABLE) {
+            for (int j = tile0; j < tile1; j++) {
+                for (int t = 0; t < nTokens; t += 8) {
+                    eightTokens(w, j, Math.min(8, nTokens - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
+                            outStride, rowStart, rowEnd);
+                }
             }
         } else {
             for (int j = tile0; j < tile1; j++) {
@@ -223,6 +231,65 @@ final class Nvfp4VectorKernel {
         a1.mul(scale2).intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
         a2.mul(scale2).intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
         a3.mul(scale2).intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
+    }
+
+    /**
+     * Prefill with 16 lanes: tile {@code j} against tokens {@code 0 .. valid-1} (valid in 1..8) from {@code x[xOff]};
+     * each column is decoded once (shift + lookup) and feeds eight fma chains. Unused chains recompute the last
+     * valid token.
+     */
+    private static void eightTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
+                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK;
+        long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        int lastX = xOff + (valid - 1) * xStride;
+        int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
+        int x4 = Math.min(x0 + 4 * xStride, lastX), x5 = Math.min(x0 + 5 * xStride, lastX);
+        int x6 = Math.min(x0 + 6 * xStride, lastX), x7 = Math.min(x0 + 7 * xStride, lastX);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int b = 0; b < blocks; b++) {
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, bs4 = bs0, bs5 = bs0, bs6 = bs0, bs7 = bs0;
+            for (int half = 0; half < 2; half++) {
+                IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
+                int k0 = b * BLOCK + 8 * half;
+                for (int i = 0; i < 8; i++) {
+                    FloatVector wv = (FloatVector) word.lanewise(VectorOperators.LSHR, 4 * i).selectFrom(TABLE).reinterpretAsFloats();
+                    int k = k0 + i;
+                    bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
+                    bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
+                    bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
+                    bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
+                    bs4 = wv.fma(FloatVector.broadcast(F, x[x4 + k]), bs4);
+                    bs5 = wv.fma(FloatVector.broadcast(F, x[x5 + k]), bs5);
+                    bs6 = wv.fma(FloatVector.broadcast(F, x[x6 + k]), bs6);
+                    bs7 = wv.fma(FloatVector.broadcast(F, x[x7 + k]), bs7);
+                }
+            }
+            FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            a0 = sc.fma(bs0, a0);
+            a1 = sc.fma(bs1, a1);
+            a2 = sc.fma(bs2, a2);
+            a3 = sc.fma(bs3, a3);
+            a4 = sc.fma(bs4, a4);
+            a5 = sc.fma(bs5, a5);
+            a6 = sc.fma(bs6, a6);
+            a7 = sc.fma(bs7, a7);
+        }
+        float scale2 = w.tensorScale();
+        int lastRow = valid - 1, r0 = j * LANES;
+        VectorMask<Float> rows = F.indexInRange(r0 - rowStart, rowEnd - rowStart);
+        int o = outOff + r0;
+        a0.mul(scale2).intoArray(out, o, rows);
+        a1.mul(scale2).intoArray(out, o + Math.min(1, lastRow) * outStride, rows);
+        a2.mul(scale2).intoArray(out, o + Math.min(2, lastRow) * outStride, rows);
+        a3.mul(scale2).intoArray(out, o + Math.min(3, lastRow) * outStride, rows);
+        a4.mul(scale2).intoArray(out, o + Math.min(4, lastRow) * outStride, rows);
+        a5.mul(scale2).intoArray(out, o + Math.min(5, lastRow) * outStride, rows);
+        a6.mul(scale2).intoArray(out, o + Math.min(6, lastRow) * outStride, rows);
+        a7.mul(scale2).intoArray(out, o + Math.min(7, lastRow) * outStride, rows);
     }
 
     /**
