@@ -37,6 +37,23 @@ public final class TierArena implements AutoCloseable {
         return arena.allocate(sizeBytes, alignmentBytes);
     }
 
+    /**
+     * Maps {@code file} read-only for the life of this arena (a packed-weights cache: its pages are the weights).
+     * Accounted against the capacity like an allocation. Returns null when the file cannot be opened.
+     */
+    public synchronized MemorySegment mapReadOnly(java.nio.file.Path file) {
+        try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(file, java.nio.file.StandardOpenOption.READ)) {
+            long size = ch.size();
+            if (size > capacityBytes - usedBytes) {
+                return null;
+            }
+            usedBytes += size;
+            return ch.map(java.nio.channels.FileChannel.MapMode.READ_ONLY, 0, size, arena);
+        } catch (java.io.IOException e) {
+            return null;
+        }
+    }
+
     public MemoryTier tier() {
         return tier;
     }

@@ -14,11 +14,12 @@ import java.util.Map;
  * {@code n_experts - top_k} experts per MoE layer that a token is not routed to (embeddings counted whole).
  * {@code unusedTensors} are in the checkpoint but not read by the family (e.g. the experts of a layer that
  * config.json makes dense); they are mapped but never touched. {@code matrices} are the weights as the kernels
- * run them (format, shape, packed bytes); {@code quantizeNanos} is the CPU time spent quantizing at load.
+ * run them (format, shape, packed bytes); {@code quantizeNanos} is the CPU time spent quantizing at load;
+ * {@code packedCache} what the packed-weights cache did ("off", "mapped PATH", "wrote PATH (N MB)", ...).
  */
 public record ModelSummary(String modelType, String architecture, Map<String, Object> hyperParameters,
                            long totalParameters, long activeParametersPerToken, List<TensorInfo> tensors,
-                           List<TensorInfo> unusedTensors, List<MatrixInfo> matrices, long quantizeNanos) {
+                           List<TensorInfo> unusedTensors, List<MatrixInfo> matrices, long quantizeNanos, String packedCache) {
     /** One matrix the kernels multiply, as packed. */
     public record MatrixInfo(String name, WeightFormat format, int rows, int cols, long bytes) {
         public static MatrixInfo of(WeightMatrix m) {

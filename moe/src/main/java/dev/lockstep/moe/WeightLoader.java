@@ -60,6 +60,17 @@ public final class WeightLoader {
     private final AtomicLong quantizeNanos = new AtomicLong();
     private long finishNanos;
 
+    /** Packed-weights cache: bumped whenever a packed layout changes, so old cache files stop matching. */
+    static final int CACHE_LAYOUT_VERSION = 2;
+    private final String cacheKey;
+    private final java.nio.file.Path cacheFile;
+    private final MemorySegment cacheMapping;
+    private final Map<String, dev.lockstep.memory.PackedCacheDescriptor.Entry> cacheEntries;
+    private final Map<String, MemorySegment> allocations = new java.util.LinkedHashMap<>();
+    private final Map<String, Float> allocationScales = new java.util.HashMap<>();
+    private final Map<String, dev.lockstep.memory.PackedCacheDescriptor.Entry> hits = new java.util.LinkedHashMap<>();
+    private String cacheReport = "off";
+
     /** One deferred copy: {@code bytes} of checkpoint data read by {@code body}, released after. */
     private record Work(String tensor, long bytes, List<MemorySegment> sources, Runnable body) {
     }
@@ -70,12 +81,83 @@ public final class WeightLoader {
     }
 
     public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena, LoadOptions options) {
+        this(family, checkpoint, tileRows, arena, options, "tiles " + tileRows);
+    }
+
+    /**
+     * {@code kernelsId} names the kernels the packed layout is for (their name and tile height): part of the
+     * packed-weights cache key, so a cache made for other kernels (another vector width) is never mapped.
+     */
+    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena, LoadOptions options, String kernelsId) {
         this.options = options;
         this.recipe = options.recipe();
         this.family = family;
         this.checkpoint = checkpoint;
         this.tileRows = tileRows;
         this.arena = arena;
+        if (options.cacheDir() != null) {
+            this.cacheKey = cacheKey(family, checkpoint, kernelsId + " x" + tileRows, options);
+            this.cacheFile = options.cacheDir().resolve(checkpoint.directory().toAbsolutePath().normalize().getFileName() + "-"
+                    + cacheKey.substring(0, 16) + ".packed");
+            MemorySegment mapping = java.nio.file.Files.isRegularFile(cacheFile) ? arena.mapReadOnly(cacheFile) : null;
+            this.cacheEntries = mapping == null ? null : dev.lockstep.memory.PackedCacheDescriptor.read(mapping, cacheKey);
+            this.cacheMapping = cacheEntries == null ? null : mapping;
+        } else {
+            this.cacheKey = null;
+            this.cacheFile = null;
+            this.cacheMapping = null;
+            this.cacheEntries = null;
+        }
+    }
+
+    /** Everything the packed bytes depend on: layout version, family, kernels and tiles, options, config, checkpoint files. */
+    private static String cacheKey(String family, Checkpoint checkpoint, String kernels, LoadOptions options) {
+        StringBuilder k = new StringBuilder();
+        k.append("layout ").append(CACHE_LAYOUT_VERSION).append("\nfamily ").append(family).append("\nkernels ").append(kernels);
+        k.append("\noptions ").append(options.quantizeNvfp4()).append(' ').append(options.quantizeLmHead()).append(' ').append(options.exclude()).append('\n');
+        try {
+            java.nio.file.Path config = checkpoint.directory().resolve("config.json");
+            k.append("config ").append(java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(java.nio.file.Files.readAllBytes(config)))).append('\n');
+            for (java.nio.file.Path f : checkpoint.tensors().stream().map(TensorInfo::file).distinct().sorted().toList()) {
+                var attrs = java.nio.file.Files.readAttributes(f, java.nio.file.attribute.BasicFileAttributes.class);
+                k.append("file ").append(f.toAbsolutePath().normalize()).append(' ').append(attrs.size()).append(' ')
+                        .append(attrs.lastModifiedTime().toMillis()).append('\n');
+            }
+            return java.util.HexFormat.of().formatHex(java.security.MessageDigest.getInstance("SHA-256")
+                    .digest(k.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+        } catch (java.io.IOException | java.security.NoSuchAlgorithmException e) {
+            throw new dev.lockstep.memory.LockstepException(checkpoint.directory() + ": cannot key the packed-weights cache (" + e.getMessage() + ")", e);
+        }
+    }
+
+    /**
+     * Memory for one packed allocation: a slice of the mapped cache when it holds {@code purpose} with this size
+     * (then there is nothing to copy: returns the slice and records the hit), else fresh arena memory.
+     */
+    private MemorySegment allocate(String purpose, long bytes) {
+        if (allocations.containsKey(purpose)) {
+            throw new IllegalStateException("two packed allocations named " + purpose);
+        }
+        dev.lockstep.memory.PackedCacheDescriptor.Entry e = cacheEntries == null ? null : cacheEntries.get(purpose);
+        MemorySegment seg;
+        if (e != null && e.bytes() == bytes) {
+            seg = cacheMapping.asSlice(e.offset(), bytes);
+            hits.put(purpose, e);
+        } else {
+            seg = arena.allocate(purpose, bytes, ALIGNMENT_BYTES);
+        }
+        allocations.put(purpose, seg);
+        return seg;
+    }
+
+    private boolean cached(String purpose) {
+        return hits.containsKey(purpose);
+    }
+
+    /** What the packed-weights cache did: "off", "mapped PATH", "wrote PATH (N MB)", or why it was not written. */
+    public String cacheReport() {
+        return cacheReport;
     }
 
     public boolean has(String name) {
@@ -141,9 +223,11 @@ public final class WeightLoader {
                 scalar(module + ".input_scale"); // as above
             }
         }
-        MemorySegment target = arena.allocate(name, WeightFormat.NVFP4.tiledBytes(rows, cols, tileRows), ALIGNMENT_BYTES);
+        String purpose = name + " NVFP4 x" + tileRows;
+        MemorySegment target = allocate(purpose, WeightFormat.NVFP4.tiledBytes(rows, cols, tileRows));
+        allocationScales.put(purpose, tensorScale);
         WeightMatrix m = Nvfp4Format.tiled(name, rows, cols, tensorScale, tileRows, target);
-        defer(name, List.of(codes.data(), scales.data()), () -> {
+        defer(purpose, List.of(codes.data(), scales.data()), () -> {
             try {
                 Nvfp4Format.fill(m, codes.data(), scales.data());
             } catch (IllegalArgumentException e) {
@@ -187,7 +271,12 @@ public final class WeightLoader {
      */
     private WeightMatrix quantized(WeightMatrix dense) {
         String name = dense.name();
+        String purpose = name + " NVFP4 x" + tileRows + " quantized";
         Float scale2 = groupScale2.get(name);
+        dev.lockstep.memory.PackedCacheDescriptor.Entry hit = cacheEntries == null ? null : cacheEntries.get(purpose);
+        if (scale2 == null && hit != null && hit.tensorScale() > 0f && Float.isFinite(hit.tensorScale())) {
+            scale2 = hit.tensorScale(); // the cache holds the quantized bytes and their scale: no amax pass
+        }
         if (scale2 == null) {
             float amax = 0f;
             List<String> group = Nvfp4Recipe.sharedInputGroup(name, n -> checkpoint.contains(n) && recipe.quantizes(n));
@@ -207,10 +296,11 @@ public final class WeightLoader {
                 groupScale2.put(member, scale2);
             }
         }
-        MemorySegment target = arena.allocate(name, WeightFormat.NVFP4.tiledBytes(dense.rows(), dense.cols(), tileRows), ALIGNMENT_BYTES);
+        MemorySegment target = allocate(purpose, WeightFormat.NVFP4.tiledBytes(dense.rows(), dense.cols(), tileRows));
+        allocationScales.put(purpose, scale2);
         WeightMatrix m = Nvfp4Format.tiled(name, dense.rows(), dense.cols(), scale2, tileRows, target);
         Runnable check = check(dense);
-        defer(name, List.of(dense.data()), () -> {
+        defer(purpose, List.of(dense.data()), () -> {
             check.run();
             long t0 = System.nanoTime();
             Nvfp4Quantizer.quantizeInto(dense, m);
@@ -222,12 +312,13 @@ public final class WeightLoader {
     /** A tiled copy of {@code m} for matmul (for tied embeddings: one tensor, two uses). Filled by {@link #finish()}. */
     public WeightMatrix packed(WeightMatrix m) {
         long bytes = WeightMatrix.byteSize(WeightLayout.TILED, m.format(), m.rows(), m.cols(), tileRows);
-        MemorySegment target = arena.allocate(m.name(), bytes, ALIGNMENT_BYTES);
+        String purpose = m.name() + " " + m.format() + " x" + tileRows;
+        MemorySegment target = allocate(purpose, bytes);
         WeightMatrix[] packed = new WeightMatrix[1];
         // the packed matrix's shape is known now; its bytes are written by the deferred copy
         packed[0] = DenseFormat.tiledView(m, tileRows, target);
         Runnable check = check(m);
-        defer(m.name(), List.of(m.data()), () -> {
+        defer(purpose, List.of(m.data()), () -> {
             check.run();
             m.packTiled(tileRows, target);
         });
@@ -236,9 +327,10 @@ public final class WeightLoader {
 
     /** A row-major copy of {@code m} in the arena (lookup tables: nothing then points into the checkpoint). */
     public WeightMatrix copied(WeightMatrix m) {
-        MemorySegment target = arena.allocate(m.name(), m.data().byteSize(), ALIGNMENT_BYTES);
+        String purpose = m.name() + " " + m.format() + " row-major";
+        MemorySegment target = allocate(purpose, m.data().byteSize());
         Runnable check = check(m);
-        defer(m.name(), List.of(m.data()), () -> {
+        defer(purpose, List.of(m.data()), () -> {
             check.run();
             target.copyFrom(m.data());
         });
@@ -250,10 +342,24 @@ public final class WeightLoader {
         return m;
     }
 
-    /** Queues a copy of {@code sources} (released once the copy is done). */
-    private void defer(String tensor, List<MemorySegment> sources, Runnable body) {
+    /**
+     * Queues the copy that fills allocation {@code purpose} from {@code sources} (released once copied); when the
+     * packed cache already holds it, queues the check of its checksum instead.
+     */
+    private void defer(String purpose, List<MemorySegment> sources, Runnable body) {
+        if (cached(purpose)) {
+            dev.lockstep.memory.PackedCacheDescriptor.Entry e = hits.get(purpose);
+            MemorySegment seg = allocations.get(purpose);
+            work.add(new Work(purpose, e.bytes(), List.of(), () -> {
+                if (dev.lockstep.memory.PackedCacheDescriptor.crc32c(seg) != e.crc32c()) {
+                    throw new dev.lockstep.memory.LockstepException(cacheFile + ": packed-weights cache entry '" + purpose
+                            + "' fails its checksum (the file is corrupt); it has been deleted, load again to rebuild it");
+                }
+            }));
+            return;
+        }
         long bytes = sources.stream().mapToLong(MemorySegment::byteSize).sum();
-        work.add(new Work(tensor, bytes, sources, body));
+        work.add(new Work(purpose, bytes, sources, body));
     }
 
     /**
@@ -309,7 +415,38 @@ public final class WeightLoader {
         }
         finishNanos += System.nanoTime() - t0;
         if (failure != null) {
+            if (failure.getMessage() != null && failure.getMessage().contains("fails its checksum")) {
+                try {
+                    java.nio.file.Files.deleteIfExists(cacheFile);
+                } catch (java.io.IOException ignored) {
+                    // the message says to delete it
+                }
+            }
             throw failure;
+        }
+        updateCache();
+    }
+
+    /** After a complete load: report a full cache hit, or write a cache of every allocation when any was packed anew. */
+    private void updateCache() {
+        if (cacheFile == null) {
+            return;
+        }
+        if (hits.size() == allocations.size()) {
+            cacheReport = "mapped " + cacheFile;
+            return;
+        }
+        long bytes = allocations.values().stream().mapToLong(MemorySegment::byteSize).sum();
+        try {
+            long usable = java.nio.file.Files.getFileStore(java.nio.file.Files.createDirectories(cacheFile.getParent())).getUsableSpace();
+            if (usable < 2 * bytes) {
+                cacheReport = "not written: " + cacheFile.getParent() + " has " + (usable >> 20) + " MB free, the cache needs " + (bytes >> 20) + " MB";
+                return;
+            }
+            dev.lockstep.memory.PackedCacheDescriptor.write(cacheFile, cacheKey, allocations, allocationScales);
+            cacheReport = "wrote " + cacheFile + " (" + (bytes >> 20) + " MB)";
+        } catch (java.io.IOException | java.io.UncheckedIOException e) {
+            cacheReport = "not written: " + e.getMessage();
         }
     }
 

@@ -24,7 +24,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
 
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions();
+        return quantOptions.loadOptions(model);
     }
 
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")

@@ -23,7 +23,7 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
 
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions();
+        return quantOptions.loadOptions(model);
     }
 
     @Option(names = "--threads", paramLabel = "N", description = {"Compute threads (default: available processors; 1 for a",
@@ -67,14 +67,7 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
     /** Above this, the scalar kernels' slower tokens cost more than the Vector API's compile time saves. */
     static final long SHORT_JOB_MODEL_BYTES = 64L << 20;
 
-    /** Bytes of the model directory's safetensors files (0 when it cannot be listed: the load will say why). */
-    private long checkpointBytes() {
-        try (var files = java.nio.file.Files.list(model)) {
-            return files.filter(f -> f.getFileName().toString().endsWith(".safetensors")).mapToLong(f -> f.toFile().length()).sum();
-        } catch (IOException | RuntimeException e) {
-            return 0;
-        }
-    }
+
 
     @Override
     public Integer call() throws IOException {
@@ -87,7 +80,7 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
         PrintWriter err = err();
         long loadStart = System.nanoTime();
         boolean shortJob = maxNewTokens <= SHORT_JOB_TOKENS && text.length() <= SHORT_JOB_PROMPT_CHARS
-                && checkpointBytes() <= SHORT_JOB_MODEL_BYTES;
+                && QuantOptions.checkpointBytes(model) <= SHORT_JOB_MODEL_BYTES;
         EngineOptions.KernelChoice choice = kernels == KernelMode.scalar || (kernels == KernelMode.auto && shortJob)
                 ? EngineOptions.KernelChoice.SCALAR : EngineOptions.KernelChoice.PROVIDER;
         // A short scalar job: one compute thread. Its parallel regions are tiny, and a second core is worth more

@@ -22,7 +22,7 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
 
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions();
+        return quantOptions.loadOptions(model);
     }
 
     @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",

@@ -46,11 +46,18 @@ abstract class ModelCommand {
         checkThreads(threads);
         // loads longer than a second show a progress bar (bytes of weights copied or quantized)
         ProgressBar bar = new ProgressBar(err(), "load", 1_000_000_000L);
+        Engine engine;
         try {
-            return Engine.load(model, new EngineOptions(threads, kernels, loadOptions().withProgress(bar)));
+            engine = Engine.load(model, new EngineOptions(threads, kernels, loadOptions().withProgress(bar)));
         } finally {
             bar.finish();
         }
+        String cache = engine.model().summary().packedCache();
+        if (cache.startsWith("wrote") || cache.startsWith("not written")) {
+            err().println("lockstep: packed-weights cache " + cache + (cache.startsWith("wrote") ? "; later loads map it (--no-cache: neither)" : ""));
+            err().flush();
+        }
+        return engine;
     }
 
     /** Refuses impossible thread counts; warns (once per count) when there are more threads than cores. */

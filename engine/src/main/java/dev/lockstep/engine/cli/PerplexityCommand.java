@@ -23,7 +23,7 @@ final class PerplexityCommand extends ModelCommand implements Callable<Integer> 
 
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions();
+        return quantOptions.loadOptions(model);
     }
 
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")

@@ -46,7 +46,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
 
     private static CausalLm load(Qwen3MoeConfig c, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, TierArena weights,
                                  LoadOptions options) {
-        WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint, kernels.tileRows(), weights, options);
+        WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint, kernels.tileRows(), weights, options, kernels.name());
         int h = c.hiddenSize();
         Rope rope = new Rope(c.headDim(), c.ropeTheta(), Math.min(c.maxPositionEmbeddings(), 4096));
 
@@ -118,6 +118,6 @@ public final class Qwen3MoeFamily implements ModelFamily {
         // The usual MoE convention: everything except the experts a token is not routed to.
         long active = total - sparseLayers * (c.nExperts() - c.topK()) * perExpert;
         return new ModelSummary(MODEL_TYPE, "Qwen3MoeForCausalLM", c.asMap(), total, active, tensors, w.unused(),
-                w.matrices().stream().map(ModelSummary.MatrixInfo::of).toList(), w.quantizeNanos());
+                w.matrices().stream().map(ModelSummary.MatrixInfo::of).toList(), w.quantizeNanos(), w.cacheReport());
     }
 }
