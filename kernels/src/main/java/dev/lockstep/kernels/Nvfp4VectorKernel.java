@@ -251,21 +251,21 @@ final class Nvfp4VectorKernel {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int b = 0; b < blocks; b++) {
             FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, bs4 = bs0, bs5 = bs0, bs6 = bs0, bs7 = bs0;
-            for (int half = 0; half < 2; half++) {
-                IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
-                int k0 = b * BLOCK + 8 * half;
-                for (int i = 0; i < 8; i++) {
-                    FloatVector wv = (FloatVector) word.lanewise(VectorOperators.LSHR, 4 * i).selectFrom(TABLE).reinterpretAsFloats();
-                    int k = k0 + i;
-                    bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
-                    bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
-                    bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
-                    bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
-                    bs4 = wv.fma(FloatVector.broadcast(F, x[x4 + k]), bs4);
-                    bs5 = wv.fma(FloatVector.broadcast(F, x[x5 + k]), bs5);
-                    bs6 = wv.fma(FloatVector.broadcast(F, x[x6 + k]), bs6);
-                    bs7 = wv.fma(FloatVector.broadcast(F, x[x7 + k]), bs7);
-                }
+            // all 16 columns of the block: one (constant) shift and one lookup each, then eight fmas
+            IntVector lo = IntVector.fromMemorySegment(I, seg, c + 2L * b * wordBytes, LE);
+            IntVector hi = IntVector.fromMemorySegment(I, seg, c + (2L * b + 1) * wordBytes, LE);
+            for (int kk = 0; kk < BLOCK; kk++) {
+                IntVector word = kk < 8 ? lo : hi;
+                FloatVector wv = (FloatVector) word.lanewise(VectorOperators.LSHR, 4 * (kk & 7)).selectFrom(TABLE).reinterpretAsFloats();
+                int k = b * BLOCK + kk;
+                bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
+                bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
+                bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
+                bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
+                bs4 = wv.fma(FloatVector.broadcast(F, x[x4 + k]), bs4);
+                bs5 = wv.fma(FloatVector.broadcast(F, x[x5 + k]), bs5);
+                bs6 = wv.fma(FloatVector.broadcast(F, x[x6 + k]), bs6);
+                bs7 = wv.fma(FloatVector.broadcast(F, x[x7 + k]), bs7);
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
