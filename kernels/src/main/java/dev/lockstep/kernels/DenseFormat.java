@@ -190,12 +190,32 @@ public abstract sealed class DenseFormat implements WeightFormat permits Bf16For
             for (int t = 0; t < nTokens; t++) {
                 int xo = xOff + t * xStride;
                 Arrays.fill(acc, 0f);
-                for (int p = 0; p < words; p++) {
-                    int base = p * tile;
-                    for (int part = 0; part < g && p * g + part < cols; part++) {
-                        float xv = x[xo + p * g + part];
-                        for (int lane = 0; lane < tile; lane++) {
-                            acc[lane] = Math.fma(decode(word[base + lane], part), xv, acc[lane]);
+                if (this instanceof Bf16Format) {
+                    // bf16 written out (no per-element virtual call): this path serves short jobs on a cold JVM,
+                    // where the interpreter and C1 run it before C2 could devirtualize decode()
+                    for (int p = 0; p < words; p++) {
+                        int base = p * tile;
+                        float x0 = x[xo + 2 * p];
+                        if (2 * p + 1 < cols) {
+                            float x1 = x[xo + 2 * p + 1];
+                            for (int lane = 0; lane < tile; lane++) {
+                                int v = word[base + lane];
+                                acc[lane] = Math.fma(Float.intBitsToFloat(v & 0xffff0000), x1, Math.fma(Float.intBitsToFloat(v << 16), x0, acc[lane]));
+                            }
+                        } else {
+                            for (int lane = 0; lane < tile; lane++) {
+                                acc[lane] = Math.fma(Float.intBitsToFloat(word[base + lane] << 16), x0, acc[lane]);
+                            }
+                        }
+                    }
+                } else {
+                    for (int p = 0; p < words; p++) {
+                        int base = p * tile;
+                        for (int part = 0; part < g && p * g + part < cols; part++) {
+                            float xv = x[xo + p * g + part];
+                            for (int lane = 0; lane < tile; lane++) {
+                                acc[lane] = Math.fma(decode(word[base + lane], part), xv, acc[lane]);
+                            }
                         }
                     }
                 }

@@ -377,23 +377,25 @@ public final class WeightLoader {
         List<Work> order = new ArrayList<>(work);
         order.sort((a, b) -> Long.compare(b.bytes(), a.bytes()));
         work.clear();
-        int threads = Math.min(Runtime.getRuntime().availableProcessors(), Math.max(1, order.size()));
+        // A small model is copied on the calling thread: on a fresh JVM the copies take milliseconds, and helper
+        // threads would only compete with the tokenizer's load and the JIT compilers for the same cores.
+        int threads = total < PARALLEL_MIN_BYTES ? 1 : Math.min(Runtime.getRuntime().availableProcessors(), Math.max(1, order.size()));
+        if (threads == 1) {
+            try {
+                for (Work w : order) {
+                    runWork(w, done, total);
+                }
+            } finally {
+                finishNanos += System.nanoTime() - t0;
+            }
+            updateCache();
+            return;
+        }
         RuntimeException failure = null;
         try (ExecutorService pool = Executors.newFixedThreadPool(threads, r -> Thread.ofPlatform().daemon().name("lockstep-load").unstarted(r))) {
             List<Future<?>> futures = new ArrayList<>();
             for (Work w : order) {
-                futures.add(pool.submit(() -> {
-                    reading(w.tensor(), () -> {
-                        w.body().run();
-                        return null;
-                    });
-                    for (MemorySegment s : w.sources()) {
-                        if (s.isMapped()) {
-                            s.unload(); // the copy is made: the checkpoint's pages need not stay resident
-                        }
-                    }
-                    options.progress().update(done.addAndGet(w.bytes()), total);
-                }));
+                futures.add(pool.submit(() -> runWork(w, done, total)));
             }
             for (Future<?> f : futures) {
                 try {
@@ -449,6 +451,23 @@ public final class WeightLoader {
             cacheReport = "not written: " + e.getMessage();
         }
     }
+
+    /** Runs one copy, releases its checkpoint ranges, reports progress. */
+    private void runWork(Work w, AtomicLong done, long total) {
+        reading(w.tensor(), () -> {
+            w.body().run();
+            return null;
+        });
+        for (MemorySegment s : w.sources()) {
+            if (s.isMapped()) {
+                s.unload(); // the copy is made: the checkpoint's pages need not stay resident
+            }
+        }
+        options.progress().update(done.addAndGet(w.bytes()), total);
+    }
+
+    /** Below this many bytes to copy, {@link #finish()} runs on the calling thread. */
+    static final long PARALLEL_MIN_BYTES = 64L << 20;
 
     /**
      * Every read of checkpoint bytes goes through here: the JVM reports a fault on a mapped page (SIGBUS: the

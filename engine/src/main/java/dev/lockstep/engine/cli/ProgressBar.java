@@ -18,8 +18,19 @@ final class ProgressBar implements Progress {
     private long lastDraw;
     private boolean drawn;
 
-    /** Drawn only on a terminal: redirected to a file or a pipe (a bench child), '\r' redraws would be noise. */
-    private static final boolean TERMINAL = System.console() != null && System.console().isTerminal();
+    /**
+     * Drawn only on a terminal: redirected to a file or a pipe (a bench child), '\r' redraws would be noise. Asked
+     * only when a bar is due: {@code System.console()} starts JLine, tens of milliseconds a short run need not pay.
+     */
+    private Boolean terminal;
+
+    private boolean terminal() {
+        if (terminal == null) {
+            java.io.Console c = System.console();
+            terminal = c != null && c.isTerminal();
+        }
+        return terminal;
+    }
 
     ProgressBar(PrintWriter err, String label, long delayNanos) {
         this.err = err;
@@ -28,9 +39,9 @@ final class ProgressBar implements Progress {
     }
 
     @Override
-    public void update(long done, long total) {
+    public synchronized void update(long done, long total) {
         long now = System.nanoTime();
-        if (!TERMINAL || now - start < delayNanos || (now - lastDraw < 100_000_000L && done < total)) {
+        if (now - start < delayNanos || (now - lastDraw < 100_000_000L && done < total) || !terminal()) {
             return;
         }
         lastDraw = now;
@@ -43,7 +54,7 @@ final class ProgressBar implements Progress {
     }
 
     /** Ends the bar's line (if one was drawn). */
-    void finish() {
+    synchronized void finish() {
         if (drawn) {
             err.println();
             err.flush();
