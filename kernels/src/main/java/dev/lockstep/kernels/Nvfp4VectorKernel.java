@@ -56,19 +56,14 @@ final class Nvfp4VectorKernel {
     static String description() {
         return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
                 : "8-entry magnitude permute + sign bit")
-                + " + fma per column, block scale once per 16; " + (WIDE_TABLE ? 8 : 4) + " tiles (decode) or " + (WIDE_TABLE ? 8 : 4)
-                + " tokens (prefill) per pass";
+                + " + fma per column, block scale once per 16; 4 tiles (decode) or " + (WIDE_TABLE ? 8 : 4) + " tokens (prefill) per pass";
     }
 
     static void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         WeightFormat.requireVectorTiles(w, LANES);
         int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
-        if (nTokens == 1 && WIDE_TABLE) {
-            for (int j = tile0; j < tile1; j += 8) {
-                eightTiles(w, j, Math.min(8, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
-            }
-        } else if (nTokens == 1) {
+        if (nTokens == 1) {
             for (int j = tile0; j < tile1; j += 4) {
                 fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
             }
@@ -89,79 +84,12 @@ final class Nvfp4VectorKernel {
         }
     }
 
-    /**
-     * Decode with 16 lanes (AVX-512: 32 registers): eight tiles at once, so eight independent fma chains hide the
-     * fma latency (four left the fma units half idle on Zen 5: measured 1 fma per cycle). Tiles
-     * {@code j .. j+valid-1}; unused chains recompute the last valid tile.
+    /*
+     * Decode runs four tiles per pass at every width. Eight (eight fma chains, 15% faster in JMH on Zen 5) was
+     * built and removed: its body is too large for C1 ("out of virtual registers in LIR generator"), and a JVM
+     * that first compiled it at tier 2 never moved it to C2 (it stayed in C1, allocating a vector object per
+     * operation: 190 MB per decode step, found by ZeroAllocationTest). Every body here must compile at tier 3.
      */
-    private static void eightTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
-                                   int rowStart, int rowEnd) {
-        MemorySegment seg = w.data();
-        int blocks = w.cols() / BLOCK, last = j + valid - 1;
-        int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last);
-        int t4 = Math.min(j + 4, last), t5 = Math.min(j + 5, last), t6 = Math.min(j + 6, last), t7 = Math.min(j + 7, last);
-        long tileBytes = w.tileOffsetBytes(1);
-        long c0 = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s0 = Nvfp4Format.scaleOffsetBytes(w, j, 0);
-        // tile t's data is (t - j) tiles after tile j's
-        long d1 = (t1 - j) * tileBytes, d2 = (t2 - j) * tileBytes, d3 = (t3 - j) * tileBytes, d4 = (t4 - j) * tileBytes;
-        long d5 = (t5 - j) * tileBytes, d6 = (t6 - j) * tileBytes, d7 = (t7 - j) * tileBytes;
-        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (int b = 0; b < blocks; b++) {
-            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, bs4 = bs0, bs5 = bs0, bs6 = bs0, bs7 = bs0;
-            for (int half = 0; half < 2; half++) {
-                long o = c0 + (2L * b + half) * wordBytes;
-                IntVector w0 = IntVector.fromMemorySegment(I, seg, o, LE);
-                IntVector w1 = IntVector.fromMemorySegment(I, seg, o + d1, LE);
-                IntVector w2 = IntVector.fromMemorySegment(I, seg, o + d2, LE);
-                IntVector w3 = IntVector.fromMemorySegment(I, seg, o + d3, LE);
-                IntVector w4 = IntVector.fromMemorySegment(I, seg, o + d4, LE);
-                IntVector w5 = IntVector.fromMemorySegment(I, seg, o + d5, LE);
-                IntVector w6 = IntVector.fromMemorySegment(I, seg, o + d6, LE);
-                IntVector w7 = IntVector.fromMemorySegment(I, seg, o + d7, LE);
-                int k0 = xOff + b * BLOCK + 8 * half;
-                for (int i = 0; i < 8; i++) {
-                    FloatVector xv = FloatVector.broadcast(F, x[k0 + i]);
-                    int shift = 4 * i;
-                    bs0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs0);
-                    bs1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs1);
-                    bs2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs2);
-                    bs3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs3);
-                    bs4 = ((FloatVector) w4.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs4);
-                    bs5 = ((FloatVector) w5.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs5);
-                    bs6 = ((FloatVector) w6.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs6);
-                    bs7 = ((FloatVector) w7.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs7);
-                }
-            }
-            long so = s0 + b * scaleStride;
-            a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs0, a0);
-            a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs1, a1);
-            a2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d2, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs2, a2);
-            a3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d3, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs3, a3);
-            a4 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d4, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs4, a4);
-            a5 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d5, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs5, a5);
-            a6 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d6, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs6, a6);
-            a7 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d7, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(bs7, a7);
-        }
-        float scale2 = w.tensorScale();
-        int span = rowEnd - rowStart;
-        a0.mul(scale2).intoArray(out, outOff + j * LANES, F.indexInRange(j * LANES - rowStart, span));
-        a1.mul(scale2).intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
-        a2.mul(scale2).intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
-        a3.mul(scale2).intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
-        a4.mul(scale2).intoArray(out, outOff + t4 * LANES, F.indexInRange(t4 * LANES - rowStart, span));
-        a5.mul(scale2).intoArray(out, outOff + t5 * LANES, F.indexInRange(t5 * LANES - rowStart, span));
-        a6.mul(scale2).intoArray(out, outOff + t6 * LANES, F.indexInRange(t6 * LANES - rowStart, span));
-        a7.mul(scale2).intoArray(out, outOff + t7 * LANES, F.indexInRange(t7 * LANES - rowStart, span));
-    }
 
     /** Decode: tiles {@code j .. j+valid-1} against one token; unused chains recompute the last valid tile. */
     private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,

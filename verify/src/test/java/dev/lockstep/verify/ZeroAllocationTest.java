@@ -7,7 +7,6 @@ import dev.lockstep.moe.ForwardState;
 import dev.lockstep.moe.LogitsMode;
 import dev.lockstep.moe.ModelFamilies;
 import dev.lockstep.moe.kv.KvCache;
-import org.junit.jupiter.api.Test;
 
 import java.lang.management.ManagementFactory;
 
@@ -20,10 +19,14 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  * allocates nothing, 60 s at most (typically a few seconds once C2 has compiled the kernels).
  */
 class ZeroAllocationTest {
-    @Test
-    void steadyStateDecodeAllocatesNothing() {
+    /** bf16 as stored, and NVFP4 (quantized at load, lm_head included): every kernel a decode step runs. */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void steadyStateDecodeAllocatesNothing(boolean nvfp4) {
         var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        try (WorkerPool pool = new WorkerPool(2); CausalLm model = ModelFamilies.load(Golden.bundledModel(), pool);
+        try (WorkerPool pool = new WorkerPool(2);
+             CausalLm model = ModelFamilies.load(ModelFamilies.readConfig(Golden.bundledModel()), dev.lockstep.kernels.KernelProvider.get(), pool,
+                     new dev.lockstep.moe.LoadOptions(nvfp4, nvfp4, java.util.List.of()));
              KvCache cache = model.newKvCache(256)) {
             ForwardState state = model.newState(1);
             float[] logits = new float[model.vocabSize()];
@@ -56,6 +59,34 @@ class ZeroAllocationTest {
                 }
             }
             assertEquals(0, lastWindow, "64 warm decode steps allocated " + lastWindow + " bytes (after " + windows + " windows)");
+        }
+    }
+
+    /** A warm NVFP4 prefill (64-token blocks: the prefill kernel bodies) allocates nothing either. */
+    @org.junit.jupiter.api.Test
+    void steadyStateNvfp4PrefillAllocatesNothing() {
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        try (WorkerPool pool = new WorkerPool(2);
+             CausalLm model = ModelFamilies.load(ModelFamilies.readConfig(Golden.bundledModel()), dev.lockstep.kernels.KernelProvider.get(), pool,
+                     new dev.lockstep.moe.LoadOptions(true, true, java.util.List.of()));
+             KvCache cache = model.newKvCache(64)) {
+            ForwardState state = model.newState(64);
+            float[] logits = new float[model.vocabSize()];
+            int[] tokens = new int[64];
+            for (int i = 0; i < tokens.length; i++) {
+                tokens[i] = (i * 37) % model.vocabSize();
+            }
+            long deadline = System.nanoTime() + 60_000_000_000L;
+            long lastWindow = Long.MAX_VALUE;
+            while (lastWindow != 0 && System.nanoTime() < deadline) {
+                long before = threads.getTotalThreadAllocatedBytes();
+                for (int i = 0; i < 8; i++) {
+                    cache.truncate(0);
+                    model.forward(tokens, 0, tokens.length, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                }
+                lastWindow = threads.getTotalThreadAllocatedBytes() - before;
+            }
+            assertEquals(0, lastWindow, "8 warm 64-token NVFP4 prefills allocated " + lastWindow + " bytes");
         }
     }
 }
