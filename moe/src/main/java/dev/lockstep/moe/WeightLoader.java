@@ -385,6 +385,8 @@ public final class WeightLoader {
                 for (Work w : order) {
                     runWork(w, done, total);
                 }
+            } catch (RuntimeException e) {
+                throw dropCorruptCache(e);
             } finally {
                 finishNanos += System.nanoTime() - t0;
             }
@@ -417,16 +419,21 @@ public final class WeightLoader {
         }
         finishNanos += System.nanoTime() - t0;
         if (failure != null) {
-            if (failure.getMessage() != null && failure.getMessage().contains("fails its checksum")) {
-                try {
-                    java.nio.file.Files.deleteIfExists(cacheFile);
-                } catch (java.io.IOException ignored) {
-                    // the message says to delete it
-                }
-            }
-            throw failure;
+            throw dropCorruptCache(failure);
         }
         updateCache();
+    }
+
+    /** Deletes the cache file when {@code failure} is its failed checksum (the next load rebuilds it); returns the failure. */
+    private RuntimeException dropCorruptCache(RuntimeException failure) {
+        if (cacheFile != null && failure.getMessage() != null && failure.getMessage().contains("fails its checksum")) {
+            try {
+                java.nio.file.Files.deleteIfExists(cacheFile);
+            } catch (java.io.IOException ignored) {
+                // the message names the file
+            }
+        }
+        return failure;
     }
 
     /** After a complete load: report a full cache hit, or write a cache of every allocation when any was packed anew. */
