@@ -25,10 +25,11 @@ import java.util.Arrays;
  * is a transposition of 32-bit words; one vector load gives 8 columns of T rows.
  *
  * <p>The definition of the matmul (its operation order, which every implementation and width follows): per
- * output, {@code acc = 0}; for each block b in order: {@code bs = 0}, then for its 16 columns k in order
- * {@code bs = fma(E2M1(code[r, k]), x[k], bs)}, then {@code acc = fma(E4M3(scale[r, b]), bs, acc)}; finally
- * {@code out = acc * weight_scale_2}. (Codes times activations summed per block, scaled once per block, the
- * tensor scale applied once per output.) The result equals HF's float32 matmul over the dequantized weights
+ * output, {@code acc = 0}; for each block b in order: {@code lo} = the sequential fma chain
+ * {@code fma(E2M1(code[r, k]), x[k], .)} from 0 over the block's columns 0-7 in order, {@code hi} the same over
+ * columns 8-15, then {@code acc = fma(E4M3(scale[r, b]), lo + hi, acc)}; finally {@code out = acc * weight_scale_2}.
+ * (Codes times activations summed per half block in two independent chains, so a vector kernel keeps twice as
+ * many fmas in flight; scaled once per block; the tensor scale once per output.) The result equals HF's float32 matmul over the dequantized weights
  * {@code E2M1 * (f32(scale) * weight_scale_2)} up to float32 rounding.
  */
 public final class Nvfp4Format implements WeightFormat {
@@ -179,7 +180,7 @@ public final class Nvfp4Format implements WeightFormat {
         float scale2 = w.tensorScale();
         int[] words = new int[2 * blocks * tile];
         byte[] scales = new byte[blocks * s];
-        float[] acc = new float[tile], bs = new float[tile];
+        float[] acc = new float[tile], bs = new float[tile], lo = new float[tile];
         for (int j = rowStart / tile; j * tile < rowEnd; j++) {
             long base = w.tileOffsetBytes(j);
             MemorySegment.copy(w.data(), INT_LE, base, words, 0, words.length);
@@ -189,18 +190,19 @@ public final class Nvfp4Format implements WeightFormat {
                 int xo = xOff + t * xStride;
                 Arrays.fill(acc, 0f);
                 for (int b = 0; b < blocks; b++) {
-                    Arrays.fill(bs, 0f);
                     for (int half = 0; half < 2; half++) {
+                        float[] chain = half == 0 ? lo : bs;
+                        Arrays.fill(chain, 0f);
                         int wordBase = (2 * b + half) * tile, k0 = xo + b * BLOCK + 8 * half;
                         for (int i = 0; i < 8; i++) {
                             float xv = x[k0 + i];
                             for (int lane = 0; lane < tile; lane++) {
-                                bs[lane] = Math.fma(E2M1.toFloat(words[wordBase + lane] >>> 4 * i), xv, bs[lane]);
+                                chain[lane] = Math.fma(E2M1.toFloat(words[wordBase + lane] >>> 4 * i), xv, chain[lane]);
                             }
                         }
                     }
                     for (int lane = 0; lane < tile; lane++) {
-                        acc[lane] = Math.fma(E4M3.toFloat(scales[b * s + lane]), bs[lane], acc[lane]);
+                        acc[lane] = Math.fma(E4M3.toFloat(scales[b * s + lane]), lo[lane] + bs[lane], acc[lane]);
                     }
                 }
                 for (int lane = Math.max(0, rowStart - r0); lane < tile && r0 + lane < rowEnd; lane++) {

@@ -104,8 +104,20 @@ final class Nvfp4VectorKernel {
         long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         for (int b = 0; b < blocks; b++) {
-            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0;
+            // two chains per tile: columns 0-7 of the block (lo), then 8-15 (bs from zero again); the second
+            // half's fmas do not wait for the first's, so eight chains are in flight with four tiles
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0;
             for (int half = 0; half < 2; half++) {
+                if (half == 1) {
+                    lo0 = bs0;
+                    lo1 = bs1;
+                    lo2 = bs2;
+                    lo3 = bs3;
+                    bs0 = FloatVector.zero(F);
+                    bs1 = bs0;
+                    bs2 = bs0;
+                    bs3 = bs0;
+                }
                 long o = (2L * b + half) * wordBytes;
                 IntVector w0 = IntVector.fromMemorySegment(I, seg, c0 + o, LE);
                 IntVector w1 = IntVector.fromMemorySegment(I, seg, c1 + o, LE);
@@ -148,10 +160,10 @@ final class Nvfp4VectorKernel {
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             FloatVector sc3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s3 + so, LE)
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
-            a0 = sc0.fma(bs0, a0);
-            a1 = sc1.fma(bs1, a1);
-            a2 = sc2.fma(bs2, a2);
-            a3 = sc3.fma(bs3, a3);
+            a0 = sc0.fma(lo0.add(bs0), a0);
+            a1 = sc1.fma(lo1.add(bs1), a1);
+            a2 = sc2.fma(lo2.add(bs2), a2);
+            a3 = sc3.fma(lo3.add(bs3), a3);
         }
         float scale2 = w.tensorScale();
         int span = rowEnd - rowStart;
@@ -179,11 +191,30 @@ final class Nvfp4VectorKernel {
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
         for (int b = 0; b < blocks; b++) {
             FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, bs4 = bs0, bs5 = bs0, bs6 = bs0, bs7 = bs0;
+            FloatVector lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0, lo4 = bs0, lo5 = bs0, lo6 = bs0, lo7 = bs0;
             // all 16 columns of the block: one (constant) shift and one lookup each, then eight fmas
-            IntVector lo = IntVector.fromMemorySegment(I, seg, c + 2L * b * wordBytes, LE);
-            IntVector hi = IntVector.fromMemorySegment(I, seg, c + (2L * b + 1) * wordBytes, LE);
+            IntVector wordLo = IntVector.fromMemorySegment(I, seg, c + 2L * b * wordBytes, LE);
+            IntVector wordHi = IntVector.fromMemorySegment(I, seg, c + (2L * b + 1) * wordBytes, LE);
             for (int kk = 0; kk < BLOCK; kk++) {
-                IntVector word = kk < 8 ? lo : hi;
+                if (kk == 8) { // the block's second chain per token (see fourTiles)
+                    lo0 = bs0;
+                    lo1 = bs1;
+                    lo2 = bs2;
+                    lo3 = bs3;
+                    lo4 = bs4;
+                    lo5 = bs5;
+                    lo6 = bs6;
+                    lo7 = bs7;
+                    bs0 = FloatVector.zero(F);
+                    bs1 = bs0;
+                    bs2 = bs0;
+                    bs3 = bs0;
+                    bs4 = bs0;
+                    bs5 = bs0;
+                    bs6 = bs0;
+                    bs7 = bs0;
+                }
+                IntVector word = kk < 8 ? wordLo : wordHi;
                 FloatVector wv = (FloatVector) word.lanewise(VectorOperators.LSHR, 4 * (kk & 7)).selectFrom(TABLE).reinterpretAsFloats();
                 int k = b * BLOCK + kk;
                 bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
@@ -197,14 +228,14 @@ final class Nvfp4VectorKernel {
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
-            a0 = sc.fma(bs0, a0);
-            a1 = sc.fma(bs1, a1);
-            a2 = sc.fma(bs2, a2);
-            a3 = sc.fma(bs3, a3);
-            a4 = sc.fma(bs4, a4);
-            a5 = sc.fma(bs5, a5);
-            a6 = sc.fma(bs6, a6);
-            a7 = sc.fma(bs7, a7);
+            a0 = sc.fma(lo0.add(bs0), a0);
+            a1 = sc.fma(lo1.add(bs1), a1);
+            a2 = sc.fma(lo2.add(bs2), a2);
+            a3 = sc.fma(lo3.add(bs3), a3);
+            a4 = sc.fma(lo4.add(bs4), a4);
+            a5 = sc.fma(lo5.add(bs5), a5);
+            a6 = sc.fma(lo6.add(bs6), a6);
+            a7 = sc.fma(lo7.add(bs7), a7);
         }
         float scale2 = w.tensorScale();
         int lastRow = valid - 1, r0 = j * LANES;
@@ -234,8 +265,18 @@ final class Nvfp4VectorKernel {
         int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         for (int b = 0; b < blocks; b++) {
-            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0;
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0;
             for (int half = 0; half < 2; half++) {
+                if (half == 1) {
+                    lo0 = bs0;
+                    lo1 = bs1;
+                    lo2 = bs2;
+                    lo3 = bs3;
+                    bs0 = FloatVector.zero(F);
+                    bs1 = bs0;
+                    bs2 = bs0;
+                    bs3 = bs0;
+                }
                 IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
                 int k0 = b * BLOCK + 8 * half;
                 for (int i = 0; i < 8; i++) {
@@ -255,10 +296,10 @@ final class Nvfp4VectorKernel {
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
-            a0 = sc.fma(bs0, a0);
-            a1 = sc.fma(bs1, a1);
-            a2 = sc.fma(bs2, a2);
-            a3 = sc.fma(bs3, a3);
+            a0 = sc.fma(lo0.add(bs0), a0);
+            a1 = sc.fma(lo1.add(bs1), a1);
+            a2 = sc.fma(lo2.add(bs2), a2);
+            a3 = sc.fma(lo3.add(bs3), a3);
         }
         float scale2 = w.tensorScale();
         int lastRow = valid - 1, r0 = j * LANES;

@@ -27,8 +27,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * NVFP4 matmul: the Vector API kernel against the scalar reference (bit for bit) and both against the
- * definition written out here from the checkpoint bytes (per block a sequential fma chain of E2M1 x activation,
- * one fma with the E4M3 block scale, times weight_scale_2 at the end), on awkward shapes: one block, odd tile
+ * definition written out here from the checkpoint bytes (per block two sequential fma chains of E2M1 x activation,
+ * columns 0-7 and 8-15, their sum into one fma with the E4M3 block scale, times weight_scale_2 at the end), on awkward shapes: one block, odd tile
  * counts, a partial last tile, row ranges starting and ending inside tiles, 1-9 tokens. Random codes cover all
  * 16 nibbles (-0 included); scales cover subnormal E4M3 values. Runs at 128, 256 and 512 bits (verify/pom.xml).
  */
@@ -64,12 +64,12 @@ class Nvfp4KernelTest {
     static float definition(Checkpointed c, int cols, int row, float[] x, int xOff) {
         float acc = 0f;
         for (int b = 0; b < cols / 16; b++) {
-            float bs = 0f;
+            float[] half = new float[2];
             for (int k = b * 16; k < b * 16 + 16; k++) {
                 int code = (c.codes()[(row * cols + k) / 2] >> 4 * (k % 2)) & 0xf;
-                bs = Math.fma(E2M1.toFloat(code), x[xOff + k], bs);
+                half[(k % 16) / 8] = Math.fma(E2M1.toFloat(code), x[xOff + k], half[(k % 16) / 8]);
             }
-            acc = Math.fma(E4M3.toFloat(c.scales()[row * (cols / 16) + b]), bs, acc);
+            acc = Math.fma(E4M3.toFloat(c.scales()[row * (cols / 16) + b]), half[0] + half[1], acc);
         }
         return acc * c.scale2();
     }
