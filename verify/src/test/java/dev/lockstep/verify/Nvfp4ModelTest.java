@@ -218,4 +218,67 @@ class Nvfp4ModelTest {
             assertEquals(4096, m.vocabSize()); // a mixed checkpoint loads
         }
     }
+
+    /**
+     * The same weights in compressed-tensors' {@code nvfp4-pack-quantized} layout ({@code weight_packed},
+     * {@code weight_global_scale} = 1 / weight_scale_2, a divisor, shape [1]) load and match the goldens too.
+     */
+    @Test
+    void compressedTensorsLayoutLoadsAndMatchesTheGoldens() throws IOException {
+        Path ct = dir.resolve("kjv-ct");
+        Files.createDirectories(ct);
+        for (Path f : Files.list(quantized).toList()) {
+            String name = f.getFileName().toString();
+            if (name.endsWith(".safetensors")) {
+                SafetensorsWriter w = SafetensorsWriter.copyOf(f);
+                for (String t : List.copyOf(w.names())) {
+                    if (t.endsWith(".weight_scale_2")) {
+                        String m = t.substring(0, t.length() - ".weight_scale_2".length());
+                        float scale2 = java.nio.ByteBuffer.wrap(w.get(t).data()).order(java.nio.ByteOrder.LITTLE_ENDIAN).getFloat();
+                        byte[] divisor = java.nio.ByteBuffer.allocate(4).order(java.nio.ByteOrder.LITTLE_ENDIAN).putFloat(1f / scale2).array();
+                        SafetensorsWriter.Entry codes = w.get(m + ".weight");
+                        w.remove(t).remove(m + ".weight")
+                                .put(m + ".weight_packed", codes.dtype(), codes.shape(), codes.data())
+                                .put(m + ".weight_global_scale", "F32", new long[]{1}, divisor);
+                    }
+                }
+                w.write(ct.resolve(name));
+            } else if (name.equals("config.json")) {
+                var config = (com.fasterxml.jackson.databind.node.ObjectNode) new ObjectMapper().readTree(Files.readString(f));
+                var q = config.putObject("quantization_config");
+                q.put("quant_method", "compressed-tensors").put("format", "nvfp4-pack-quantized").put("quantization_status", "compressed");
+                Files.writeString(ct.resolve(name), config.toPrettyString());
+            } else if (!name.equals("hf_quant_config.json") && !name.equals("model.safetensors.index.json")) {
+                Files.copy(f, ct.resolve(name));
+            }
+        }
+        // the index names the renamed tensors
+        var index = (com.fasterxml.jackson.databind.node.ObjectNode) new ObjectMapper().readTree(Files.readString(quantized.resolve("model.safetensors.index.json")));
+        var map = (com.fasterxml.jackson.databind.node.ObjectNode) index.get("weight_map");
+        for (String t : List.copyOf(iterable(map.fieldNames()))) {
+            if (t.endsWith(".weight_scale_2")) {
+                String m = t.substring(0, t.length() - ".weight_scale_2".length());
+                String file = map.remove(t).asText();
+                map.remove(m + ".weight");
+                map.put(m + ".weight_packed", file).put(m + ".weight_global_scale", file);
+            }
+        }
+        Files.writeString(ct.resolve("model.safetensors.index.json"), index.toPrettyString());
+        int[] tokens = prompt("p1");
+        float[] theirs = Golden.floats(golden, "logits.p1");
+        try (CausalLm model = load(ct, dev.lockstep.kernels.KernelProvider.get(), LoadOptions.DEFAULT)) {
+            float[] ours = logits(model, tokens);
+            int vocab = model.vocabSize();
+            for (int t = 0; t < tokens.length; t++) {
+                double err = Golden.relL2(ours, t * vocab, theirs, t * vocab, vocab);
+                assertTrue(err <= TOLERANCE, "compressed-tensors p1 position " + t + ": relative L2 " + err);
+            }
+        }
+    }
+
+    private static <T> List<T> iterable(java.util.Iterator<T> it) {
+        List<T> out = new java.util.ArrayList<>();
+        it.forEachRemaining(out::add);
+        return out;
+    }
 }
