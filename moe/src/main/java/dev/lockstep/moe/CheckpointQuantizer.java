@@ -80,8 +80,45 @@ public final class CheckpointQuantizer {
         }
     }
 
+    /** The quantizing threads: one per core. */
+    private record Pool(java.util.concurrent.ExecutorService executor, int threads) implements AutoCloseable {
+        static Pool create() {
+            int n = Math.max(1, Runtime.getRuntime().availableProcessors());
+            return new Pool(java.util.concurrent.Executors.newFixedThreadPool(n, r -> Thread.ofPlatform().daemon().name("lockstep-quantize").unstarted(r)), n);
+        }
+
+        <T> T await(java.util.concurrent.Future<T> f) {
+            try {
+                return f.get();
+            } catch (java.util.concurrent.ExecutionException e) {
+                if (e.getCause() instanceof RuntimeException re) {
+                    throw re;
+                }
+                if (e.getCause() instanceof Error err) {
+                    throw err;
+                }
+                throw new IllegalStateException(e.getCause());
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new LockstepException("interrupted while quantizing");
+            }
+        }
+
+        @Override
+        public void close() {
+            executor.shutdownNow();
+        }
+    }
+
     private static Result write(Path in, Checkpoint checkpoint, ModelConfigJson config, Path tmp, Nvfp4Recipe recipe,
                                 String producerVersion, Progress progress) throws IOException {
+        try (Pool pool = Pool.create()) {
+            return write(in, checkpoint, config, tmp, recipe, producerVersion, progress, pool);
+        }
+    }
+
+    private static Result write(Path in, Checkpoint checkpoint, ModelConfigJson config, Path tmp, Nvfp4Recipe recipe,
+                                String producerVersion, Progress progress, Pool pool) throws IOException {
         // Which tensors are quantized, and each one's weight_scale_2 (amax over its shared-input group).
         Map<String, TensorInfo> byName = new HashMap<>();
         checkpoint.tensors().forEach(t -> byName.put(t.name(), t));
@@ -99,9 +136,13 @@ public final class CheckpointQuantizer {
             }
             if (!scale2.containsKey(t.name())) {
                 List<String> group = Nvfp4Recipe.sharedInputGroup(t.name(), n -> byName.containsKey(n) && recipe.quantizes(n));
-                float amax = 0f;
+                List<java.util.concurrent.Future<Float>> parts = new ArrayList<>();
                 for (String member : group) {
-                    amax = Math.max(amax, Nvfp4Quantizer.amax(dense(checkpoint, byName.get(member))));
+                    parts.add(pool.executor().submit(() -> Nvfp4Quantizer.amax(dense(checkpoint, byName.get(member)))));
+                }
+                float amax = 0f;
+                for (var part : parts) {
+                    amax = Math.max(amax, pool.await(part));
                 }
                 float s = Nvfp4Quantizer.weightScale2(amax);
                 if (!(s > 0f) || !Float.isFinite(s)) {
@@ -137,6 +178,22 @@ public final class CheckpointQuantizer {
             Map<String, TensorInfo> sources = new HashMap<>();
             tensors.forEach(t -> sources.put(t.name(), t));
             Path file = tmp.resolve(shard.getKey());
+            // quantized tensors in the order they are written, quantized ahead on every core (a bounded window)
+            List<TensorInfo> toQuantize = new ArrayList<>();
+            for (SafetensorsWriter.Entry e : entries) {
+                TensorInfo src = sources.get(e.name());
+                if (src != null && scale2.containsKey(src.name())) {
+                    toQuantize.add(src);
+                }
+            }
+            Map<String, java.util.concurrent.Future<byte[][]>> inFlight = new HashMap<>();
+            int[] nextToSubmit = {0};
+            Runnable topUp = () -> {
+                while (nextToSubmit[0] < toQuantize.size() && inFlight.size() < 2 * pool.threads()) {
+                    TensorInfo t = toQuantize.get(nextToSubmit[0]++);
+                    inFlight.put(t.name(), pool.executor().submit(() -> quantize(dense(checkpoint, t), scale2.get(t.name()))));
+                }
+            };
             try (SafetensorsWriter w = SafetensorsWriter.create(file, entries, Map.of("format", "pt"))) {
                 Map<String, byte[]> pending = new HashMap<>();
                 for (SafetensorsWriter.Entry e : entries) {
@@ -148,7 +205,9 @@ public final class CheckpointQuantizer {
                     }
                     TensorInfo src = sources.get(e.name());
                     if (src != null && scale2.containsKey(src.name())) {
-                        byte[][] q = quantize(dense(checkpoint, src), scale2.get(src.name()));
+                        topUp.run();
+                        byte[][] q = pool.await(inFlight.remove(src.name()));
+                        topUp.run();
                         String m = Nvfp4Recipe.module(src.name());
                         pending.put(m + ".weight_scale", q[1]);
                         pending.put(m + ".weight_scale_2", ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putFloat(scale2.get(src.name())).array());
