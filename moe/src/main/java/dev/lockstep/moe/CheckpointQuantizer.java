@@ -65,17 +65,17 @@ public final class CheckpointQuantizer {
         if (parent == null || !Files.isDirectory(parent)) {
             throw new LockstepException(out + ": its parent directory does not exist");
         }
-        Path tmp = parent.resolve("." + out.getFileName() + ".partial-" + ProcessHandle.current().pid());
+        Path tmp = dev.lockstep.memory.PartialDirectory.temporaryFor(out);
         try (Checkpoint checkpoint = Checkpoint.open(in)) {
             Files.createDirectory(tmp);
             Result r = write(in, checkpoint, config, tmp, recipe, producerVersion, progress);
             Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
             return r;
         } catch (IOException e) {
-            deleteQuietly(tmp);
+            dev.lockstep.memory.PartialDirectory.deleteQuietly(tmp);
             throw new UncheckedIOException(out + ": " + e.getMessage(), e);
         } catch (RuntimeException | Error e) {
-            deleteQuietly(tmp);
+            dev.lockstep.memory.PartialDirectory.deleteQuietly(tmp);
             throw e;
         }
     }
@@ -299,17 +299,5 @@ public final class CheckpointQuantizer {
         Files.writeString(target, root.toPrettyString());
     }
 
-    private static void deleteQuietly(Path dir) {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(dir)) {
-            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        } catch (IOException ignored) {
-            // best effort: the directory is hidden and named .partial-<pid>
-        }
-    }
 
 }

@@ -72,7 +72,7 @@ public final class Qwen3MoeSynthesizer {
             throw new LockstepException(tokenizerFrom + ": no tokenizer.json to copy");
         }
         Path parent = out.toAbsolutePath().getParent();
-        Path tmp = parent.resolve("." + out.getFileName() + ".partial-" + ProcessHandle.current().pid());
+        Path tmp = dev.lockstep.memory.PartialDirectory.temporaryFor(out);
         try {
             Files.createDirectories(tmp);
             List<Tensor> tensors = tensors(s);
@@ -131,10 +131,10 @@ public final class Qwen3MoeSynthesizer {
             }
             Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
         } catch (IOException e) {
-            delete(tmp);
+            dev.lockstep.memory.PartialDirectory.deleteQuietly(tmp);
             throw new UncheckedIOException(out + ": " + e.getMessage(), e);
         } catch (RuntimeException | Error e) {
-            delete(tmp);
+            dev.lockstep.memory.PartialDirectory.deleteQuietly(tmp);
             throw e;
         }
     }
@@ -209,16 +209,4 @@ public final class Qwen3MoeSynthesizer {
         return c;
     }
 
-    private static void delete(Path dir) {
-        if (!Files.exists(dir)) {
-            return;
-        }
-        try (Stream<Path> walk = Files.walk(dir)) {
-            for (Path p : walk.sorted(Comparator.reverseOrder()).toList()) {
-                Files.deleteIfExists(p);
-            }
-        } catch (IOException ignored) {
-            // best effort: hidden .partial-<pid> directory
-        }
-    }
 }
