@@ -68,10 +68,18 @@ final class Nvfp4VectorKernel {
                 fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
             }
         } else if (WIDE_TABLE) {
+            // groups of 8 tokens; a remainder of 1-4 takes the 4-chain body: an expert sees few tokens in a prefill
+            // (about top_k * n / experts, e.g. 8), and an 8-chain pass over 3 tokens would compute 5 for nothing
             for (int j = tile0; j < tile1; j++) {
-                for (int t = 0; t < nTokens; t += 8) {
-                    eightTokens(w, j, Math.min(8, nTokens - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
-                            outStride, rowStart, rowEnd);
+                for (int t = 0; t < nTokens; ) {
+                    int valid = Math.min(8, nTokens - t);
+                    if (valid > 4) {
+                        eightTokens(w, j, valid, x, xOff + t * xStride, xStride, out, outOff + t * outStride, outStride, rowStart, rowEnd);
+                        t += valid;
+                    } else {
+                        fourTokens(w, j, valid, x, xOff + t * xStride, xStride, out, outOff + t * outStride, outStride, rowStart, rowEnd);
+                        t += valid;
+                    }
                 }
             }
         } else {
