@@ -63,7 +63,11 @@ final class Nvfp4VectorKernel {
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         WeightFormat.requireVectorTiles(w, LANES);
         int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
-        if (nTokens == 1) {
+        if (nTokens == 1 && WIDE_TABLE) {
+            for (int j = tile0; j < tile1; j += 4) {
+                fourTilesWide(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
+            }
+        } else if (nTokens == 1) {
             for (int j = tile0; j < tile1; j += 4) {
                 fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
             }
@@ -98,6 +102,69 @@ final class Nvfp4VectorKernel {
      * that first compiled it at tier 2 never moved it to C2 (it stayed in C1, allocating a vector object per
      * operation: 190 MB per decode step, found by ZeroAllocationTest). Every body here must compile at tier 3.
      */
+
+    /**
+     * Decode with 16 lanes: four tiles per pass, the block's 16 columns in one loop (constant shifts, both code
+     * words of each tile loaded once per block), the two half-block chains switched at column 8.
+     */
+    private static void fourTilesWide(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
+                                      int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK, last = j + valid - 1;
+        long tileBytes = w.tileOffsetBytes(1);
+        long c0 = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s0 = Nvfp4Format.scaleOffsetBytes(w, j, 0);
+        int t1 = Math.min(j + 1, last);
+        long d1 = (t1 - j) * tileBytes;
+        int t2 = Math.min(j + 2, last);
+        long d2 = (t2 - j) * tileBytes;
+        int t3 = Math.min(j + 3, last);
+        long d3 = (t3 - j) * tileBytes;
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int b = 0; b < blocks; b++) {
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0;
+            long o = c0 + 2L * b * wordBytes;
+            IntVector l0 = IntVector.fromMemorySegment(I, seg, o, LE), h0 = IntVector.fromMemorySegment(I, seg, o + wordBytes, LE);
+            IntVector l1 = IntVector.fromMemorySegment(I, seg, o + d1, LE), h1 = IntVector.fromMemorySegment(I, seg, o + d1 + wordBytes, LE);
+            IntVector l2 = IntVector.fromMemorySegment(I, seg, o + d2, LE), h2 = IntVector.fromMemorySegment(I, seg, o + d2 + wordBytes, LE);
+            IntVector l3 = IntVector.fromMemorySegment(I, seg, o + d3, LE), h3 = IntVector.fromMemorySegment(I, seg, o + d3 + wordBytes, LE);
+            int k0 = xOff + b * BLOCK;
+            for (int kk = 0; kk < BLOCK; kk++) {
+                if (kk == 8) {
+                    lo0 = bs0;
+                    lo1 = bs1;
+                    lo2 = bs2;
+                    lo3 = bs3;
+                    bs0 = FloatVector.zero(F);
+                    bs1 = bs0;
+                    bs2 = bs0;
+                    bs3 = bs0;
+                }
+                FloatVector xv = FloatVector.broadcast(F, x[k0 + kk]);
+                int shift = 4 * (kk & 7);
+                boolean low = kk < 8;
+                bs0 = ((FloatVector) (low ? l0 : h0).lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs0);
+                bs1 = ((FloatVector) (low ? l1 : h1).lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs1);
+                bs2 = ((FloatVector) (low ? l2 : h2).lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs2);
+                bs3 = ((FloatVector) (low ? l3 : h3).lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats()).fma(xv, bs3);
+            }
+            long so = s0 + b * scaleStride;
+            a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo0.add(bs0), a0);
+            a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo1.add(bs1), a1);
+            a2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d2, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo2.add(bs2), a2);
+            a3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d3, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo3.add(bs3), a3);
+        }
+        float scale2 = w.tensorScale();
+        int span = rowEnd - rowStart;
+        a0.mul(scale2).intoArray(out, outOff + j * LANES, F.indexInRange(j * LANES - rowStart, span));
+        a1.mul(scale2).intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
+        a2.mul(scale2).intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
+        a3.mul(scale2).intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
+    }
 
     /** Decode: tiles {@code j .. j+valid-1} against one token; unused chains recompute the last valid tile. */
     private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
