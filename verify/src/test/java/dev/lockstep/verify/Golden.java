@@ -107,4 +107,23 @@ final class Golden {
         }
         return best;
     }
+
+    /**
+     * Greedy decode with the KV cache, as HF's goldens were made: prefill {@code prompt}, then {@code n} steps each
+     * taking the argmax and feeding it back. Returns the generated ids.
+     */
+    static int[] greedy(dev.lockstep.moe.CausalLm model, int[] prompt, int n) {
+        int vocab = model.vocabSize();
+        float[] logits = new float[vocab];
+        int[] generated = new int[n];
+        try (dev.lockstep.moe.kv.KvCache cache = model.newKvCache(prompt.length + n)) {
+            dev.lockstep.moe.ForwardState state = model.newState(prompt.length);
+            model.forward(prompt, 0, prompt.length, cache, state, logits, dev.lockstep.moe.LogitsMode.LAST, dev.lockstep.moe.ForwardObserver.NONE);
+            for (int i = 0; i < n; i++) {
+                generated[i] = argmax(logits, 0, vocab);
+                model.forward(generated, i, 1, cache, state, logits, dev.lockstep.moe.LogitsMode.LAST, dev.lockstep.moe.ForwardObserver.NONE);
+            }
+        }
+        return generated;
+    }
 }

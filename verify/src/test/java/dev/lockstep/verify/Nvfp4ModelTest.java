@@ -14,7 +14,6 @@ import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.CheckpointQuantizer;
 import dev.lockstep.moe.ForwardObserver;
-import dev.lockstep.moe.ForwardState;
 import dev.lockstep.moe.LoadOptions;
 import dev.lockstep.moe.LogitsMode;
 import dev.lockstep.moe.ModelFamilies;
@@ -145,18 +144,7 @@ class Nvfp4ModelTest {
         int[] tokens = prompt(p);
         int[] expected = Golden.intArray(goldenJson.get("greedy").get(p));
         try (CausalLm model = load(quantized, dev.lockstep.kernels.KernelProvider.get(), LoadOptions.DEFAULT)) {
-            int vocab = model.vocabSize();
-            float[] logits = new float[vocab];
-            int[] generated = new int[expected.length];
-            try (KvCache cache = model.newKvCache(tokens.length + expected.length)) {
-                ForwardState state = model.newState(tokens.length);
-                model.forward(tokens, 0, tokens.length, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                for (int i = 0; i < expected.length; i++) {
-                    generated[i] = Golden.argmax(logits, 0, vocab);
-                    model.forward(generated, i, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                }
-            }
-            assertArrayEquals(expected, generated);
+            assertArrayEquals(expected, Golden.greedy(model, tokens, expected.length));
         }
     }
 
