@@ -20,6 +20,26 @@ public final class Bf16Format extends DenseFormat {
         return Float.intBitsToFloat(data.get(SHORT_LE, offsetBytes) << 16);
     }
 
+    /** The reference's tile walk with the widening written out: a shift for the low half, a mask for the high. */
+    @Override
+    void accumulateTile(int[] word, int words, int tile, int cols, float[] x, int xo, float[] acc) {
+        for (int p = 0; p < words; p++) {
+            int base = p * tile;
+            float x0 = x[xo + 2 * p];
+            if (2 * p + 1 < cols) {
+                float x1 = x[xo + 2 * p + 1];
+                for (int lane = 0; lane < tile; lane++) {
+                    int v = word[base + lane];
+                    acc[lane] = Math.fma(Float.intBitsToFloat(v & 0xffff0000), x1, Math.fma(Float.intBitsToFloat(v << 16), x0, acc[lane]));
+                }
+            } else {
+                for (int lane = 0; lane < tile; lane++) {
+                    acc[lane] = Math.fma(Float.intBitsToFloat(word[base + lane] << 16), x0, acc[lane]);
+                }
+            }
+        }
+    }
+
     @Override
     boolean nonFinite(int bits) {
         return (bits & 0x7f80) == 0x7f80;

@@ -180,7 +180,7 @@ public abstract sealed class DenseFormat implements WeightFormat permits Bf16For
      */
     private void matmulTiled(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                              float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        int cols = w.cols(), tile = w.tileRows(), g = elementsPerWord(), words = words(cols);
+        int cols = w.cols(), tile = w.tileRows(), words = words(cols);
         MemorySegment seg = w.data();
         float[] acc = new float[tile];
         int[] word = new int[words * tile];
@@ -190,37 +190,27 @@ public abstract sealed class DenseFormat implements WeightFormat permits Bf16For
             for (int t = 0; t < nTokens; t++) {
                 int xo = xOff + t * xStride;
                 Arrays.fill(acc, 0f);
-                if (this instanceof Bf16Format) {
-                    // bf16 written out (no per-element virtual call): this path serves short jobs on a cold JVM,
-                    // where the interpreter and C1 run it before C2 could devirtualize decode()
-                    for (int p = 0; p < words; p++) {
-                        int base = p * tile;
-                        float x0 = x[xo + 2 * p];
-                        if (2 * p + 1 < cols) {
-                            float x1 = x[xo + 2 * p + 1];
-                            for (int lane = 0; lane < tile; lane++) {
-                                int v = word[base + lane];
-                                acc[lane] = Math.fma(Float.intBitsToFloat(v & 0xffff0000), x1, Math.fma(Float.intBitsToFloat(v << 16), x0, acc[lane]));
-                            }
-                        } else {
-                            for (int lane = 0; lane < tile; lane++) {
-                                acc[lane] = Math.fma(Float.intBitsToFloat(word[base + lane] << 16), x0, acc[lane]);
-                            }
-                        }
-                    }
-                } else {
-                    for (int p = 0; p < words; p++) {
-                        int base = p * tile;
-                        for (int part = 0; part < g && p * g + part < cols; part++) {
-                            float xv = x[xo + p * g + part];
-                            for (int lane = 0; lane < tile; lane++) {
-                                acc[lane] = Math.fma(decode(word[base + lane], part), xv, acc[lane]);
-                            }
-                        }
-                    }
-                }
+                accumulateTile(word, words, tile, cols, x, xo, acc);
                 for (int lane = Math.max(0, rowStart - r0); lane < tile && r0 + lane < rowEnd; lane++) {
                     out[outOff + t * outStride + r0 + lane] = acc[lane];
+                }
+            }
+        }
+    }
+
+    /**
+     * One token against one tile of lane words (in memory order): {@code acc[lane]} takes its row's fma chain over
+     * all columns, in column order. Formats whose decode is a bit operation write this out (no call per element:
+     * on a cold JVM this path runs in the interpreter and C1 before C2 could devirtualize {@link #decode}).
+     */
+    void accumulateTile(int[] word, int words, int tile, int cols, float[] x, int xo, float[] acc) {
+        int g = elementsPerWord();
+        for (int p = 0; p < words; p++) {
+            int base = p * tile;
+            for (int part = 0; part < g && p * g + part < cols; part++) {
+                float xv = x[xo + p * g + part];
+                for (int lane = 0; lane < tile; lane++) {
+                    acc[lane] = Math.fma(decode(word[base + lane], part), xv, acc[lane]);
                 }
             }
         }

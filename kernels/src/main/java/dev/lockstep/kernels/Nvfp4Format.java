@@ -116,10 +116,27 @@ public final class Nvfp4Format implements WeightFormat {
             throw new IllegalArgumentException(m.name() + ": NVFP4 [" + rows + ", " + cols + "] needs " + (long) rows * cols / 2
                     + " code bytes and " + (long) rows * cols / BLOCK + " scale bytes, got " + codes.byteSize() + " and " + scales.byteSize());
         }
+        TileBuffers buffers = new TileBuffers(m);
         for (int j = 0; j < m.tiles(); j++) {
             int lanes = Math.min(t, rows - j * t);
             fillTile(m, j, lanes, codes.asSlice((long) j * t * cols / 2, (long) lanes * cols / 2),
-                    scales.asSlice((long) j * t * (cols / BLOCK), (long) lanes * (cols / BLOCK)));
+                    scales.asSlice((long) j * t * (cols / BLOCK), (long) lanes * (cols / BLOCK)), buffers);
+        }
+    }
+
+    /** The arrays one tile is assembled in, allocated once per matrix (not per tile). */
+    static final class TileBuffers {
+        final int[] rowWords;
+        final byte[] rowScales;
+        final int[] tileWords;
+        final byte[] tileScales;
+
+        TileBuffers(WeightMatrix m) {
+            int blocks = m.cols() / BLOCK;
+            rowWords = new int[2 * blocks];
+            rowScales = new byte[blocks];
+            tileWords = new int[2 * blocks * m.tileRows()];
+            tileScales = new byte[blocks * scaleStride(m.tileRows())];
         }
     }
 
@@ -127,13 +144,15 @@ public final class Nvfp4Format implements WeightFormat {
      * Writes tile {@code tile} of {@code m} from the checkpoint-layout codes and scales of its first {@code lanes}
      * rows (the remaining lanes are zero), checking every block scale.
      */
-    static void fillTile(WeightMatrix m, int tile, int lanes, MemorySegment codes, MemorySegment scales) {
+    static void fillTile(WeightMatrix m, int tile, int lanes, MemorySegment codes, MemorySegment scales, TileBuffers buffers) {
         int cols = m.cols(), tileRows = m.tileRows();
         int blocks = cols / BLOCK, words = 2 * blocks, s = scaleStride(tileRows);
-        int[] rowWords = new int[words];
-        byte[] rowScales = new byte[blocks];
-        int[] tileWords = new int[words * tileRows];
-        byte[] tileScales = new byte[blocks * s];
+        int[] rowWords = buffers.rowWords;
+        byte[] rowScales = buffers.rowScales;
+        int[] tileWords = buffers.tileWords;
+        byte[] tileScales = buffers.tileScales;
+        Arrays.fill(tileWords, 0);
+        Arrays.fill(tileScales, (byte) 0);
         for (int lane = 0; lane < lanes; lane++) {
             MemorySegment.copy(codes, INT_LE, (long) lane * cols / 2, rowWords, 0, words);
             MemorySegment.copy(scales, ValueLayout.JAVA_BYTE, (long) lane * blocks, rowScales, 0, blocks);

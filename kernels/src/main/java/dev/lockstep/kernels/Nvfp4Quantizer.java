@@ -88,6 +88,7 @@ public final class Nvfp4Quantizer {
         float[] row = new float[cols];
         byte[] codes = new byte[t * cols / 2];
         byte[] scales = new byte[t * (cols / BLOCK)];
+        Nvfp4Format.TileBuffers buffers = new Nvfp4Format.TileBuffers(target);
         for (int j = 0; j < target.tiles(); j++) {
             java.util.Arrays.fill(codes, (byte) 0);
             java.util.Arrays.fill(scales, (byte) 0);
@@ -96,7 +97,7 @@ public final class Nvfp4Quantizer {
                 dense.rowToFloat(j * t + lane, row, 0);
                 quantizeRow(row, 0, cols, target.tensorScale(), codes, lane * (cols / 2), scales, lane * (cols / BLOCK));
             }
-            Nvfp4Format.fillTile(target, j, lanes, MemorySegment.ofArray(codes), MemorySegment.ofArray(scales));
+            Nvfp4Format.fillTile(target, j, lanes, MemorySegment.ofArray(codes), MemorySegment.ofArray(scales), buffers);
         }
     }
 

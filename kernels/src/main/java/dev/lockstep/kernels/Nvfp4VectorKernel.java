@@ -166,7 +166,10 @@ final class Nvfp4VectorKernel {
         a3.mul(scale2).intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
     }
 
-    /** Decode: tiles {@code j .. j+valid-1} against one token; unused chains recompute the last valid tile. */
+    /**
+     * Decode with 8 or 4 lanes (16 lanes take {@link #fourTilesWide}): tiles {@code j .. j+valid-1} against one
+     * token; unused chains recompute the last valid tile.
+     */
     private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                   int rowStart, int rowEnd) {
         MemorySegment seg = w.data();
@@ -214,12 +217,11 @@ final class Nvfp4VectorKernel {
                     IntVector i3 = w3.lanewise(VectorOperators.LSHR, shift);
                     IntVector v3 = SPLIT_TABLE ? i3.selectFrom(TABLE).blend(i3.selectFrom(TABLE_HIGH), i3.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
                             : i3.selectFrom(TABLE);
-                    if (!WIDE_TABLE) {
-                        v0 = v0.or(w0.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
-                        v1 = v1.or(w1.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
-                        v2 = v2.or(w2.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
-                        v3 = v3.or(w3.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
-                    }
+                    // 8 or 4 entries hold magnitudes: the nibble's sign (bit 3) goes to bit 31
+                    v0 = v0.or(w0.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                    v1 = v1.or(w1.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                    v2 = v2.or(w2.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
+                    v3 = v3.or(w3.lanewise(VectorOperators.LSHL, signShift).lanewise(VectorOperators.AND, 0x80000000));
                     bs0 = ((FloatVector) v0.reinterpretAsFloats()).fma(xv, bs0);
                     bs1 = ((FloatVector) v1.reinterpretAsFloats()).fma(xv, bs1);
                     bs2 = ((FloatVector) v2.reinterpretAsFloats()).fma(xv, bs2);

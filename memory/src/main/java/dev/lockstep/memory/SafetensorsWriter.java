@@ -133,14 +133,4 @@ public final class SafetensorsWriter implements AutoCloseable {
             throw new IllegalStateException(path + ": " + (entries.size() - next) + " declared tensors were not written");
         }
     }
-
-    /** The tensors of {@code entries} that fill a file, in order (for callers that plan shards). */
-    public static long dataBytes(List<Entry> entries) {
-        long n = 0;
-        for (Entry e : entries) {
-            n += e.byteSize();
-        }
-        return n;
-    }
-
 }

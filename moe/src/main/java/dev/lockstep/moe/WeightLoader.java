@@ -58,7 +58,6 @@ public final class WeightLoader {
     private final Map<WeightMatrix, TensorView> unchecked = new java.util.IdentityHashMap<>();
     private final List<WeightMatrix> matrices = new ArrayList<>();
     private final AtomicLong quantizeNanos = new AtomicLong();
-    private long finishNanos;
 
     /** Packed-weights cache: bumped whenever a packed layout changes, so old cache files stop matching. */
     static final int CACHE_LAYOUT_VERSION = 2;
@@ -352,7 +351,7 @@ public final class WeightLoader {
             MemorySegment seg = allocations.get(purpose);
             work.add(new Work(purpose, e.bytes(), List.of(), () -> {
                 if (dev.lockstep.memory.PackedCacheDescriptor.crc32c(seg) != e.crc32c()) {
-                    throw new dev.lockstep.memory.LockstepException(cacheFile + ": packed-weights cache entry '" + purpose
+                    throw new CorruptCacheException(cacheFile + ": packed-weights cache entry '" + purpose
                             + "' fails its checksum (the file is corrupt); it has been deleted, load again to rebuild it");
                 }
             }));
@@ -367,7 +366,6 @@ public final class WeightLoader {
      * Throws the first failure (a {@link CheckpointException} naming the tensor) after the other copies stop.
      */
     public void finish() {
-        long t0 = System.nanoTime();
         for (WeightMatrix m : List.copyOf(unchecked.keySet())) {
             Runnable check = check(m);
             defer(m.name(), List.of(), check);
@@ -387,8 +385,6 @@ public final class WeightLoader {
                 }
             } catch (RuntimeException e) {
                 throw dropCorruptCache(e);
-            } finally {
-                finishNanos += System.nanoTime() - t0;
             }
             updateCache();
             return;
@@ -417,16 +413,22 @@ public final class WeightLoader {
                 }
             }
         }
-        finishNanos += System.nanoTime() - t0;
         if (failure != null) {
             throw dropCorruptCache(failure);
         }
         updateCache();
     }
 
+    /** A packed-weights cache entry whose bytes do not match their checksum. */
+    private static final class CorruptCacheException extends dev.lockstep.memory.LockstepException {
+        CorruptCacheException(String message) {
+            super(message);
+        }
+    }
+
     /** Deletes the cache file when {@code failure} is its failed checksum (the next load rebuilds it); returns the failure. */
     private RuntimeException dropCorruptCache(RuntimeException failure) {
-        if (cacheFile != null && failure.getMessage() != null && failure.getMessage().contains("fails its checksum")) {
+        if (failure instanceof CorruptCacheException) {
             try {
                 java.nio.file.Files.deleteIfExists(cacheFile);
             } catch (java.io.IOException ignored) {
@@ -577,11 +579,6 @@ public final class WeightLoader {
     /** Time spent quantizing at load, summed over the loading threads. */
     public long quantizeNanos() {
         return quantizeNanos.get();
-    }
-
-    /** Wall time of {@link #finish()}. */
-    public long finishNanos() {
-        return finishNanos;
     }
 
     public Checkpoint checkpoint() {

@@ -44,8 +44,8 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
                 acc[1] += t.lengthBytes();
             }
             out().printf(Locale.ROOT, "weights as the kernels run them (%s):%n", KernelProvider.get().name());
-            s.matrixBytesByFormat().forEach((f, bytes) -> out().printf(Locale.ROOT, "  %-6s %5d matrices %,14d bytes  kernel: %s%n", f,
-                    s.matrices().stream().filter(m -> m.format() == f).count(), bytes, KernelProvider.get().matmulKernel(f)));
+            s.matrixBytesByFormat().forEach((f, bytes) -> out().printf(Locale.ROOT, "  %-6s %5d matrices %,14d bytes (%.1f bits/weight)  kernel: %s%n", f,
+                    s.matrices().stream().filter(m -> m.format() == f).count(), bytes, f.bitsPerWeight(), KernelProvider.get().matmulKernel(f)));
             if (s.quantizeNanos() > 0) {
                 out().printf(Locale.ROOT, "  quantized to NVFP4 at load: %.2f s of CPU time%n", s.quantizeNanos() / 1e9);
             }
