@@ -1,15 +1,18 @@
 package dev.lockstep.moe;
 
+import dev.lockstep.memory.KvPagePool;
+import dev.lockstep.memory.MemoryTier;
 import dev.lockstep.moe.kv.KvCache;
 
 /**
- * A loaded causal language model. {@link #forward} runs a block of tokens at the positions following
- * what the cache already holds, appends their keys and values to the cache, and writes logits.
- * Prefill is one call with the whole prompt (matrix-matrix); decode is one call per token (matrix-vector).
- * Both compute every element with the same operation order, so they give bit-identical logits.
+ * A loaded causal language model. {@link #forward} runs a batch of tokens of one or many sequences, each at
+ * the position following what its cache already holds, appends their keys and values to the caches, and
+ * writes logits. A prefill is many tokens of one sequence (matrix-matrix); a decode step one token per
+ * sequence. Every element is computed with the same operation order whatever the batch, so a token's logits
+ * are bit-identical alone, in a prefill block or batched with other sessions.
  *
- * <p>A model is immutable after loading and may serve several sessions, each with its own cache and
- * {@link ForwardState}; one forward runs at a time per model (it shares the model's worker pool).
+ * <p>A model is immutable after loading and may serve several sessions, each with its own cache, and
+ * several schedulers, each with its own {@link ForwardState}; one forward runs at a time per model (it shares the model's worker pool).
  */
 public interface CausalLm extends AutoCloseable {
     ModelSummary summary();
@@ -25,19 +28,49 @@ public interface CausalLm extends AutoCloseable {
     /** Largest position the model was configured for ({@code max_position_embeddings}). */
     int maxPositions();
 
-    /** A KV cache for up to {@code capacityTokens} positions of one sequence. */
+    /** A KV cache for up to {@code capacityTokens} positions of one sequence, with a page pool of its own. */
     KvCache newKvCache(int capacityTokens);
+
+    /** A page pool of {@code pages} pages ({@link KvPagePool#pageBytes()} each) that many sequences share. */
+    KvPagePool newKvPagePool(MemoryTier tier, int pages);
+
+    /** Bytes of one KV page of this model: every layer's keys and values of 16 positions. */
+    long kvPageBytes();
 
     /** Scratch for forwards of up to {@code maxBatchTokens} tokens at once; grows when a larger block comes. */
     ForwardState newState(int maxBatchTokens);
 
     /**
-     * Runs {@code tokens[off .. off+n)} at positions {@code cache.length() ..}, appends their K/V, and writes
-     * logits into {@code logits}: for {@link LogitsMode#ALL} {@code n * vocab} floats (row t = position
-     * {@code cache.length()+t} before the call), for {@link LogitsMode#LAST} the last token's {@code vocab} floats.
+     * Runs every token of {@code batch}: appends its K/V to its sequence's cache at its position (each sequence's
+     * cache is reserved and then committed by as many positions as it has tokens) and writes one row of
+     * {@code vocab} logits per token that wants them, in batch order. A token's logits and K/V are bit-identical
+     * whatever its batch mates. On failure (a bad token id, a full pool, non-finite values) no sequence commits
+     * anything.
      */
-    void forward(int[] tokens, int off, int n, KvCache cache, ForwardState state, float[] logits, LogitsMode mode,
-                 ForwardObserver observer);
+    void forward(ForwardBatch batch, ForwardState state, float[] logits, ForwardObserver observer);
+
+    /**
+     * One sequence: runs {@code tokens[off .. off+n)} at positions {@code cache.length() ..} and writes logits:
+     * for {@link LogitsMode#ALL} {@code n * vocab} floats (row t = position {@code cache.length()+t} before the
+     * call), for {@link LogitsMode#LAST} the last token's {@code vocab} floats.
+     */
+    default void forward(int[] tokens, int off, int n, KvCache cache, ForwardState state, float[] logits, LogitsMode mode,
+                         ForwardObserver observer) {
+        if (n <= 0) {
+            throw new IllegalArgumentException("forward needs at least one token, got " + n);
+        }
+        if (off < 0 || (long) off + n > tokens.length) {
+            throw new IllegalArgumentException("tokens[" + off + ", " + ((long) off + n) + ") is outside an array of " + tokens.length);
+        }
+        ForwardBatch batch = state.batch();
+        batch.clear();
+        batch.add(batch.addSequence(cache), tokens, off, n, mode);
+        try {
+            forward(batch, state, logits, observer);
+        } finally {
+            batch.clear();
+        }
+    }
 
     @Override
     void close();

@@ -3,7 +3,7 @@ package dev.lockstep.verify;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.memory.MemoryTier;
 import dev.lockstep.memory.TierArena;
-import dev.lockstep.moe.kv.ContiguousKvCache;
+import dev.lockstep.moe.kv.PagedKvCache;
 import org.junit.jupiter.api.Test;
 
 import java.lang.foreign.MemorySegment;
@@ -30,7 +30,7 @@ class MemoryTierTest {
 
     @Test
     void kvCacheReservesAndRollsBackWithinItsCapacity() {
-        try (ContiguousKvCache cache = new ContiguousKvCache(2, 2, 64, 20)) {
+        try (PagedKvCache cache = PagedKvCache.standalone(2, 2, 64, 20)) {
             cache.reserve(20);
             cache.commit(17);
             assertEquals(17, cache.length());
@@ -39,9 +39,12 @@ class MemoryTierTest {
             cache.truncate(5);
             assertEquals(5, cache.length());
             assertThrows(IllegalArgumentException.class, () -> cache.truncate(6));
-            // 20 positions need 2 blocks of 16 per layer, keys and values apart
-            assertEquals(16L * 2 * 64 * 4, cache.keyBlockOffsetBytes(1, 1));
-            assertEquals(cache.keyBlock(0, 0).byteSize(), 2 * 16L * 2 * 64 * 4);
+            assertEquals(1, cache.mappedBlocks(), "truncation gives back the pages past the end");
+            // 20 positions need 2 pages; a page is layer 0 keys, layer 0 values, layer 1 keys, layer 1 values
+            long block = 16L * 2 * 64 * 4;
+            assertEquals(2 * block, cache.keyBlockOffsetBytes(1, 0) - cache.keyBlockOffsetBytes(0, 0));
+            assertEquals(block, cache.valueBlockOffsetBytes(0, 0) - cache.keyBlockOffsetBytes(0, 0));
+            assertEquals(cache.keyBlock(0, 0).byteSize(), 2 * 4 * block);
         }
     }
 }

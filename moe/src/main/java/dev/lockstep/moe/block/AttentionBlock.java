@@ -4,6 +4,7 @@ import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.KvBlockDescriptor;
+import dev.lockstep.moe.ForwardBatch;
 import dev.lockstep.moe.kv.KvCache;
 
 import java.lang.foreign.MemorySegment;
@@ -84,20 +85,24 @@ public final class AttentionBlock {
     }
 
     /**
-     * {@code out[t] = o_proj(attention(x[t]))} for {@code n} tokens at positions {@code start ..}; writes
-     * their keys and values into {@code cache} at {@code layer}. {@code x} is the normed hidden state.
+     * {@code out[t] = o_proj(attention(x[t]))} for the tokens of {@code batch}, each at its position in its own
+     * sequence; writes their keys and values into their caches at {@code layer} (reserved by the caller).
+     * {@code x} is the normed hidden state. Each token attends to positions {@code [0, position]} of its own
+     * sequence, so its result does not depend on the other tokens of the batch.
      */
-    public void forward(Compute c, int layer, float[] x, int n, int start, KvCache cache, Scratch s, float[] out) {
+    public void forward(Compute c, int layer, float[] x, ForwardBatch batch, Scratch s, float[] out) {
+        int n = batch.size();
         int qDim = qDim(), kvDim = kvDim();
-        s.ensure(n, qDim, kvDim, c.pool().threads(), nHeads / nKvHeads, start + n);
+        s.ensure(n, qDim, kvDim, c.pool().threads(), nHeads / nKvHeads, batch.maxPosition() + 1);
         // qkv
         c.matmul3(x, n, wq, s.q, wk, s.k, wv, s.v);
-        Call call = s.call.set(this, c.kernels(), layer, n, start, cache, s);
+        Call call = s.call.set(this, c.kernels(), layer, batch, s);
         // q/k norm (per head) and RoPE, token by token
         c.pool().forRange(n, call.phase(Call.NORM_ROPE));
-        // append K, V to the cache: keys transposed inside their block, values by position
+        // append K, V to the caches: keys transposed inside their block, values by position
         for (int t = 0; t < n; t++) {
-            int pos = start + t;
+            int pos = batch.position(t);
+            KvCache cache = batch.cache(t);
             int block = KvBlockDescriptor.blockOf(pos), slot = KvBlockDescriptor.slotOf(pos);
             MemorySegment keys = cache.keyBlock(layer, block);
             long keyBase = cache.keyBlockOffsetBytes(layer, block);
@@ -126,19 +131,15 @@ public final class AttentionBlock {
 
         private AttentionBlock block;
         private Kernels kernels;
-        private KvCache cache;
+        private ForwardBatch batch;
         private Scratch scratch;
         private int layer;
-        private int n;
-        private int start;
 
-        Call set(AttentionBlock block, Kernels kernels, int layer, int n, int start, KvCache cache, Scratch scratch) {
+        Call set(AttentionBlock block, Kernels kernels, int layer, ForwardBatch batch, Scratch scratch) {
             this.block = block;
             this.kernels = kernels;
             this.layer = layer;
-            this.n = n;
-            this.start = start;
-            this.cache = cache;
+            this.batch = batch;
             this.scratch = scratch;
             return this;
         }
@@ -146,7 +147,7 @@ public final class AttentionBlock {
         @Override
         void clear() {
             block = null;
-            cache = null;
+            batch = null;
             scratch = null;
         }
 
@@ -165,7 +166,7 @@ public final class AttentionBlock {
         Kernels kn = call.kernels;
         int qDim = qDim(), kvDim = kvDim();
         for (int t = t0; t < t1; t++) {
-            int pos = call.start + t;
+            int pos = call.batch.position(t);
             for (int h = 0; h < nHeads; h++) {
                 int off = t * qDim + h * headDim;
                 if (qNorm != null) {
@@ -191,8 +192,8 @@ public final class AttentionBlock {
     private void attend(Call call, int worker, int i0, int i1) {
         Scratch s = call.scratch;
         Kernels kn = call.kernels;
-        KvCache cache = call.cache;
-        int layer = call.layer, n = call.n;
+        ForwardBatch batch = call.batch;
+        int layer = call.layer, n = batch.size();
         int qDim = qDim(), kvDim = kvDim();
         int group = nHeads / nKvHeads;
         long valueRowBytes = (long) kvDim * Float.BYTES;
@@ -200,7 +201,8 @@ public final class AttentionBlock {
         for (int item = i0; item < i1; item++) {
             int j = item / nKvHeads, kvh = item % nKvHeads;
             int t = (j & 1) == 0 ? j >> 1 : n - 1 - (j >> 1);
-            int len = call.start + t + 1;
+            KvCache cache = batch.cache(t);
+            int len = batch.position(t) + 1;
             int blocks = KvBlockDescriptor.blocksFor(len);
             int stride = blocks * KvBlockDescriptor.BLOCK_TOKENS;
             int qOff = t * qDim + kvh * group * headDim;

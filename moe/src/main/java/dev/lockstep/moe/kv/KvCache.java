@@ -8,9 +8,9 @@ import java.lang.foreign.MemorySegment;
  * values by position). A forward writes positions {@code [length(), length() + n)} in every layer, then
  * {@link #commit}s them.
  *
- * <p>Blocks are addressed as (segment, byte offset), so an implementation may keep each block anywhere:
- * the contiguous cache puts a layer's blocks back to back, the paged cache (a later issue) one block per
- * page. Callers must not assume two blocks share a segment.
+ * <p>Blocks are addressed as (segment, byte offset), so an implementation may keep each block anywhere
+ * ({@link PagedKvCache}, the one implementation, puts each block in a page of a shared pool). Callers must not
+ * assume two blocks are adjacent.
  */
 public interface KvCache extends AutoCloseable {
     int layers();

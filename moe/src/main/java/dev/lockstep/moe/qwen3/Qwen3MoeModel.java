@@ -4,16 +4,18 @@ import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.TierArena;
 import dev.lockstep.moe.CausalLm;
+import dev.lockstep.memory.KvPagePool;
+import dev.lockstep.memory.MemoryTier;
+import dev.lockstep.moe.ForwardBatch;
 import dev.lockstep.moe.ForwardObserver;
 import dev.lockstep.moe.ForwardState;
-import dev.lockstep.moe.LogitsMode;
 import dev.lockstep.moe.NonFiniteException;
 import dev.lockstep.moe.ModelSummary;
 import dev.lockstep.moe.block.AttentionBlock;
 import dev.lockstep.moe.block.Compute;
 import dev.lockstep.moe.block.DenseMlpBlock;
 import dev.lockstep.moe.block.SparseMoeBlock;
-import dev.lockstep.moe.kv.ContiguousKvCache;
+import dev.lockstep.moe.kv.PagedKvCache;
 import dev.lockstep.moe.kv.KvCache;
 
 import java.util.concurrent.locks.ReentrantLock;
@@ -59,6 +61,7 @@ public final class Qwen3MoeModel implements CausalLm {
     static final class State implements ForwardState {
         int capacity;
         float[] x, xb, branch;
+        final ForwardBatch batch = new ForwardBatch(1);
         final AttentionBlock.Scratch attention = new AttentionBlock.Scratch();
         final SparseMoeBlock.Scratch moe = new SparseMoeBlock.Scratch();
         final DenseMlpBlock.Scratch mlp = new DenseMlpBlock.Scratch();
@@ -80,6 +83,11 @@ public final class Qwen3MoeModel implements CausalLm {
         public int capacityTokens() {
             return capacity;
         }
+
+        @Override
+        public ForwardBatch batch() {
+            return batch;
+        }
     }
 
     @Override
@@ -89,56 +97,65 @@ public final class Qwen3MoeModel implements CausalLm {
 
     @Override
     public KvCache newKvCache(int capacityTokens) {
-        return new ContiguousKvCache(config.nLayers(), config.nKvHeads(), config.headDim(), capacityTokens);
+        return PagedKvCache.standalone(config.nLayers(), config.nKvHeads(), config.headDim(), capacityTokens);
     }
 
     @Override
-    public void forward(int[] tokens, int off, int n, KvCache cache, ForwardState forwardState, float[] logits,
-                        LogitsMode mode, ForwardObserver observer) {
+    public KvPagePool newKvPagePool(MemoryTier tier, int pages) {
+        return new KvPagePool(tier, config.nLayers(), config.nKvHeads(), config.headDim(), pages);
+    }
+
+    @Override
+    public long kvPageBytes() {
+        return KvPagePool.pageBytes(config.nLayers(), config.nKvHeads(), config.headDim());
+    }
+
+    @Override
+    public void forward(ForwardBatch batch, ForwardState forwardState, float[] logits, ForwardObserver observer) {
         forwardLock.lock();
         try {
             if (closed) {
                 throw new IllegalStateException("model is closed");
             }
-            forwardLocked(tokens, off, n, cache, forwardState, logits, mode, observer);
+            forwardLocked(batch, (State) forwardState, logits, observer);
         } finally {
             forwardLock.unlock();
         }
     }
 
-    private void forwardLocked(int[] tokens, int off, int n, KvCache cache, ForwardState forwardState, float[] logits,
-                               LogitsMode mode, ForwardObserver observer) {
+    private void forwardLocked(ForwardBatch batch, State s, float[] logits, ForwardObserver observer) {
+        int n = batch.size();
         if (n <= 0) {
             throw new IllegalArgumentException("forward needs at least one token, got " + n);
         }
         int h = config.hiddenSize(), vocab = config.vocabSize();
-        int needLogits = mode == LogitsMode.ALL ? n * vocab : vocab;
-        if (logits.length < needLogits) {
-            throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, " + needLogits + " needed");
-        }
-        if (off < 0 || (long) off + n > tokens.length) {
-            throw new IllegalArgumentException("tokens[" + off + ", " + ((long) off + n) + ") is outside an array of " + tokens.length);
+        int rows = batch.logitsRows();
+        if (logits.length < (long) rows * vocab) {
+            throw new IllegalArgumentException("logits buffer holds " + logits.length + " floats, " + (long) rows * vocab + " needed");
         }
         for (int t = 0; t < n; t++) {
-            int token = tokens[off + t];
+            int token = batch.token(t);
             if (token < 0 || token >= vocab) {
-                throw new IllegalArgumentException("token id " + token + " at index " + (off + t) + " is outside the vocabulary [0, " + vocab + ")");
+                throw new IllegalArgumentException("token id " + token + " at index " + t + " is outside the vocabulary [0, " + vocab + ")");
             }
         }
-        if (cache.layers() != layers.length || cache.kvHeads() != config.nKvHeads() || cache.headDim() != config.headDim()) {
-            throw new IllegalArgumentException("KV cache shape (" + cache.layers() + " layers, " + cache.kvHeads() + " kv heads, head dim "
-                    + cache.headDim() + ") does not fit this model");
+        for (int q = 0; q < batch.sequences(); q++) {
+            KvCache cache = batch.sequenceCache(q);
+            if (cache.layers() != layers.length || cache.kvHeads() != config.nKvHeads() || cache.headDim() != config.headDim()) {
+                throw new IllegalArgumentException("KV cache shape (" + cache.layers() + " layers, " + cache.kvHeads() + " kv heads, head dim "
+                        + cache.headDim() + ") does not fit this model");
+            }
         }
-        int start = cache.length();
-        cache.reserve(n);
-        State s = (State) forwardState;
+        for (int q = 0; q < batch.sequences(); q++) {
+            batch.sequenceCache(q).reserve(batch.sequenceTokens(q));
+        }
         s.ensure(n, h);
         Kernels kn = compute.kernels();
-        layers[0].attention().ensureRope(start + n);
+        layers[0].attention().ensureRope(batch.maxPosition() + 1);
 
         // embedding
         for (int t = 0; t < n; t++) {
-            embed.rowToFloat(tokens[off + t], s.x, t * h);
+            embed.rowToFloat(batch.token(t), s.x, t * h);
         }
         observer.onHidden(0, s.x, n, h);
 
@@ -148,8 +165,8 @@ public final class Qwen3MoeModel implements CausalLm {
             for (int t = 0; t < n; t++) {
                 kn.rmsNorm(s.x, t * h, layer.inputNorm(), config.rmsNormEps(), s.xb, t * h, h);
             }
-            // self-attention (qkv, q/k norm, RoPE, append to cache, causal GQA, o_proj)
-            layer.attention().forward(compute, l, s.xb, n, start, cache, s.attention, s.branch);
+            // self-attention (qkv, q/k norm, RoPE, append to each token's cache, causal GQA, o_proj)
+            layer.attention().forward(compute, l, s.xb, batch, s.attention, s.branch);
             // residual
             kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
             // post-attention rmsnorm
@@ -164,7 +181,7 @@ public final class Qwen3MoeModel implements CausalLm {
             }
             // residual
             kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
-            NonFiniteException.check(s.x, n * h, h, start, l);
+            NonFiniteException.check(s.x, n, h, batch, false, l);
             if (l < layers.length - 1) {
                 observer.onHidden(l + 1, s.x, n, h);
             }
@@ -176,19 +193,21 @@ public final class Qwen3MoeModel implements CausalLm {
         }
         observer.onHidden(layers.length, s.xb, n, h);
 
-        // lm_head
-        if (mode == LogitsMode.ALL) {
+        // lm_head, for the tokens that want logits (rows gathered when they are not all or one)
+        if (rows == n) {
             compute.matmul(lmHead, s.xb, n, logits);
-        } else {
-            int lastOff = (n - 1) * h;
-            compute.matmul(lmHead, s.xb, lastOff, 1, logits);
+        } else if (rows == 1) {
+            compute.matmul(lmHead, s.xb, batch.logitsToken(0) * h, 1, logits);
+        } else if (rows > 1) {
+            for (int r = 0; r < rows; r++) {
+                System.arraycopy(s.xb, batch.logitsToken(r) * h, s.branch, r * h, h);
+            }
+            compute.matmul(lmHead, s.branch, rows, logits);
         }
-        if (mode == LogitsMode.ALL) {
-            NonFiniteException.check(logits, n * vocab, vocab, start, NonFiniteException.LOGITS);
-        } else {
-            NonFiniteException.check(logits, vocab, vocab, start + n - 1, NonFiniteException.LOGITS);
+        NonFiniteException.check(logits, rows, vocab, batch, true, NonFiniteException.LOGITS);
+        for (int q = 0; q < batch.sequences(); q++) {
+            batch.sequenceCache(q).commit(batch.sequenceTokens(q));
         }
-        cache.commit(n);
     }
 
     @Override
