@@ -5,7 +5,11 @@ import dev.lockstep.kernels.KernelProvider;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.memory.KvPagePool;
 import dev.lockstep.memory.LockstepException;
+import dev.lockstep.memory.MemoryTier;
+import dev.lockstep.moe.kv.PagedKvCache;
+import dev.lockstep.moe.kv.PrefixCache;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.ModelConfigJson;
 import dev.lockstep.moe.ModelFamilies;
@@ -19,17 +23,18 @@ import java.util.OptionalInt;
  *
  * {@snippet :
  * try (Engine engine = Engine.load(Path.of("models/kjv-qwen3moe"), EngineOptions.defaults());
- *      Session session = engine.newSession(256)) {
+ *      Session session = engine.newSession()) {
  *     int[] prompt = engine.tokenizer().encode("In the beginning");
  *     session.generate(prompt, 32, SamplingParams.GREEDY, StopCondition.EOS,
  *             (id, text) -> System.out.print(text));
  * }
  * }
  *
- * <p>Threads: an engine may be shared by any number of threads. Each {@link Session} is used by one thread at
- * a time (a second thread entering a busy session gets an {@link IllegalStateException} at once, never a
- * corrupted sequence). Forwards of different sessions on one engine are serialized (they share the model's
- * worker pool and scratch); batching them into one forward is the scheduler's job (a later step).
+ * <p>Threads: an engine may be shared by any number of threads, each driving its own sessions. Each
+ * {@link Session} is used by one thread at a time (a second thread entering a busy session gets an
+ * {@link IllegalStateException} at once, never a corrupted sequence). Sessions meet in the engine's scheduler,
+ * one thread that runs the work of every active session as one batched forward per step (continuous
+ * batching); their KV pages come from one pool, full pages are shared through the prefix cache.
  * {@link #close()} waits for a running forward, then frees everything; a second close does nothing, and
  * every later call ({@link #newSession}, a session's forward, the tokenizer) fails with
  * {@link IllegalStateException}.
@@ -41,16 +46,32 @@ public final class Engine implements AutoCloseable {
     private final Tokenizer tokenizer;
     private final OptionalInt eosTokenId;
     private final Kernels kernels;
+    private final KvPagePool kvPool;
+    private final PrefixCache prefixCache; // null when disabled
+    private final Scheduler scheduler;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
-    private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId, Kernels kernels) {
+    private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId, Kernels kernels,
+                   EngineOptions options) {
         this.kernels = kernels;
         this.modelDir = modelDir;
         this.pool = pool;
         this.model = model;
         this.tokenizer = tokenizer;
         this.eosTokenId = eosTokenId;
+        long pageBytes = model.kvPageBytes();
+        long kvBytes = options.kvCacheBytes() > 0 ? options.kvCacheBytes() : DEFAULT_KV_CACHE_BYTES;
+        long pages = Math.max(1, kvBytes / pageBytes);
+        if (pages > Integer.MAX_VALUE) {
+            pages = Integer.MAX_VALUE;
+        }
+        this.kvPool = model.newKvPagePool(MemoryTier.HBM, (int) pages);
+        this.prefixCache = options.prefixCache() ? new PrefixCache(kvPool) : null;
+        this.scheduler = new Scheduler(model, options.batchTokens());
     }
+
+    /** KV memory when {@link EngineOptions#kvCacheBytes()} is 0: taken from the tier as pages are first used. */
+    public static final long DEFAULT_KV_CACHE_BYTES = 1L << 30;
 
     /**
      * Loads the model in {@code modelDir}: config.json, safetensors, tokenizer.json. Every input is validated
@@ -72,7 +93,7 @@ public final class Engine implements AutoCloseable {
             Thread.ofPlatform().daemon().name("lockstep-tokenizer-load").start(tokenizerLoad);
             model = ModelFamilies.load(config, kernels, pool, options.load());
             tokenizer = join(tokenizerLoad);
-            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels);
+            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels, options);
         } catch (RuntimeException | Error e) {
             if (tokenizer == null && tokenizerLoad != null) {
                 try {
@@ -145,7 +166,15 @@ public final class Engine implements AutoCloseable {
         return OptionalInt.empty();
     }
 
-    /** A session with room for {@code contextTokens} positions. */
+    /** A session whose context may grow to the model's {@code max_position_embeddings}. */
+    public Session newSession() {
+        return newSession(model.maxPositions());
+    }
+
+    /**
+     * A session of up to {@code contextTokens} positions. Its KV pages come from the engine's pool as it grows,
+     * so a large context costs nothing until used; when the pool is full, the call that needed a page fails.
+     */
     public Session newSession(int contextTokens) {
         checkOpen();
         if (contextTokens < 1) {
@@ -155,11 +184,26 @@ public final class Engine implements AutoCloseable {
             throw new IllegalArgumentException("context of " + contextTokens + " tokens exceeds the model's max_position_embeddings ("
                     + model.maxPositions() + ")");
         }
-        try {
-            return new Session(this, model.newKvCache(contextTokens));
-        } catch (OutOfMemoryError e) {
-            throw new LockstepException("not enough memory for a KV cache of " + contextTokens + " tokens (" + e.getMessage() + ")", e);
-        }
+        return new Session(this, new PagedKvCache(kvPool, contextTokens), prefixCache);
+    }
+
+    /** The engine's KV page pool (shared by every session). */
+    public KvPagePool kvPool() {
+        return kvPool;
+    }
+
+    /** The prefix cache, or null when the engine runs without one. */
+    public PrefixCache prefixCache() {
+        return prefixCache;
+    }
+
+    Scheduler scheduler() {
+        return scheduler;
+    }
+
+    /** Forward steps the scheduler has run. */
+    public long schedulerSteps() {
+        return scheduler.steps();
     }
 
     void checkOpen() {
@@ -201,8 +245,10 @@ public final class Engine implements AutoCloseable {
         if (!closed.compareAndSet(false, true)) {
             return;
         }
-        model.close(); // waits for a running forward
+        scheduler.close(); // finishes the step in flight, fails what is queued
+        model.close();
         tokenizer.close();
         pool.close();
+        kvPool.close();
     }
 }

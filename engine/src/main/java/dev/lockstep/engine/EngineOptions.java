@@ -1,11 +1,14 @@
 package dev.lockstep.engine;
 
 /**
- * How an {@link Engine} runs: {@code threads} compute threads (the caller's thread is one of them) and which
+ * How an {@link Engine} runs: the KV page pool's size ({@code kvCacheBytes}, 0 for the default), the most
+ * tokens one scheduler step batches ({@code batchTokens}), whether full pages are shared through the prefix
+ * cache ({@code prefixCache}); {@code threads} compute threads (the caller's thread is one of them) and which
  * kernels, and how weights are prepared at load ({@code load}: as stored, or quantized to NVFP4). Every choice of
  * kernels gives the same bits; they differ in speed only.
  */
-public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load) {
+public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load, long kvCacheBytes,
+                            int batchTokens, boolean prefixCache) {
     /** Which kernels serve the forwards. */
     public enum KernelChoice {
         /** {@code KernelProvider}'s choice: the Vector API kernels when the module is present (the fast ones once compiled). */
@@ -27,6 +30,19 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
         if (kernels == null || load == null) {
             throw new IllegalArgumentException("kernels and load must not be null");
         }
+        if (kvCacheBytes < 0) {
+            throw new IllegalArgumentException("kvCacheBytes must be >= 0 (0: the default), got " + kvCacheBytes);
+        }
+        if (batchTokens < 1) {
+            throw new IllegalArgumentException("batchTokens must be positive, got " + batchTokens);
+        }
+    }
+
+    /** Tokens one scheduler step runs at most when not set: decode tokens of every session, then prefill chunks. */
+    public static final int DEFAULT_BATCH_TOKENS = 512;
+
+    public EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load) {
+        this(threads, kernels, load, 0, DEFAULT_BATCH_TOKENS, true);
     }
 
     public EngineOptions(int threads, KernelChoice kernels) {
@@ -35,7 +51,22 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
 
     /** These options with the weights prepared as {@code load} says. */
     public EngineOptions withLoad(dev.lockstep.moe.LoadOptions load) {
-        return new EngineOptions(threads, kernels, load);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, batchTokens, prefixCache);
+    }
+
+    /** These options with a KV page pool of {@code bytes} (0: {@link Engine#DEFAULT_KV_CACHE_BYTES}). */
+    public EngineOptions withKvCacheBytes(long bytes) {
+        return new EngineOptions(threads, kernels, load, bytes, batchTokens, prefixCache);
+    }
+
+    /** These options with at most {@code tokens} tokens per scheduler step. */
+    public EngineOptions withBatchTokens(int tokens) {
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, tokens, prefixCache);
+    }
+
+    /** These options with the prefix cache on or off. */
+    public EngineOptions withPrefixCache(boolean on) {
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, batchTokens, on);
     }
 
     public EngineOptions(int threads) {

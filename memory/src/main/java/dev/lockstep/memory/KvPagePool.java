@@ -5,12 +5,12 @@ import java.util.Arrays;
 
 /**
  * One engine's KV memory: a fixed number of pages, each holding {@link KvBlockDescriptor#BLOCK_TOKENS}
- * positions of every layer, allocated once from a {@link TierArena} and handed out by reference count.
+ * positions of every layer, taken from a {@link TierArena} in slabs as first needed and handed out by reference count.
  * Sequences map their blocks to pages through a page table; a page shared by several sequences (a fork, the
  * prefix cache) is copied before one of them writes into it (the caller's job: {@link #refCount} tells it).
  *
  * <pre>
- * page p (pageBytes = layers * 2 * blockBytes), at p * pageBytes in {@link #segment()}:
+ * page p (pageBytes = layers * 2 * blockBytes), at (p % slabPages) * pageBytes in {@link #segment(int) segment(p)}:
  *   | layer 0: key block | layer 0: value block | layer 1: key block | ... | layer L-1: value block |
  * </pre>
  *
@@ -25,6 +25,8 @@ import java.util.Arrays;
  */
 public final class KvPagePool implements AutoCloseable {
     private static final long ALIGNMENT_BYTES = 64;
+    /** Memory is taken from the tier in slabs of about this size, as pages are first needed. */
+    private static final long SLAB_BYTES = 8L << 20;
 
     /** Gives pages back to the pool when it runs dry (the prefix cache evicting what no sequence uses). */
     public interface Reclaimer {
@@ -39,7 +41,9 @@ public final class KvPagePool implements AutoCloseable {
     private final long pageBytes;
     private final int pageCount;
     private final TierArena arena;
-    private final MemorySegment pages;
+    private final int slabPages;
+    private final MemorySegment[] slabs; // allocated on first need: a large pool costs nothing until used
+    private int slabCount;
     private final int[] refCounts;
     private final int[] freeStack; // free page ids; the top is handed out next
     private int freeCount;
@@ -59,14 +63,26 @@ public final class KvPagePool implements AutoCloseable {
         this.blockBytes = KvBlockDescriptor.blockBytes(kvHeads, headDim);
         this.pageBytes = 2L * layers * blockBytes;
         this.pageCount = pageCount;
-        this.arena = new TierArena(tier, pageBytes * pageCount + ALIGNMENT_BYTES);
-        this.pages = arena.allocate("KV pages (" + pageCount + " x " + pageBytes + " bytes)", pageBytes * pageCount, ALIGNMENT_BYTES);
+        this.slabPages = (int) Math.max(1, Math.min(pageCount, SLAB_BYTES / pageBytes));
+        int slabTotal = (pageCount + slabPages - 1) / slabPages;
+        this.slabs = new MemorySegment[slabTotal];
+        this.arena = new TierArena(tier, (pageBytes * slabPages + ALIGNMENT_BYTES) * slabTotal);
         this.refCounts = new int[pageCount];
         this.freeStack = new int[pageCount];
-        for (int i = 0; i < pageCount; i++) {
-            freeStack[i] = pageCount - 1 - i; // page 0 on top: low pages first
+    }
+
+    /** Takes the next slab from the arena and puts its pages on the free stack, lowest on top. */
+    private boolean growSlab() {
+        if (slabCount == slabs.length) {
+            return false;
         }
-        this.freeCount = pageCount;
+        int first = slabCount * slabPages, count = Math.min(slabPages, pageCount - first);
+        slabs[slabCount] = arena.allocate("KV pages " + first + ".." + (first + count - 1), pageBytes * slabPages, ALIGNMENT_BYTES);
+        slabCount++;
+        for (int i = count - 1; i >= 0; i--) {
+            freeStack[freeCount++] = first + i;
+        }
+        return true;
     }
 
     /** Bytes one page takes: {@code layers * 2 * blockBytes(kvHeads, headDim)}. */
@@ -98,17 +114,17 @@ public final class KvPagePool implements AutoCloseable {
         return arena.tier();
     }
 
-    /** The segment every page lives in; a block is at {@link #keyBlockOffsetBytes} / {@link #valueBlockOffsetBytes}. */
-    public MemorySegment segment() {
-        return pages;
+    /** The segment holding {@code page}; its blocks are at {@link #keyBlockOffsetBytes} / {@link #valueBlockOffsetBytes}. */
+    public MemorySegment segment(int page) {
+        return slabs[page / slabPages];
     }
 
     public long keyBlockOffsetBytes(int page, int layer) {
-        return page * pageBytes + 2L * layer * blockBytes;
+        return (page % slabPages) * pageBytes + 2L * layer * blockBytes;
     }
 
     public long valueBlockOffsetBytes(int page, int layer) {
-        return page * pageBytes + (2L * layer + 1) * blockBytes;
+        return (page % slabPages) * pageBytes + (2L * layer + 1) * blockBytes;
     }
 
     /** Sets who is asked for pages when none is free (one reclaimer per pool). */
@@ -122,7 +138,7 @@ public final class KvPagePool implements AutoCloseable {
     /** A free page with reference count 1; its contents are whatever the last holder left. */
     public synchronized int allocate() {
         checkOpen();
-        if (freeCount == 0 && reclaimer != null) {
+        if (freeCount == 0 && !growSlab() && reclaimer != null) {
             reclaimer.reclaim(1);
         }
         if (freeCount == 0) {
@@ -142,8 +158,11 @@ public final class KvPagePool implements AutoCloseable {
         refCounts[page]++;
     }
 
-    /** One holder fewer; the page is free again when none is left. */
+    /** One holder fewer; the page is free again when none is left. After {@link #close()} it does nothing. */
     public synchronized void release(int page) {
+        if (closed) {
+            return;
+        }
         checkHeld(page);
         if (--refCounts[page] == 0) {
             freeStack[freeCount++] = page;
@@ -166,18 +185,24 @@ public final class KvPagePool implements AutoCloseable {
             return page;
         }
         int copy = allocate();
-        MemorySegment.copy(pages, page * pageBytes, pages, copy * pageBytes, pageBytes);
+        MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, 0), segment(copy), keyBlockOffsetBytes(copy, 0), pageBytes);
         refCounts[page]--;
         copies++;
         return copy;
     }
 
+    /** Pages no one holds (those of slabs not yet taken from the tier included). */
     public synchronized int freePages() {
-        return freeCount;
+        return pageCount - usedPages();
     }
 
     public synchronized int usedPages() {
-        return pageCount - freeCount;
+        return Math.min(pageCount, slabCount * slabPages) - freeCount;
+    }
+
+    /** Bytes taken from the tier so far (slabs allocated). */
+    public synchronized long reservedBytes() {
+        return slabCount * slabPages * pageBytes;
     }
 
     /** Pages handed out by {@link #allocate} since the pool was made (copies included). */

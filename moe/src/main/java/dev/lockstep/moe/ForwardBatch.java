@@ -88,6 +88,13 @@ public final class ForwardBatch {
         }
     }
 
+    /** Adds {@code tokens[off, off+n)} to {@code sequence}; the last wants logits when {@code lastWantsLogits}, no other does. */
+    public void add(int sequence, int[] tokens, int off, int n, boolean lastWantsLogits) {
+        for (int t = 0; t < n; t++) {
+            add(sequence, tokens[off + t], lastWantsLogits && t == n - 1);
+        }
+    }
+
     public int size() {
         return size;
     }

@@ -51,8 +51,8 @@ class ConcurrencyTest {
                     tokens.add(id);
                 }
             });
-            // The logits the last step produced, via one more decode of the last token.
-            float[] logits = s.decode(tokens.getLast()).clone();
+            // The logits of the last position: append() feeds the last generated token.
+            float[] logits = s.append().clone();
             return new Output(tokens.stream().mapToInt(Integer::intValue).toArray(), logits);
         }
     }
@@ -112,15 +112,15 @@ class ConcurrencyTest {
                 }
             });
             assertTrue(inside.await(30, TimeUnit.SECONDS));
-            IllegalStateException e = assertThrows(IllegalStateException.class, () -> session.decode(1));
+            IllegalStateException e = assertThrows(IllegalStateException.class, () -> session.append(1));
             assertTrue(e.getMessage().contains("in use by thread"), e.getMessage());
             assertThrows(IllegalStateException.class, () -> session.rollback(0));
             assertThrows(IllegalStateException.class, session::close);
             release.countDown();
             a.join();
             assertEquals(null, failure.get());
-            // Prompt plus three fed-back tokens: nothing lost, nothing added by the refused calls.
-            assertEquals(prompt.length + 3, session.position());
+            // Prompt plus four generated tokens: nothing lost, nothing added by the refused calls.
+            assertEquals(prompt.length + 4, session.length());
         }
     }
 
@@ -130,14 +130,14 @@ class ConcurrencyTest {
         Session s = engine.newSession(16);
         s.close();
         s.close(); // a second close does nothing
-        assertThrows(IllegalStateException.class, () -> s.decode(1));
+        assertThrows(IllegalStateException.class, () -> s.append(1));
         Session open = engine.newSession(16);
         engine.close();
         engine.close();
         assertTrue(engine.isClosed());
         IllegalStateException e = assertThrows(IllegalStateException.class, () -> engine.newSession(16));
         assertTrue(e.getMessage().contains("engine is closed"), e.getMessage());
-        assertThrows(IllegalStateException.class, () -> open.decode(1));
+        assertThrows(IllegalStateException.class, () -> open.append(1));
         assertThrows(IllegalStateException.class, () -> engine.tokenizer().encode("x"));
         open.close();
     }

@@ -18,7 +18,7 @@ import java.util.Arrays;
  *
  * <pre>
  *   page table: block 0 -> page 7, block 1 -> page 2, block 2 -> page 9 (partly filled: length = 37)
- *   key block (layer l, block b) = pool.segment() at pool.keyBlockOffsetBytes(pageTable[b], l)
+ *   key block (layer l, block b) = pool.segment(p) at pool.keyBlockOffsetBytes(p, l), p = pageTable[b]
  * </pre>
  *
  * One thread at a time (the session that owns it); the pool it draws from is shared and thread-safe.
@@ -27,7 +27,6 @@ public final class PagedKvCache implements KvCache {
     private final KvPagePool pool;
     private final boolean ownsPool;
     private final int capacityTokens;
-    private final MemorySegment pages;
     private int[] pageTable;
     private int mapped; // blocks [0, mapped) have a page
     private int length;
@@ -45,7 +44,6 @@ public final class PagedKvCache implements KvCache {
         this.pool = pool;
         this.ownsPool = ownsPool;
         this.capacityTokens = capacityTokens;
-        this.pages = pool.segment();
         this.pageTable = new int[Math.min(KvBlockDescriptor.blocksFor(capacityTokens), 64)];
     }
 
@@ -128,7 +126,7 @@ public final class PagedKvCache implements KvCache {
 
     @Override
     public MemorySegment keyBlock(int layer, int block) {
-        return pages;
+        return pool.segment(pageTable[block]);
     }
 
     @Override
@@ -138,7 +136,7 @@ public final class PagedKvCache implements KvCache {
 
     @Override
     public MemorySegment valueBlock(int layer, int block) {
-        return pages;
+        return pool.segment(pageTable[block]);
     }
 
     @Override

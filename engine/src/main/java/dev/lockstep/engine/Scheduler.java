@@ -1,0 +1,360 @@
+package dev.lockstep.engine;
+
+import dev.lockstep.memory.LockstepException;
+import dev.lockstep.moe.CausalLm;
+import dev.lockstep.moe.ForwardBatch;
+import dev.lockstep.moe.ForwardObserver;
+import dev.lockstep.moe.ForwardState;
+import dev.lockstep.moe.NonFiniteException;
+
+import java.util.ArrayList;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.locks.LockSupport;
+
+/**
+ * Continuous batching: one thread steps every active request of an engine together. Each step takes, in
+ * admission order, one decode token from every request that is generating, then prefill chunks of the
+ * requests still reading their input, until the step's token budget is spent; runs them as one
+ * {@link ForwardBatch}; then samples each finished row with its request's own {@link Sampler}. New requests
+ * join between steps; a request leaves when done, failed or cancelled.
+ *
+ * <p>Sessions never run forwards themselves: a session's call submits a {@link Request} and waits on it, and
+ * its {@link TokenSink} runs on the session's thread (never here), so a slow consumer delays only itself.
+ *
+ * <p>Failure is per request: a full KV pool, a full context or non-finite values in one sequence fail that
+ * request (its session keeps its last good state) and the step is run again without it; the others go on.
+ * Since a token's result does not depend on its batch mates, rerunning a step gives the others the same bits.
+ */
+final class Scheduler implements AutoCloseable {
+    private final CausalLm model;
+    private final int vocab;
+    private final int batchTokens;
+    private final ConcurrentLinkedQueue<Request> incoming = new ConcurrentLinkedQueue<>();
+    private final ArrayList<Request> active = new ArrayList<>();
+    private final ArrayList<Request> inBatch = new ArrayList<>();
+    private final ForwardBatch batch;
+    private final ForwardState state;
+    private final Thread thread;
+    private float[] logits;
+    private volatile boolean stopping;
+    private volatile Throwable fatal;
+    private long steps;
+
+    Scheduler(CausalLm model, int batchTokens) {
+        this.model = model;
+        this.vocab = model.vocabSize();
+        this.batchTokens = batchTokens;
+        this.batch = new ForwardBatch(batchTokens);
+        this.state = model.newState(Math.min(batchTokens, 64));
+        this.logits = new float[8 * vocab];
+        this.thread = Thread.ofPlatform().daemon().name("lockstep-scheduler").unstarted(this::loop);
+        thread.start();
+    }
+
+    /** Queues {@code r}; it runs from the next step on. */
+    void submit(Request r) {
+        if (stopping) {
+            throw stopped();
+        }
+        incoming.add(r);
+        LockSupport.unpark(thread);
+        if (stopping && incoming.remove(r)) { // raced with close: nobody will step it
+            throw stopped();
+        }
+    }
+
+    private IllegalStateException stopped() {
+        Throwable f = fatal;
+        return f == null ? new IllegalStateException("engine is closed")
+                : new IllegalStateException("the engine's scheduler stopped after " + f, f);
+    }
+
+    long steps() {
+        return steps;
+    }
+
+    private void loop() {
+        while (!stopping) {
+            for (Request r; (r = incoming.poll()) != null; ) {
+                active.add(r);
+            }
+            if (active.isEmpty()) {
+                LockSupport.park(this);
+                continue;
+            }
+            step();
+        }
+        RuntimeException closed = stopped();
+        for (Request r; (r = incoming.poll()) != null; ) {
+            active.add(r);
+        }
+        for (Request r : active) {
+            r.finish(closed);
+        }
+        active.clear();
+    }
+
+    /** One forward over every request that has work, retried without a request that fails on its own. */
+    private void step() {
+        while (true) {
+            fillBatch();
+            if (batch.size() == 0) {
+                return;
+            }
+            try {
+                ensureLogits(batch.logitsRows());
+                model.forward(batch, state, logits, ForwardObserver.NONE);
+            } catch (NonFiniteException e) {
+                Request bad = inBatch.get(e.batchSequence());
+                active.remove(bad);
+                bad.finish(e);
+                continue; // nothing was committed: run the step again without it
+            } catch (RuntimeException | Error e) {
+                for (Request r : inBatch) {
+                    active.remove(r);
+                    r.finish(e);
+                }
+                batch.clear();
+                inBatch.clear();
+                if (e instanceof Error && !(e instanceof OutOfMemoryError)) {
+                    fatal = e; // a JVM-level failure: stop taking work rather than step on in an unknown state
+                    stopping = true;
+                }
+                return;
+            }
+            steps++;
+            afterForward();
+            return;
+        }
+    }
+
+    /** Decode tokens first (latency), then prefill chunks, in admission order, within the token budget. */
+    private void fillBatch() {
+        batch.clear();
+        inBatch.clear();
+        int budget = batchTokens;
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < active.size() && budget > 0; ) {
+                Request r = active.get(i);
+                if (r.cancelled) {
+                    active.remove(i);
+                    r.finish(null);
+                    continue;
+                }
+                i++;
+                Session s = r.session;
+                if (!r.started) {
+                    r.started = true;
+                    try {
+                        s.startRequest(r);
+                    } catch (RuntimeException e) {
+                        active.remove(r);
+                        i--;
+                        r.finish(e);
+                        continue;
+                    }
+                }
+                int unfed = s.unfedTokens();
+                boolean decode = r.sawLogits;
+                if ((pass == 0) != decode || inBatch.contains(r)) {
+                    continue;
+                }
+                int n = Math.min(unfed, budget);
+                try {
+                    s.cache().reserve(n);
+                } catch (RuntimeException e) { // full pool or full context: this request only
+                    active.remove(r);
+                    i--;
+                    r.finish(e);
+                    continue;
+                }
+                int q = batch.addSequence(s.cache());
+                s.addTo(batch, q, n, n == unfed);
+                inBatch.add(r);
+                budget -= n;
+            }
+        }
+    }
+
+    private void ensureLogits(int rows) {
+        if (logits.length < (long) rows * vocab) {
+            logits = new float[Math.max(rows, 2 * logits.length / vocab) * vocab];
+        }
+    }
+
+    private void afterForward() {
+        long now = System.nanoTime();
+        int row = 0;
+        for (int q = 0; q < inBatch.size(); q++) {
+            Request r = inBatch.get(q);
+            Session s = r.session;
+            s.registerFullPages();
+            boolean hasLogits = row < batch.logitsRows() && batch.sequence(batch.logitsToken(row)) == q;
+            if (r.sawLogits) {
+                r.decodeSteps++;
+            }
+            if (!hasLogits) {
+                continue; // a prefill chunk that is not the last
+            }
+            int off = row++ * vocab;
+            if (!r.sawLogits) {
+                r.sawLogits = true;
+                r.firstLogitsNanos = now;
+            }
+            RuntimeException failure = null;
+            boolean done;
+            try {
+                done = r.onLogits(logits, off, vocab);
+            } catch (RuntimeException e) {
+                failure = e;
+                done = true;
+            }
+            if (done) {
+                active.remove(r);
+                r.finish(failure);
+            }
+        }
+        batch.clear();
+        inBatch.clear();
+    }
+
+    /** Stops the thread after the step in flight; requests still queued or active fail with "engine is closed". */
+    @Override
+    public void close() {
+        stopping = true;
+        LockSupport.unpark(thread);
+        boolean interrupted = false;
+        while (thread.isAlive()) {
+            try {
+                thread.join();
+            } catch (InterruptedException e) {
+                interrupted = true;
+            }
+        }
+        if (interrupted) {
+            Thread.currentThread().interrupt();
+        }
+    }
+
+    /**
+     * One call of a session: feed its unfed tokens, then either keep the last logits ({@link #sampler} null) or
+     * sample up to {@code maxNewTokens}. Results cross threads under this object's monitor.
+     */
+    static final class Request {
+        final Session session;
+        final Sampler sampler;
+        final int maxNewTokens;
+        final int eos;
+        final long submittedNanos = System.nanoTime();
+        volatile boolean cancelled;
+        // scheduler thread only
+        boolean started;
+        boolean sawLogits;
+        long firstLogitsNanos;
+        int decodeSteps;
+        int generated;
+        // guarded by this
+        private int[] emitted = new int[16];
+        private int emittedCount;
+        private int consumed;
+        private boolean done;
+        private RuntimeException failure;
+        private Error error;
+        private long finishedNanos;
+        boolean stoppedAtEos;
+
+        Request(Session session, Sampler sampler, int maxNewTokens, int eos) {
+            this.session = session;
+            this.sampler = sampler;
+            this.maxNewTokens = maxNewTokens;
+            this.eos = eos;
+        }
+
+        /** Handles the logits of the last fed token; returns true when the request is complete. */
+        boolean onLogits(float[] logits, int off, int vocab) {
+            if (sampler == null || maxNewTokens == 0) {
+                session.keepLogits(logits, off, vocab);
+                return true;
+            }
+            int next = sampler.sample(logits, off, vocab);
+            if (next == eos) {
+                stoppedAtEos = true;
+                return true;
+            }
+            session.appendGenerated(next);
+            generated++;
+            synchronized (this) {
+                if (emittedCount == emitted.length) {
+                    emitted = java.util.Arrays.copyOf(emitted, 2 * emittedCount);
+                }
+                emitted[emittedCount++] = next;
+                notifyAll();
+            }
+            return generated == maxNewTokens;
+        }
+
+        synchronized void finish(Throwable t) {
+            if (done) {
+                return;
+            }
+            if (t instanceof RuntimeException re) {
+                failure = re;
+            } else if (t instanceof Error e) {
+                error = e;
+            }
+            finishedNanos = System.nanoTime();
+            done = true;
+            notifyAll();
+        }
+
+        /**
+         * Waits for the next generated token; returns it, or -1 when the request is complete (then
+         * {@link #rethrow()} reports a failure). Uninterruptible: an interrupt cancels the request, which
+         * then completes at the next step.
+         */
+        synchronized int next() {
+            boolean interrupted = false;
+            try {
+                while (consumed == emittedCount && !done) {
+                    try {
+                        wait();
+                    } catch (InterruptedException e) {
+                        interrupted = true;
+                        cancelled = true;
+                    }
+                }
+                return consumed < emittedCount ? emitted[consumed++] : -1;
+            } finally {
+                if (interrupted) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
+        /** Cancels and waits until the scheduler has let go of the session. */
+        synchronized void cancelAndAwait() {
+            cancelled = true;
+            while (!done) {
+                try {
+                    wait();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    // keep waiting: the session must not be touched by two threads
+                }
+            }
+        }
+
+        synchronized void rethrow() {
+            if (error != null) {
+                throw error;
+            }
+            if (failure != null) {
+                throw failure; // as raised on the scheduler thread (its stack trace shows where)
+            }
+        }
+
+        synchronized long finishedNanos() {
+            return finishedNanos;
+        }
+    }
+}
