@@ -82,7 +82,12 @@ final class Scheduler implements AutoCloseable {
                 LockSupport.park(this);
                 continue;
             }
-            step();
+            try {
+                step();
+            } catch (RuntimeException | Error e) { // a bug: fail everything rather than leave callers waiting
+                fatal = e;
+                stopping = true;
+            }
         }
         RuntimeException closed = stopped();
         for (Request r; (r = incoming.poll()) != null; ) {
@@ -92,6 +97,8 @@ final class Scheduler implements AutoCloseable {
             r.finish(closed);
         }
         active.clear();
+        batch.clear();
+        inBatch.clear();
     }
 
     /** One forward over every request that has work, retried without a request that fails on its own. */
@@ -188,7 +195,16 @@ final class Scheduler implements AutoCloseable {
         for (int q = 0; q < inBatch.size(); q++) {
             Request r = inBatch.get(q);
             Session s = r.session;
-            s.registerFullPages();
+            try {
+                s.registerFullPages();
+            } catch (RuntimeException e) {
+                active.remove(r);
+                r.finish(e);
+                if (row < batch.logitsRows() && batch.sequence(batch.logitsToken(row)) == q) {
+                    row++;
+                }
+                continue;
+            }
             boolean hasLogits = row < batch.logitsRows() && batch.sequence(batch.logitsToken(row)) == q;
             if (r.sawLogits) {
                 r.decodeSteps++;
