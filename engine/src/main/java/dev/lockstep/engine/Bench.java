@@ -12,9 +12,9 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 /**
- * llama-bench style throughput tests on one model: {@code pp N} prefills N tokens as one block from an
- * empty context; {@code tg N} decodes N tokens one at a time from an empty context (greedy, each output fed
- * back). Token ids are drawn from a seeded generator. The tests first run unmeasured for at least
+ * llama-bench style throughput tests on one model: {@code pp N} prefills N tokens as one block; {@code tg N}
+ * decodes N tokens one at a time (greedy, each output fed back); both after {@code depth} tokens already in the
+ * context (llama-bench's {@code -d}: prefilled once, unmeasured, and kept while each run truncates back to it). Token ids are drawn from a seeded generator. The tests first run unmeasured for at least
  * {@code warmups} runs each and {@code warmupNanos} (the JIT needs a few thousand decode steps before the
  * Vector API kernels reach their final compiled form; one llama-bench-style warm-up run is far too short),
  * then {@code repetitions} times each; results report median, min and max tokens per second.
@@ -64,18 +64,28 @@ public final class Bench {
      * passed, so every kernel path either test takes is compiled before anything is measured (a prefill-only
      * process would otherwise time the single-token matvec, which its last-token lm_head uses, interpreted).
      */
-    public static List<Result> run(CausalLm model, int prefillTokens, int decodeTokens, int repetitions, int warmups,
+    public static List<Result> run(CausalLm model, int prefillTokens, int decodeTokens, int depth, int repetitions, int warmups,
                                    long warmupNanos) {
         int vocab = model.vocabSize();
         float[] logits = new float[vocab];
         List<Test> tests = new ArrayList<>();
-        try (KvCache prefillCache = model.newKvCache(Math.max(1, prefillTokens));
-             KvCache decodeCache = model.newKvCache(Math.max(1, decodeTokens))) {
+        String at = depth > 0 ? " @ d" + depth : "";
+        try (KvCache prefillCache = model.newKvCache(Math.max(1, depth + prefillTokens));
+             KvCache decodeCache = model.newKvCache(Math.max(1, depth + decodeTokens))) {
+            if (depth > 0) {
+                int[] context = randomTokens(vocab, depth, 3);
+                ForwardState state = model.newState(Math.min(depth, 512));
+                for (KvCache cache : new KvCache[]{prefillCache, decodeCache}) {
+                    for (int s = 0; s < depth; s += 512) {
+                        model.forward(context, s, Math.min(512, depth - s), cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                    }
+                }
+            }
             if (prefillTokens > 0) {
                 int[] ids = randomTokens(vocab, prefillTokens, 1);
                 ForwardState state = model.newState(prefillTokens);
-                tests.add(new Test("pp" + prefillTokens, prefillTokens, () -> {
-                    prefillCache.truncate(0);
+                tests.add(new Test("pp" + prefillTokens + at, prefillTokens, () -> {
+                    prefillCache.truncate(depth);
                     model.forward(ids, 0, prefillTokens, prefillCache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
                 }));
             }
@@ -83,8 +93,8 @@ public final class Bench {
                 int[] one = new int[1];
                 int first = randomTokens(vocab, 1, 2)[0];
                 ForwardState state = model.newState(1);
-                tests.add(new Test("tg" + decodeTokens, decodeTokens, () -> {
-                    decodeCache.truncate(0);
+                tests.add(new Test("tg" + decodeTokens + at, decodeTokens, () -> {
+                    decodeCache.truncate(depth);
                     one[0] = first;
                     for (int i = 0; i < decodeTokens; i++) {
                         model.forward(one, 0, 1, decodeCache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);

@@ -5,6 +5,7 @@ import dev.lockstep.kernels.KernelProvider;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.memory.KvDiskStore;
 import dev.lockstep.memory.KvPagePool;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.memory.MemoryTier;
@@ -47,6 +48,7 @@ public final class Engine implements AutoCloseable {
     private final OptionalInt eosTokenId;
     private final Kernels kernels;
     private final KvPagePool kvPool;
+    private final KvDiskStore kvDisk;       // null without a DISK tier
     private final PrefixCache prefixCache; // null when disabled
     private final Scheduler scheduler;
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
@@ -66,7 +68,9 @@ public final class Engine implements AutoCloseable {
             pages = Integer.MAX_VALUE;
         }
         this.kvPool = model.newKvPagePool(MemoryTier.HBM, (int) pages);
-        this.prefixCache = options.prefixCache() ? new PrefixCache(kvPool) : null;
+        this.kvDisk = options.kvDiskBytes() > 0
+                ? new KvDiskStore(Path.of(System.getProperty("java.io.tmpdir")), pageBytes, options.kvDiskBytes()) : null;
+        this.prefixCache = options.prefixCache() ? new PrefixCache(kvPool, kvDisk) : null;
         this.scheduler = new Scheduler(model, options.batchTokens());
     }
 
@@ -192,6 +196,11 @@ public final class Engine implements AutoCloseable {
         return kvPool;
     }
 
+    /** The DISK tier of KV memory (the spill file of the prefix cache's cold pages), or null. */
+    public KvDiskStore kvDisk() {
+        return kvDisk;
+    }
+
     /** The prefix cache, or null when the engine runs without one. */
     public PrefixCache prefixCache() {
         return prefixCache;
@@ -250,5 +259,8 @@ public final class Engine implements AutoCloseable {
         tokenizer.close();
         pool.close();
         kvPool.close();
+        if (kvDisk != null) {
+            kvDisk.close();
+        }
     }
 }

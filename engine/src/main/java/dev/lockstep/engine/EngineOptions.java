@@ -1,14 +1,15 @@
 package dev.lockstep.engine;
 
 /**
- * How an {@link Engine} runs: the KV page pool's size ({@code kvCacheBytes}, 0 for the default), the most
+ * How an {@link Engine} runs: the KV page pool's size ({@code kvCacheBytes}, 0 for the default; the HBM tier
+ * of KV memory), a spill file for cold KV pages ({@code kvDiskBytes}, 0 for none; the DISK tier), the most
  * tokens one scheduler step batches ({@code batchTokens}), whether full pages are shared through the prefix
  * cache ({@code prefixCache}); {@code threads} compute threads (the caller's thread is one of them) and which
  * kernels, and how weights are prepared at load ({@code load}: as stored, or quantized to NVFP4). Every choice of
  * kernels gives the same bits; they differ in speed only.
  */
 public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load, long kvCacheBytes,
-                            int batchTokens, boolean prefixCache) {
+                            long kvDiskBytes, int batchTokens, boolean prefixCache) {
     /** Which kernels serve the forwards. */
     public enum KernelChoice {
         /** {@code KernelProvider}'s choice: the Vector API kernels when the module is present (the fast ones once compiled). */
@@ -33,6 +34,12 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
         if (kvCacheBytes < 0) {
             throw new IllegalArgumentException("kvCacheBytes must be >= 0 (0: the default), got " + kvCacheBytes);
         }
+        if (kvDiskBytes < 0) {
+            throw new IllegalArgumentException("kvDiskBytes must be >= 0 (0: no DISK tier), got " + kvDiskBytes);
+        }
+        if (kvDiskBytes > 0 && !prefixCache) {
+            throw new IllegalArgumentException("a DISK tier for KV pages needs the prefix cache (it holds the pages that move there)");
+        }
         if (batchTokens < 1) {
             throw new IllegalArgumentException("batchTokens must be positive, got " + batchTokens);
         }
@@ -42,7 +49,7 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
     public static final int DEFAULT_BATCH_TOKENS = 512;
 
     public EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load) {
-        this(threads, kernels, load, 0, DEFAULT_BATCH_TOKENS, true);
+        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true);
     }
 
     public EngineOptions(int threads, KernelChoice kernels) {
@@ -51,22 +58,27 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
 
     /** These options with the weights prepared as {@code load} says. */
     public EngineOptions withLoad(dev.lockstep.moe.LoadOptions load) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, batchTokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache);
     }
 
     /** These options with a KV page pool of {@code bytes} (0: {@link Engine#DEFAULT_KV_CACHE_BYTES}). */
     public EngineOptions withKvCacheBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, bytes, batchTokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache);
+    }
+
+    /** These options with a DISK tier of {@code bytes} for the prefix cache's cold KV pages (0: none). */
+    public EngineOptions withKvDiskBytes(long bytes) {
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache);
     }
 
     /** These options with at most {@code tokens} tokens per scheduler step. */
     public EngineOptions withBatchTokens(int tokens) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, tokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache);
     }
 
     /** These options with the prefix cache on or off. */
     public EngineOptions withPrefixCache(boolean on) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, batchTokens, on);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on);
     }
 
     public EngineOptions(int threads) {

@@ -5,13 +5,15 @@ import java.util.Arrays;
 
 /**
  * One engine's KV memory: a fixed number of pages, each holding {@link KvBlockDescriptor#BLOCK_TOKENS}
- * positions of every layer, taken from a {@link TierArena} in slabs as first needed and handed out by reference count.
+ * positions of every layer (a key block and a value block per layer), taken from a {@link TierArena} in slabs
+ * as first needed and handed out by reference count.
  * Sequences map their blocks to pages through a page table; a page shared by several sequences (a fork, the
  * prefix cache) is copied before one of them writes into it (the caller's job: {@link #refCount} tells it).
  *
  * <pre>
- * page p (pageBytes = layers * 2 * blockBytes), at (p % slabPages) * pageBytes in {@link #segment(int) segment(p)}:
- *   | layer 0: key block | layer 0: value block | layer 1: key block | ... | layer L-1: value block |
+ * slab (S = slabPages pages; region = S blocks of blockBytes), layer-major as vLLM's per-layer KV tensors:
+ *   | layer 0 keys: page 0 .. page S-1 | layer 0 values: page 0 .. S-1 | layer 1 keys | ... | layer L-1 values |
+ * key block (page p, layer l) = slab of p at (2l * region + (p % S) * blockBytes)
  * </pre>
  *
  * Block layouts are {@link KvBlockDescriptor}'s. When no page is free, {@link #allocate} first asks the
@@ -42,13 +44,19 @@ public final class KvPagePool implements AutoCloseable {
     private final int pageCount;
     private final TierArena arena;
     private final int slabPages;
+    /** Bytes of one (layer, keys or values) region of a slab: slabPages blocks. */
+    private final long slabRegionBytes;
     private final MemorySegment[] slabs; // allocated on first need: a large pool costs nothing until used
     private int slabCount;
+    /** Per page: its slab and its byte offset there (lookups on the attention path: no division). */
+    private final MemorySegment[] segmentOfPage;
+    private final long[] offsetOfPage;
     private final int[] refCounts;
     private final int[] freeStack; // free page ids; the top is handed out next
     private int freeCount;
     private Reclaimer reclaimer;
     private long allocations;
+    private int peakUsedPages;
     private long copies;
     private boolean closed;
 
@@ -64,11 +72,14 @@ public final class KvPagePool implements AutoCloseable {
         this.pageBytes = 2L * layers * blockBytes;
         this.pageCount = pageCount;
         this.slabPages = (int) Math.max(1, Math.min(pageCount, SLAB_BYTES / pageBytes));
+        this.slabRegionBytes = slabPages * blockBytes;
         int slabTotal = (pageCount + slabPages - 1) / slabPages;
         this.slabs = new MemorySegment[slabTotal];
         this.arena = new TierArena(tier, (pageBytes * slabPages + ALIGNMENT_BYTES) * slabTotal);
         this.refCounts = new int[pageCount];
         this.freeStack = new int[pageCount];
+        this.segmentOfPage = new MemorySegment[pageCount];
+        this.offsetOfPage = new long[pageCount];
     }
 
     /** Takes the next slab from the arena and puts its pages on the free stack, lowest on top. */
@@ -79,6 +90,10 @@ public final class KvPagePool implements AutoCloseable {
         int first = slabCount * slabPages, count = Math.min(slabPages, pageCount - first);
         slabs[slabCount] = arena.allocate("KV pages " + first + ".." + (first + count - 1), pageBytes * slabPages, ALIGNMENT_BYTES);
         slabCount++;
+        for (int i = 0; i < count; i++) {
+            segmentOfPage[first + i] = slabs[slabCount - 1];
+            offsetOfPage[first + i] = i * blockBytes;
+        }
         for (int i = count - 1; i >= 0; i--) {
             freeStack[freeCount++] = first + i;
         }
@@ -116,15 +131,15 @@ public final class KvPagePool implements AutoCloseable {
 
     /** The segment holding {@code page}; its blocks are at {@link #keyBlockOffsetBytes} / {@link #valueBlockOffsetBytes}. */
     public MemorySegment segment(int page) {
-        return slabs[page / slabPages];
+        return segmentOfPage[page];
     }
 
     public long keyBlockOffsetBytes(int page, int layer) {
-        return (page % slabPages) * pageBytes + 2L * layer * blockBytes;
+        return offsetOfPage[page] + 2L * layer * slabRegionBytes;
     }
 
     public long valueBlockOffsetBytes(int page, int layer) {
-        return (page % slabPages) * pageBytes + (2L * layer + 1) * blockBytes;
+        return offsetOfPage[page] + (2L * layer + 1) * slabRegionBytes;
     }
 
     /** Sets who is asked for pages when none is free (one reclaimer per pool). */
@@ -149,6 +164,7 @@ public final class KvPagePool implements AutoCloseable {
         int page = freeStack[--freeCount];
         refCounts[page] = 1;
         allocations++;
+        peakUsedPages = Math.max(peakUsedPages, usedPages());
         return page;
     }
 
@@ -185,10 +201,32 @@ public final class KvPagePool implements AutoCloseable {
             return page;
         }
         int copy = allocate();
-        MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, 0), segment(copy), keyBlockOffsetBytes(copy, 0), pageBytes);
+        for (int l = 0; l < layers; l++) {
+            MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, l), segment(copy), keyBlockOffsetBytes(copy, l), blockBytes);
+            MemorySegment.copy(segment(page), valueBlockOffsetBytes(page, l), segment(copy), valueBlockOffsetBytes(copy, l), blockBytes);
+        }
         refCounts[page]--;
         copies++;
         return copy;
+    }
+
+    /**
+     * Copies {@code page} (a page its caller holds) into {@code to} at {@code offset} as {@link KvDiskStore}
+     * lays a slot out: layer by layer, keys then values.
+     */
+    public void writePage(int page, MemorySegment to, long offset) {
+        for (int l = 0; l < layers; l++) {
+            MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, l), to, offset + 2L * l * blockBytes, blockBytes);
+            MemorySegment.copy(segment(page), valueBlockOffsetBytes(page, l), to, offset + (2L * l + 1) * blockBytes, blockBytes);
+        }
+    }
+
+    /** The inverse of {@link #writePage}: fills {@code page} from {@code from} at {@code offset}. */
+    public void readPage(int page, MemorySegment from, long offset) {
+        for (int l = 0; l < layers; l++) {
+            MemorySegment.copy(from, offset + 2L * l * blockBytes, segment(page), keyBlockOffsetBytes(page, l), blockBytes);
+            MemorySegment.copy(from, offset + (2L * l + 1) * blockBytes, segment(page), valueBlockOffsetBytes(page, l), blockBytes);
+        }
     }
 
     /** Pages no one holds (those of slabs not yet taken from the tier included). */
@@ -208,6 +246,11 @@ public final class KvPagePool implements AutoCloseable {
     /** Pages handed out by {@link #allocate} since the pool was made (copies included). */
     public synchronized long allocations() {
         return allocations;
+    }
+
+    /** The most pages held at once since the pool was made. */
+    public synchronized int peakUsedPages() {
+        return peakUsedPages;
     }
 
     /** Copy-on-write copies made since the pool was made. */

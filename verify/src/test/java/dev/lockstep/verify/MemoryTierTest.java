@@ -40,10 +40,12 @@ class MemoryTierTest {
             assertEquals(5, cache.length());
             assertThrows(IllegalArgumentException.class, () -> cache.truncate(6));
             assertEquals(1, cache.mappedBlocks(), "truncation gives back the pages past the end");
-            // 20 positions need 2 pages; a page is layer 0 keys, layer 0 values, layer 1 keys, layer 1 values
+            // 20 positions need 2 pages, one slab laid out layer-major: | l0 keys p0 p1 | l0 values p0 p1 | l1 keys | l1 values |
             long block = 16L * 2 * 64 * 4;
-            assertEquals(2 * block, cache.keyBlockOffsetBytes(1, 0) - cache.keyBlockOffsetBytes(0, 0));
-            assertEquals(block, cache.valueBlockOffsetBytes(0, 0) - cache.keyBlockOffsetBytes(0, 0));
+            cache.reserve(15);
+            assertEquals(4 * block, cache.keyBlockOffsetBytes(1, 0) - cache.keyBlockOffsetBytes(0, 0));
+            assertEquals(2 * block, cache.valueBlockOffsetBytes(0, 0) - cache.keyBlockOffsetBytes(0, 0));
+            assertEquals(block, cache.keyBlockOffsetBytes(0, 1) - cache.keyBlockOffsetBytes(0, 0));
             assertEquals(cache.keyBlock(0, 0).byteSize(), 2 * 4 * block);
         }
     }

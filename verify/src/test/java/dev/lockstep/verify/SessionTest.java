@@ -188,6 +188,31 @@ class SessionTest {
     }
 
     @Test
+    void coldPrefixPagesMoveToDiskAndComeBackBitForBit() {
+        long pageBytes = engine.model().kvPageBytes();
+        EngineOptions options = new EngineOptions(2).withKvCacheBytes(6 * pageBytes).withKvDiskBytes(32 * pageBytes);
+        int[] system = tokens(30, 48), user = tokens(31, 9), other = tokens(32, 80);
+        float[] expected = solo(concat(system, user));
+        try (Engine small = Engine.load(Golden.bundledModel(), options)) {
+            try (Session s = small.newSession()) {
+                s.append(concat(system, user)); // 3 full pages of the system prompt go to the prefix cache
+            }
+            try (Session s = small.newSession()) {
+                s.append(other); // 5 pages: the pool (6) must give up cold pages to the disk
+            }
+            assertTrue(small.prefixCache().spilledPages() >= 2, "spilled " + small.prefixCache().spilledPages());
+            try (Session s = small.newSession()) {
+                assertArrayEquals(expected, s.append(concat(system, user)).clone(), "prefix partly restored from disk");
+            }
+            assertTrue(small.prefixCache().restoredPages() >= 1, "restored " + small.prefixCache().restoredPages());
+            java.nio.file.Path file = small.kvDisk().file();
+            assertTrue(java.nio.file.Files.exists(file));
+            small.close();
+            assertTrue(!java.nio.file.Files.exists(file), "the spill file is deleted at close");
+        }
+    }
+
+    @Test
     void misuseIsAClearError() {
         try (Session s = engine.newSession(32)) {
             assertThrows(IllegalArgumentException.class, () -> s.append(vocab));
@@ -205,11 +230,13 @@ class SessionTest {
      * fresh single-sequence recompute of their context, a refused call changes nothing, and once every session is
      * closed and the prefix cache cleared the pool is back to all free.
      */
-    @Test
-    void randomOperationsMatchAFreshRecomputeAndLeakNothing() {
+    @org.junit.jupiter.params.ParameterizedTest(name = "DISK tier: {0}")
+    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
+    void randomOperationsMatchAFreshRecomputeAndLeakNothing(boolean diskTier) {
         long pageBytes = engine.model().kvPageBytes();
         int operations = Integer.getInteger("lockstep.sessionOps", 10_000);
-        try (Engine small = Engine.load(Golden.bundledModel(), new EngineOptions(2).withKvCacheBytes(12 * pageBytes))) {
+        EngineOptions options = new EngineOptions(2).withKvCacheBytes(12 * pageBytes).withKvDiskBytes(diskTier ? 8 * pageBytes : 0);
+        try (Engine small = Engine.load(Golden.bundledModel(), options)) {
             int[] system = tokens(99, 37); // a shared "system prompt": many sessions start with it
             SplittableRandom r = new SplittableRandom(42);
             List<Session> live = new ArrayList<>();
@@ -265,10 +292,17 @@ class SessionTest {
             }
             small.prefixCache().clear();
             assertEquals(0, small.kvPool().usedPages(), "every page back in the pool");
+            if (diskTier) {
+                assertEquals(0, small.kvDisk().usedSlots(), "every disk slot free");
+                assertTrue(small.prefixCache().restoredPages() > 0, "pages came back from disk: " + small.prefixCache().restoredPages());
+            }
             assertTrue(checks > operations / 3, checks + " checks");
             assertTrue(refused > 0 && small.prefixCache().hitPages() > 0 && small.kvPool().copies() > 0,
                     "the run exercised a full pool (" + refused + "), prefix hits (" + small.prefixCache().hitPages()
                             + ") and copy-on-write (" + small.kvPool().copies() + ")");
+            System.out.printf("random operations, DISK tier %s: %d checks, %d refused, %d prefix hit pages, %d copies, %d spilled, %d restored%n",
+                    diskTier, checks, refused, small.prefixCache().hitPages(), small.kvPool().copies(),
+                    small.prefixCache().spilledPages(), small.prefixCache().restoredPages());
         }
     }
 

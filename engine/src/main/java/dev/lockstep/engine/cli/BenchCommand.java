@@ -13,11 +13,12 @@ import dev.lockstep.memory.LockstepException;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "bench", mixinStandardHelpOptions = true, description = {
+@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = AgenticBenchCommand.class, description = {
         "llama-bench style throughput: pp N = prefill N tokens as one block, tg N = decode N tokens one by one,",
-        "both from an empty context; warm-up (the tests alternating, runs and seconds), then -r measured runs each;",
+        "both after -d tokens of context; warm-up (the tests alternating, runs and seconds), then -r measured runs each;",
         "median (min..max) tok/s and heap bytes allocated per token.",
-        "Each thread count runs in a fresh JVM (like JMH forks) unless --in-process."})
+        "Each thread count runs in a fresh JVM (like JMH forks) unless --in-process.",
+        "bench agentic: the many-sessions workload (see its --help)."})
 final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     QuantOptions quantOptions = new QuantOptions();
@@ -32,6 +33,10 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
 
     @Option(names = {"-n", "--decode"}, paramLabel = "N", defaultValue = "128", description = "Tokens for tg (0 = skip; default ${DEFAULT-VALUE}).")
     int decodeTokens;
+
+    @Option(names = {"-d", "--depth"}, paramLabel = "N", defaultValue = "0",
+            description = "Tokens already in the context before each test, as llama-bench's -d (default ${DEFAULT-VALUE}).")
+    int depth;
 
     @Option(names = {"-r", "--repetitions"}, paramLabel = "R", defaultValue = "5", description = "Measured runs per test (default ${DEFAULT-VALUE}).")
     int repetitions;
@@ -51,8 +56,8 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0 || !(warmupSeconds >= 0)) {
-            throw new IllegalArgumentException("need -r >= 1, --warmup >= 0, --warmup-seconds >= 0, -p >= 0, -n >= 0");
+        if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0 || depth < 0 || !(warmupSeconds >= 0)) {
+            throw new IllegalArgumentException("need -r >= 1, --warmup >= 0, --warmup-seconds >= 0, -p >= 0, -n >= 0, -d >= 0");
         }
         long warmupNanos = (long) (warmupSeconds * 1e9);
         List<Integer> counts = threads != null ? threads
@@ -76,11 +81,11 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     /** Runs the tests for {@code t} threads in this JVM. */
     private void runHere(int t, long warmupNanos) {
         try (Engine engine = loadEngine(t)) {
-            if (Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
-                throw new IllegalArgumentException("-p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
+            if ((long) depth + Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
+                throw new IllegalArgumentException("-d plus -p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
             Bench.Result decode = null;
-            for (Bench.Result r : Bench.run(engine.model(), prefillTokens, decodeTokens, repetitions, warmups, warmupNanos)) {
+            for (Bench.Result r : Bench.run(engine.model(), prefillTokens, decodeTokens, depth, repetitions, warmups, warmupNanos)) {
                 print(engine, t, r);
                 if (r.test().startsWith("tg")) {
                     decode = r;
@@ -112,7 +117,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
         cmd.add(ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
         cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), LockstepCli.class.getName(), "bench", "--in-process",
-                "--model", model.toString(), "-p", String.valueOf(prefillTokens), "-n", String.valueOf(decodeTokens),
+                "--model", model.toString(), "-p", String.valueOf(prefillTokens), "-n", String.valueOf(decodeTokens), "-d", String.valueOf(depth),
                 "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
                 "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
         cmd.addAll(quantOptions.asArguments());

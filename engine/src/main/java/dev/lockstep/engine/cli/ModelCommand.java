@@ -43,12 +43,17 @@ abstract class ModelCommand {
     }
 
     Engine loadEngine(int threads, EngineOptions.KernelChoice kernels) {
-        checkThreads(threads);
+        return loadEngine(new EngineOptions(threads, kernels, loadOptions()));
+    }
+
+    /** Loads {@link #model} with {@code options}, its weights prepared as {@link #loadOptions()} says. */
+    Engine loadEngine(EngineOptions options) {
+        checkThreads(options.threads());
         // loads longer than a second show a progress bar (bytes of weights copied or quantized)
         ProgressBar bar = new ProgressBar(err(), "load", 1_000_000_000L);
         Engine engine;
         try {
-            engine = Engine.load(model, new EngineOptions(threads, kernels, loadOptions().withProgress(bar)));
+            engine = Engine.load(model, options.withLoad(loadOptions().withProgress(bar)));
         } finally {
             bar.finish();
         }

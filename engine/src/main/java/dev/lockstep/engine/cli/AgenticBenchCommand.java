@@ -1,0 +1,122 @@
+package dev.lockstep.engine.cli;
+
+import dev.lockstep.engine.AgenticBench;
+import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.EngineOptions;
+import org.HdrHistogram.Histogram;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+@Command(name = "agentic", mixinStandardHelpOptions = true, description = {
+        "The agentic workload: root agents share a long system prompt; each turn appends a tool result and",
+        "generates, then forks subagents that run one turn and close. Runs it with the prefix cache on and off",
+        "and with a single root session (after an unmeasured warm-up run), each on a fresh engine, and prints",
+        "TTFT per turn, per-token latency percentiles (HdrHistogram), aggregate tok/s, prefix hit rate and",
+        "peak KV pages as markdown tables."})
+final class AgenticBenchCommand extends ModelCommand implements Callable<Integer> {
+    @picocli.CommandLine.Mixin
+    QuantOptions quantOptions = new QuantOptions();
+
+    @Override
+    dev.lockstep.moe.LoadOptions loadOptions() {
+        return quantOptions.loadOptions(model);
+    }
+
+    @picocli.CommandLine.Mixin
+    KvOptions kvOptions = new KvOptions();
+
+    @Option(names = "--sessions", defaultValue = "8", description = "Root agents running at once (default ${DEFAULT-VALUE}).")
+    int sessions;
+
+    @Option(names = "--system-tokens", defaultValue = "1024", description = "Shared system prompt length (default ${DEFAULT-VALUE}).")
+    int systemTokens;
+
+    @Option(names = "--turns", defaultValue = "6", description = "Turns per root agent (default ${DEFAULT-VALUE}).")
+    int turns;
+
+    @Option(names = "--tool-tokens", defaultValue = "128", description = "Tokens of each tool result (default ${DEFAULT-VALUE}).")
+    int toolTokens;
+
+    @Option(names = "--gen-tokens", defaultValue = "48", description = "Tokens each call generates (default ${DEFAULT-VALUE}).")
+    int genTokens;
+
+    @Option(names = "--fanout", defaultValue = "2", description = "Subagents forked per turn (default ${DEFAULT-VALUE}).")
+    int fanout;
+
+    @Option(names = "--batch-tokens", defaultValue = "" + EngineOptions.DEFAULT_BATCH_TOKENS,
+            description = "Most tokens per scheduler step (default ${DEFAULT-VALUE}).")
+    int batchTokens;
+
+    @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
+    Integer threads;
+
+    @Option(names = "--seed", defaultValue = "1", description = "Seed of the token ids (default ${DEFAULT-VALUE}).")
+    long seed;
+
+    @Override
+    public Integer call() {
+        AgenticBench.Workload w = new AgenticBench.Workload(sessions, systemTokens, turns, toolTokens, genTokens, fanout, seed);
+        int t = threads != null ? threads : defaultThreads();
+        EngineOptions base = kvOptions.apply(new EngineOptions(t).withBatchTokens(batchTokens));
+        // warm-up: the JIT compiles the batched paths before anything is measured
+        try (Engine engine = loadEngine(base)) {
+            checkContext(engine, w);
+            AgenticBench.run(engine, new AgenticBench.Workload(Math.min(4, sessions), Math.min(256, systemTokens), 2, toolTokens, genTokens,
+                    fanout, seed + 1));
+        }
+        AgenticBench.Report on = runOnce(base.withPrefixCache(true), w);
+        AgenticBench.Report off = runOnce(base.withKvDiskBytes(0).withPrefixCache(false), w);
+        AgenticBench.Report single = runOnce(base.withPrefixCache(true), w.withSessions(1));
+
+        out().printf(Locale.ROOT, "%s, %d threads, %d root sessions x %d turns, system %d, tool %d, gen %d tokens, fanout %d, batch budget %d tokens%n%n",
+                model.getFileName(), t, sessions, turns, systemTokens, toolTokens, genTokens, fanout, batchTokens);
+        out().printf(Locale.ROOT, "| run | roots | prefix cache | TTFT p50 ms | TTFT p99 ms | token p50 ms | p99 | p999 | p99/p50 | aggregate tok/s | prefix hit | peak KV pages (MB) | steps |%n");
+        out().printf(Locale.ROOT, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%n");
+        row("cache on", on);
+        row("cache off", off);
+        row("single session", single);
+        out().printf(Locale.ROOT, "%n| turn | root TTFT p50 ms on | off | on/off speed-up | root TTFT p99 ms on | off | subagent TTFT p50 ms on | off |%n");
+        out().printf(Locale.ROOT, "|---:|---:|---:|---:|---:|---:|---:|---:|%n");
+        for (int turn = 0; turn < turns; turn++) {
+            double p50On = ms(on.rootTtftByTurn()[turn], 50), p50Off = ms(off.rootTtftByTurn()[turn], 50);
+            out().printf(Locale.ROOT, "| %d | %.2f | %.2f | %.1fx | %.2f | %.2f | %.2f | %.2f |%n", turn, p50On, p50Off, p50Off / p50On,
+                    ms(on.rootTtftByTurn()[turn], 99), ms(off.rootTtftByTurn()[turn], 99),
+                    ms(on.subagentTtftByTurn()[turn], 50), ms(off.subagentTtftByTurn()[turn], 50));
+        }
+        double ttftRatio = ms(off.allTtft(), 50) / ms(on.allTtft(), 50);
+        double batching = on.tokensPerSecond() / single.tokensPerSecond();
+        double jitter = ms(on.interToken(), 99) / ms(on.interToken(), 50);
+        out().printf(Locale.ROOT, "%nTTFT p50 off/on: %.1fx (target >= 5); aggregate tok/s %d sessions / 1: %.2fx (target >= 1.6); token p99/p50 with the cache: %.2f (target <= 1.5)%n",
+                ttftRatio, sessions, batching, jitter);
+        return 0;
+    }
+
+    private void checkContext(Engine engine, AgenticBench.Workload w) {
+        if (w.maxContext() > engine.model().maxPositions()) {
+            throw new IllegalArgumentException("the workload needs " + w.maxContext() + " positions; the model holds "
+                    + engine.model().maxPositions() + " (max_position_embeddings): fewer turns or tokens");
+        }
+    }
+
+    private AgenticBench.Report runOnce(EngineOptions options, AgenticBench.Workload w) {
+        try (Engine engine = loadEngine(options)) {
+            checkContext(engine, w);
+            return AgenticBench.run(engine, w);
+        }
+    }
+
+    private void row(String name, AgenticBench.Report r) {
+        Histogram ttft = r.allTtft(), tok = r.interToken();
+        out().printf(Locale.ROOT, "| %s | %d | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f%% | %d (%.1f) | %d |%n",
+                name, r.workload().sessions(), r.prefixCache() ? "on" : "off", ms(ttft, 50), ms(ttft, 99), ms(tok, 50), ms(tok, 99),
+                ms(tok, 99.9), ms(tok, 99) / ms(tok, 50), r.tokensPerSecond(), 100 * r.prefixHitRate(), r.peakPages(),
+                r.peakPages() * r.pageBytes() / 1e6, r.steps());
+    }
+
+    private static double ms(Histogram h, double percentile) {
+        return h.getValueAtPercentile(percentile) / 1e6;
+    }
+}
