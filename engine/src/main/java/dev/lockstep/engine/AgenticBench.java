@@ -116,6 +116,47 @@ public final class AgenticBench {
                 engine.kvPool().pageBytes(), engine.schedulerSteps() - steps0);
     }
 
+    /**
+     * Aggregate decode throughput: {@code sessions} sessions, each holding a {@code contextTokens}-token prompt
+     * (prefilled before timing), generate {@code genTokens} tokens each, all at once (one thread per session,
+     * started together); tokens per second of wall time from the start to the last token. With one session
+     * this is plain decode speed; with more, the scheduler batches their decode steps.
+     */
+    public static double decodeTokensPerSecond(Engine engine, int sessions, int contextTokens, int genTokens, long seed) {
+        int vocab = engine.model().vocabSize();
+        List<Session> open = new ArrayList<>();
+        try {
+            for (int i = 0; i < sessions; i++) {
+                Session s = engine.newSession(contextTokens + genTokens + 1);
+                open.add(s);
+                s.append(randomTokens(seed + i, contextTokens, vocab));
+            }
+            java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
+            List<Thread> threads = new ArrayList<>();
+            List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
+            for (Session s : open) {
+                threads.add(Thread.ofPlatform().start(() -> {
+                    try {
+                        start.await();
+                        s.generate(new int[0], genTokens, SamplingParams.GREEDY, StopCondition.IGNORE_EOS, (id, text) -> { });
+                    } catch (Throwable e) {
+                        failures.add(e);
+                    }
+                }));
+            }
+            long t0 = System.nanoTime();
+            start.countDown();
+            join(threads);
+            long wall = System.nanoTime() - t0;
+            if (!failures.isEmpty()) {
+                throw new IllegalStateException("decode run failed: " + failures.getFirst(), failures.getFirst());
+            }
+            return (double) sessions * genTokens * 1e9 / wall;
+        } finally {
+            open.forEach(Session::close);
+        }
+    }
+
     private static void runRoot(Engine engine, Workload w, int[] system, long seed, Histogram[] rootTtft, Histogram[] subTtft,
                                 Histogram interToken, long[] generated, long[] prompt) {
         SplittableRandom random = new SplittableRandom(seed);

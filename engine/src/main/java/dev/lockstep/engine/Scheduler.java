@@ -32,6 +32,8 @@ final class Scheduler implements AutoCloseable {
     private final ConcurrentLinkedQueue<Request> incoming = new ConcurrentLinkedQueue<>();
     private final ArrayList<Request> active = new ArrayList<>();
     private final ArrayList<Request> inBatch = new ArrayList<>();
+    /** Prefix-cache keys of the pages the step being filled completes. */
+    private final java.util.HashSet<Long> pendingPages = new java.util.HashSet<>();
     private final ForwardBatch batch;
     private final ForwardState state;
     private final Thread thread;
@@ -139,6 +141,7 @@ final class Scheduler implements AutoCloseable {
     private void fillBatch() {
         batch.clear();
         inBatch.clear();
+        pendingPages.clear();
         int budget = batchTokens;
         for (int pass = 0; pass < 2; pass++) {
             for (int i = 0; i < active.size() && budget > 0; ) {
@@ -161,11 +164,20 @@ final class Scheduler implements AutoCloseable {
                         continue;
                     }
                 }
-                int unfed = s.unfedTokens();
                 boolean decode = r.sawLogits;
-                if ((pass == 0) != decode || inBatch.contains(r)) {
+                if ((pass == 0) != decode) {
                     continue;
                 }
+                if (!decode) {
+                    // Pages another request computes this step (or just computed) are taken, not recomputed:
+                    // sessions that start together from one system prompt compute it once.
+                    s.attachCachedPages();
+                    long next = s.nextCacheablePageKey();
+                    if (next != 0 && pendingPages.contains(next)) {
+                        continue; // wait a step: the page will be in the prefix cache
+                    }
+                }
+                int unfed = s.unfedTokens();
                 int n = Math.min(unfed, budget);
                 try {
                     s.cache().reserve(n);
@@ -179,6 +191,9 @@ final class Scheduler implements AutoCloseable {
                 s.addTo(batch, q, n, n == unfed);
                 inBatch.add(r);
                 budget -= n;
+                if (!decode) {
+                    s.forEachPageCompletedBy(n, pendingPages::add);
+                }
             }
         }
     }

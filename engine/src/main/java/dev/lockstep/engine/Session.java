@@ -280,8 +280,36 @@ public final class Session implements AutoCloseable {
         attachCachedPages();
     }
 
+    /**
+     * Calls {@code sink} with the prefix-cache key of every full page that feeding the next {@code n} unfed tokens
+     * completes (nothing without a prefix cache).
+     */
+    void forEachPageCompletedBy(int n, java.util.function.LongConsumer sink) {
+        if (prefixCache == null) {
+            return;
+        }
+        int b = KvBlockDescriptor.BLOCK_TOKENS;
+        long parent = keyedBlocks == 0 ? PrefixCache.ROOT : pageKeys[keyedBlocks - 1];
+        for (int block = keyedBlocks; (block + 1) * b <= cache.length() + n; block++) {
+            parent = PrefixCache.key(parent, tokens, block * b);
+            sink.accept(parent);
+        }
+    }
+
+    /**
+     * The key of the next page of unfed tokens when the prefix cache could supply it (the cache ends on a page
+     * boundary and a full page plus one token are unfed), else {@code 0}.
+     */
+    long nextCacheablePageKey() {
+        int b = KvBlockDescriptor.BLOCK_TOKENS;
+        if (prefixCache == null || cache.length() % b != 0 || keyedBlocks * b != cache.length() || cache.length() + b >= length) {
+            return 0;
+        }
+        return PrefixCache.key(keyedBlocks == 0 ? PrefixCache.ROOT : pageKeys[keyedBlocks - 1], tokens, cache.length());
+    }
+
     /** Takes full pages of the unfed tokens from the prefix cache, leaving at least one token to feed. */
-    private void attachCachedPages() {
+    void attachCachedPages() {
         if (prefixCache == null) {
             return;
         }
