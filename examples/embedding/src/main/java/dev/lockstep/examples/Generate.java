@@ -15,7 +15,7 @@ public final class Generate {
         Path model = Path.of(args.length > 0 ? args[0] : "models/kjv-qwen3moe");
         // README:begin
         try (Engine engine = Engine.load(model, new EngineOptions(2));
-             Session session = engine.newSession(256)) {                       // KV cache for 256 positions
+             Session session = engine.newSession(256)) {                       // context of up to 256 positions
             int[] prompt = engine.tokenizer().encode("In the beginning God created");
             GenerationStats stats = session.generate(prompt, 48, SamplingParams.GREEDY, StopCondition.EOS,
                     (tokenId, text) -> System.out.print(text));
