@@ -63,6 +63,17 @@ class CliErrorsTest {
     }
 
     @Test
+    void agenticBenchRunsAndRefusesBadSizes() {
+        CliTest.Run r = CliTest.run("bench", "agentic", "--model", MODEL, "--sessions", "2", "--system-tokens", "40", "--turns", "2",
+                "--tool-tokens", "8", "--gen-tokens", "4", "--fanout", "1", "--threads", "1", "--kv-disk", "4m");
+        assertEquals(0, r.code(), r.err());
+        assertTrue(r.out().contains("| cache on | 2 | on |") && r.out().contains("| cache off | 2 | off |")
+                && r.out().contains("| single session | 1 | on |") && r.out().contains("decode only"), r.out());
+        assertOneLineError(new String[]{"bench", "agentic", "--model", MODEL, "--kv-memory", "12x"}, "--kv-memory: '12x' is not a size");
+        assertOneLineError(new String[]{"bench", "agentic", "--model", MODEL, "--turns", "40"}, "the workload needs");
+    }
+
+    @Test
     void benchShowsWhyItsChildFailed() throws IOException {
         Path dir = TinyModel.write(tmp.resolve("tiny"), 1);
         Files.writeString(dir.resolve("config.json"), "{\"model_type\": \"qwen3_moe\"}");

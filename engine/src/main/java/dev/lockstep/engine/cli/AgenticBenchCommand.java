@@ -60,6 +60,7 @@ final class AgenticBenchCommand extends ModelCommand implements Callable<Integer
     public Integer call() {
         AgenticBench.Workload w = new AgenticBench.Workload(sessions, systemTokens, turns, toolTokens, genTokens, fanout, seed);
         int t = threads != null ? threads : defaultThreads();
+        checkThreads(t);
         EngineOptions base = kvOptions.apply(new EngineOptions(t).withBatchTokens(batchTokens));
         // warm-up: the JIT compiles the batched paths before anything is measured
         try (Engine engine = loadEngine(base)) {

@@ -43,6 +43,7 @@ abstract class ModelCommand {
     }
 
     Engine loadEngine(int threads, EngineOptions.KernelChoice kernels) {
+        checkThreads(threads); // before EngineOptions: the message names the option
         return loadEngine(new EngineOptions(threads, kernels, loadOptions()));
     }
 
