@@ -9,6 +9,7 @@ import dev.lockstep.memory.KvDiskStore;
 import dev.lockstep.memory.KvPagePool;
 import dev.lockstep.memory.LockstepException;
 import dev.lockstep.memory.MemoryTier;
+import dev.lockstep.memory.TierPlacement;
 import dev.lockstep.moe.kv.PagedKvCache;
 import dev.lockstep.moe.kv.PrefixCache;
 import dev.lockstep.moe.CausalLm;
@@ -62,14 +63,27 @@ public final class Engine implements AutoCloseable {
         this.tokenizer = tokenizer;
         this.eosTokenId = eosTokenId;
         long pageBytes = model.kvPageBytes();
-        long kvBytes = options.kvCacheBytes() > 0 ? options.kvCacheBytes() : DEFAULT_KV_CACHE_BYTES;
+        // The KV pool lives in HBM beside the weights: what the placement plan left of the tier bounds it.
+        TierPlacement placement = model.placement();
+        long hbmLeft = placement.capacityBytes(MemoryTier.HBM) - placement.usedBytes(MemoryTier.HBM);
+        long kvBytes = options.kvCacheBytes() > 0 ? options.kvCacheBytes() : Math.min(DEFAULT_KV_CACHE_BYTES, hbmLeft);
+        if (kvBytes > hbmLeft || kvBytes < pageBytes) {
+            throw new LockstepException(String.format(java.util.Locale.ROOT,
+                    "HBM tier: the KV page pool needs %,d bytes (at least one page of %,d), but the weights leave %,d of %,d bytes"
+                            + " (--hbm, --kv-memory)", kvBytes, pageBytes, hbmLeft, placement.capacityBytes(MemoryTier.HBM)));
+        }
         long pages = Math.max(1, kvBytes / pageBytes);
         if (pages > Integer.MAX_VALUE) {
             pages = Integer.MAX_VALUE;
         }
         this.kvPool = model.newKvPagePool(MemoryTier.HBM, (int) pages);
-        this.kvDisk = options.kvDiskBytes() > 0
-                ? new KvDiskStore(Path.of(System.getProperty("java.io.tmpdir")), pageBytes, options.kvDiskBytes()) : null;
+        try {
+            this.kvDisk = options.kvDiskBytes() > 0
+                    ? new KvDiskStore(Path.of(System.getProperty("java.io.tmpdir")), pageBytes, options.kvDiskBytes()) : null;
+        } catch (RuntimeException | Error e) {
+            kvPool.close();
+            throw e;
+        }
         this.prefixCache = options.prefixCache() ? new PrefixCache(kvPool, kvDisk) : null;
         this.scheduler = new Scheduler(model, options.batchTokens());
     }

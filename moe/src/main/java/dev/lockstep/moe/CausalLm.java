@@ -17,6 +17,9 @@ import dev.lockstep.moe.kv.KvCache;
 public interface CausalLm extends AutoCloseable {
     ModelSummary summary();
 
+    /** Where the weights live: the placement plan's decision for every packed tensor, bytes per tier. */
+    dev.lockstep.memory.TierPlacement placement();
+
     /**
      * Weight bytes one decode token reads: every matrix it multiplies as packed (top-k experts of average size per
      * MoE layer, lm_head, one embedding row). With the machine's read bandwidth this gives the decode roofline.

@@ -11,9 +11,12 @@ import java.util.List;
  * @param exclude        extra module patterns kept dense ({@link Nvfp4Recipe#matches})
  * @param progress       receives loading progress (bytes copied of the total)
  * @param cacheDir       directory of packed-weights caches, or null for none (see {@link #withCache})
+ * @param sramBytes      the SRAM tier of the placement plan ({@link dev.lockstep.memory.TierPlacement}): -1 for the
+ *                       machine's last-level cache size, 0 for none
+ * @param hbmBytes       the HBM tier for the weights: -1 for the machine's physical memory
  */
 public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude, dev.lockstep.memory.Progress progress,
-                          java.nio.file.Path cacheDir) {
+                          java.nio.file.Path cacheDir, long sramBytes, long hbmBytes) {
     public static final LoadOptions DEFAULT = new LoadOptions(false, false, List.of());
 
     public LoadOptions {
@@ -21,15 +24,23 @@ public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<St
         if (progress == null) {
             throw new IllegalArgumentException("progress must not be null (use Progress.NONE)");
         }
+        if (sramBytes < -1 || hbmBytes < -1 || hbmBytes == 0) {
+            throw new IllegalArgumentException("tier sizes: SRAM >= 0 (or -1: the machine's), HBM > 0 (or -1); got " + sramBytes + ", " + hbmBytes);
+        }
     }
 
     public LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude) {
-        this(quantizeNvfp4, quantizeLmHead, exclude, dev.lockstep.memory.Progress.NONE, null);
+        this(quantizeNvfp4, quantizeLmHead, exclude, dev.lockstep.memory.Progress.NONE, null, -1, -1);
     }
 
     /** These options reporting load progress (bytes of checkpoint data copied) to {@code progress}. */
     public LoadOptions withProgress(dev.lockstep.memory.Progress progress) {
-        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir);
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes);
+    }
+
+    /** These options with tiers of {@code sramBytes} and {@code hbmBytes} for the weights (-1: the machine's). */
+    public LoadOptions withTiers(long sramBytes, long hbmBytes) {
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes);
     }
 
     /**
@@ -38,7 +49,18 @@ public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<St
      * instead of repacking ({@link dev.lockstep.memory.PackedCacheDescriptor}).
      */
     public LoadOptions withCache(java.nio.file.Path dir) {
-        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, dir);
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, dir, sramBytes, hbmBytes);
+    }
+
+    /**
+     * A new placement plan with these tiers: SRAM of {@code sramBytes} (-1: the last-level cache), HBM of
+     * {@code hbmBytes} (-1: the machine's physical memory, or 64 GiB when unknown).
+     */
+    public dev.lockstep.memory.TierPlacement placement() {
+        long sram = sramBytes >= 0 ? sramBytes : dev.lockstep.memory.TierPlacement.lastLevelCacheBytes();
+        long physical = dev.lockstep.memory.TierPlacement.physicalMemoryBytes();
+        long hbm = hbmBytes > 0 ? hbmBytes : physical > 0 ? physical : 64L << 30;
+        return new dev.lockstep.memory.TierPlacement(sram, hbm);
     }
 
     public Nvfp4Recipe recipe() {

@@ -11,7 +11,7 @@ import dev.lockstep.memory.CheckpointException;
 import dev.lockstep.memory.DType;
 import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.memory.TensorView;
-import dev.lockstep.memory.TierArena;
+import dev.lockstep.memory.TierPlacement;
 
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
@@ -31,8 +31,8 @@ import java.util.concurrent.atomic.AtomicLong;
 /**
  * Fetches tensors a family declares, checking presence, dtype and shape, and records them so the family's
  * summary lists exactly what it uses. Errors name the family, the tensor, and the expected vs found value.
- * Matrices the kernels multiply are repacked into the kernels' {@link WeightLayout#TILED} layout in an
- * HBM-tier arena; lookup tables (embeddings) are copied row-major into the same arena. A loaded model
+ * Matrices the kernels multiply are repacked into the kernels' {@link WeightLayout#TILED} layout in the tier
+ * the {@link TierPlacement} plan gives them; lookup tables (embeddings) are copied row-major likewise. A loaded model
  * touches no checkpoint page, so the checkpoint is closed once loading ends.
  *
  * <p>Loading runs in two phases. Declaring a matrix ({@link #matrix}, {@link #copied}, {@link #packed}) checks
@@ -49,7 +49,7 @@ public final class WeightLoader {
     private final String family;
     private final Checkpoint checkpoint;
     private final int tileRows;
-    private final TierArena arena;
+    private final TierPlacement placement;
     private final List<TensorInfo> used = new ArrayList<>();
     private final LoadOptions options;
     private final Nvfp4Recipe recipe;
@@ -75,30 +75,30 @@ public final class WeightLoader {
     }
 
     /** {@code arena} receives the packed copies and must outlive the model. */
-    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena) {
-        this(family, checkpoint, tileRows, arena, LoadOptions.DEFAULT);
+    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierPlacement placement) {
+        this(family, checkpoint, tileRows, placement, LoadOptions.DEFAULT);
     }
 
-    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena, LoadOptions options) {
-        this(family, checkpoint, tileRows, arena, options, "tiles " + tileRows);
+    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierPlacement placement, LoadOptions options) {
+        this(family, checkpoint, tileRows, placement, options, "tiles " + tileRows);
     }
 
     /**
      * {@code kernelsId} names the kernels the packed layout is for (their name and tile height): part of the
      * packed-weights cache key, so a cache made for other kernels (another vector width) is never mapped.
      */
-    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierArena arena, LoadOptions options, String kernelsId) {
+    public WeightLoader(String family, Checkpoint checkpoint, int tileRows, TierPlacement placement, LoadOptions options, String kernelsId) {
         this.options = options;
         this.recipe = options.recipe();
         this.family = family;
         this.checkpoint = checkpoint;
         this.tileRows = tileRows;
-        this.arena = arena;
+        this.placement = placement;
         if (options.cacheDir() != null) {
             this.cacheKey = cacheKey(family, checkpoint, kernelsId + " x" + tileRows, options);
             this.cacheFile = options.cacheDir().resolve(checkpoint.directory().toAbsolutePath().normalize().getFileName() + "-"
                     + cacheKey.substring(0, 16) + ".packed");
-            MemorySegment mapping = java.nio.file.Files.isRegularFile(cacheFile) ? arena.mapReadOnly(cacheFile) : null;
+            MemorySegment mapping = java.nio.file.Files.isRegularFile(cacheFile) ? placement.mapReadOnly(cacheFile) : null;
             this.cacheEntries = mapping == null ? null : dev.lockstep.memory.PackedCacheDescriptor.read(mapping, cacheKey);
             this.cacheMapping = cacheEntries == null ? null : mapping;
         } else {
@@ -140,11 +140,15 @@ public final class WeightLoader {
         }
         dev.lockstep.memory.PackedCacheDescriptor.Entry e = cacheEntries == null ? null : cacheEntries.get(purpose);
         MemorySegment seg;
-        if (e != null && e.bytes() == bytes) {
+        if (e != null && e.bytes() == bytes && !TierPlacement.Role.of(purpose).hot()) {
             seg = cacheMapping.asSlice(e.offset(), bytes);
             hits.put(purpose, e);
         } else {
-            seg = arena.allocate(purpose, bytes, ALIGNMENT_BYTES);
+            seg = placement.allocate(purpose, bytes, ALIGNMENT_BYTES);
+            if (e != null && e.bytes() == bytes) { // a hot tensor the plan may put in SRAM: copied out of the cache file
+                MemorySegment.copy(cacheMapping, e.offset(), seg, 0, bytes);
+                hits.put(purpose, e);
+            }
         }
         allocations.put(purpose, seg);
         return seg;

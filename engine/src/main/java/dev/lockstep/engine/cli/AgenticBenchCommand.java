@@ -20,9 +20,12 @@ final class AgenticBenchCommand extends ModelCommand implements Callable<Integer
     @picocli.CommandLine.Mixin
     QuantOptions quantOptions = new QuantOptions();
 
+    @picocli.CommandLine.Mixin
+    TierOptions tierOptions = new TierOptions();
+
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions(model);
+        return tierOptions.apply(quantOptions.loadOptions(model));
     }
 
     @picocli.CommandLine.Mixin

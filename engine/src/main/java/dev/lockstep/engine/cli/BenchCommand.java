@@ -23,9 +23,12 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     QuantOptions quantOptions = new QuantOptions();
 
+    @picocli.CommandLine.Mixin
+    TierOptions tierOptions = new TierOptions();
+
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions(model);
+        return tierOptions.apply(quantOptions.loadOptions(model));
     }
 
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")
@@ -102,6 +105,12 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
             out().printf(Locale.ROOT, "| %s | %d | roofline tg | %.1f | | | read %.1f GB/s, weights %.1f MB/token%s%s |%n",
                     engine.modelDir().getFileName(), t, roofline, bandwidth / 1e9, bytesPerToken / 1e6,
                     decode == null ? "" : String.format(Locale.ROOT, ", tg achieved %.0f%%", 100 * decode.median() / roofline), fits);
+            var placement = engine.model().placement();
+            out().printf(Locale.ROOT, "| %s | %d | placement | | | | SRAM %.2f of %.1f MB (routers, attention), HBM %.1f MB; KV pool up to %.0f MB, %s |%n",
+                    engine.modelDir().getFileName(), t, placement.usedBytes(dev.lockstep.memory.MemoryTier.SRAM) / 1e6,
+                    placement.capacityBytes(dev.lockstep.memory.MemoryTier.SRAM) / 1e6, placement.usedBytes(dev.lockstep.memory.MemoryTier.HBM) / 1e6,
+                    engine.kvPool().pageCount() * (double) engine.kvPool().pageBytes() / 1e6,
+                    engine.kvDisk() == null ? "no DISK tier" : String.format(Locale.ROOT, "DISK %.0f MB", engine.kvDisk().slots() * (double) engine.kvDisk().pageBytes() / 1e6));
             engine.model().summary().matrixBytesByFormat().forEach((f, bytes) -> out().printf(Locale.ROOT,
                     "| %s | %d | kernel %s | | | | %.1f MB: %s |%n", engine.modelDir().getFileName(), t, f, bytes / 1e6,
                     dev.lockstep.kernels.KernelProvider.get().matmulKernel(f)));
@@ -121,6 +130,7 @@ final class BenchCommand extends ModelCommand implements Callable<Integer> {
                 "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
                 "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
         cmd.addAll(quantOptions.asArguments());
+        cmd.addAll(tierOptions.asArguments());
         try {
             Process child = new ProcessBuilder(cmd).start();
             // The child's stderr is forwarded line by line (less the JVM's incubator-module notice) and its last

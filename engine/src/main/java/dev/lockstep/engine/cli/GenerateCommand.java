@@ -21,9 +21,12 @@ final class GenerateCommand extends ModelCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     QuantOptions quantOptions = new QuantOptions();
 
+    @picocli.CommandLine.Mixin
+    TierOptions tierOptions = new TierOptions();
+
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions(model);
+        return tierOptions.apply(quantOptions.loadOptions(model));
     }
 
     @Option(names = "--threads", paramLabel = "N", description = {"Compute threads (default: available processors; 1 for a",

@@ -20,9 +20,12 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     QuantOptions quantOptions = new QuantOptions();
 
+    @picocli.CommandLine.Mixin
+    TierOptions tierOptions = new TierOptions();
+
     @Override
     dev.lockstep.moe.LoadOptions loadOptions() {
-        return quantOptions.loadOptions(model);
+        return tierOptions.apply(quantOptions.loadOptions(model));
     }
 
     @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",
@@ -49,6 +52,7 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
             if (s.quantizeNanos() > 0) {
                 out().printf(Locale.ROOT, "  quantized to NVFP4 at load: %.2f s of CPU time%n", s.quantizeNanos() / 1e9);
             }
+            TierOptions.print(out(), lm);
             out().printf(Locale.ROOT, "tensors: %d, %,d bytes%n", s.tensors().size(), s.totalBytes());
             byType.forEach((k, v) -> out().printf(Locale.ROOT, "  %-8s %5d tensors %,14d bytes%n", k, v[0], v[1]));
             if (!s.unusedTensors().isEmpty()) {
@@ -59,9 +63,11 @@ final class InspectCommand extends ModelCommand implements Callable<Integer> {
                 }
             }
             if (listTensors) {
+                Map<String, dev.lockstep.memory.MemoryTier> tierOf = new java.util.HashMap<>();
+                lm.placement().decisions().forEach(d -> tierOf.put(d.tensor(), d.tier()));
                 for (ModelSummary.MatrixInfo m : s.matrices()) {
-                    out().printf(Locale.ROOT, "  matrix %-52s %-5s [%d, %d] %,12d bytes  %s%n", m.name(), m.format(), m.rows(), m.cols(),
-                            m.bytes(), KernelProvider.get().matmulKernel(m.format()));
+                    out().printf(Locale.ROOT, "  matrix %-52s %-5s [%d, %d] %,12d bytes  %-4s %s%n", m.name(), m.format(), m.rows(), m.cols(),
+                            m.bytes(), tierOf.getOrDefault(m.name(), dev.lockstep.memory.MemoryTier.HBM), KernelProvider.get().matmulKernel(m.format()));
                 }
                 for (TensorInfo t : s.tensors()) {
                     out().printf(Locale.ROOT, "  %-52s %-5s %-14s %,12d bytes  %s%n", t.name(), t.dtype(), t.shapeString(),

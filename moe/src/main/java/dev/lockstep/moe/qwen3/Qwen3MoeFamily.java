@@ -6,7 +6,7 @@ import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.MemoryTier;
-import dev.lockstep.memory.TierArena;
+import dev.lockstep.memory.TierPlacement;
 import dev.lockstep.memory.TensorInfo;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.LoadOptions;
@@ -33,9 +33,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
     @Override
     public CausalLm load(ModelConfigJson json, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, LoadOptions options) {
         Qwen3MoeConfig c = Qwen3MoeConfig.parse(json);
-        // Packed weights: at most the checkpoint's bytes plus tile padding; the bound is generous, the
-        // arena accounts what is really used.
-        TierArena weights = new TierArena(MemoryTier.HBM, 2 * checkpoint.totalBytes() + (64L << 20));
+        TierPlacement weights = options.placement();
         try {
             return load(c, checkpoint, kernels, pool, weights, options);
         } catch (RuntimeException | Error e) {
@@ -44,7 +42,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
         }
     }
 
-    private static CausalLm load(Qwen3MoeConfig c, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, TierArena weights,
+    private static CausalLm load(Qwen3MoeConfig c, Checkpoint checkpoint, Kernels kernels, WorkerPool pool, TierPlacement weights,
                                  LoadOptions options) {
         WeightLoader w = new WeightLoader(MODEL_TYPE, checkpoint, kernels.tileRows(), weights, options, kernels.name());
         int h = c.hiddenSize();

@@ -2,7 +2,7 @@ package dev.lockstep.moe.qwen3;
 
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
-import dev.lockstep.memory.TierArena;
+import dev.lockstep.memory.TierPlacement;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.memory.KvPagePool;
 import dev.lockstep.memory.MemoryTier;
@@ -40,14 +40,14 @@ public final class Qwen3MoeModel implements CausalLm {
     private final float[] finalNorm;   // [hidden]
     private final WeightMatrix lmHead; // [vocab, hidden]
     private final Compute compute;
-    private final TierArena packedWeights;
+    private final TierPlacement packedWeights;
     private final ModelSummary summary;
     /** Serializes forwards: the blocks share task objects, RoPE tables and the worker pool. */
     private final ReentrantLock forwardLock = new ReentrantLock();
     private boolean closed; // guarded by forwardLock
 
     Qwen3MoeModel(Qwen3MoeConfig config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
-                  Compute compute, TierArena packedWeights, ModelSummary summary) {
+                  Compute compute, TierPlacement packedWeights, ModelSummary summary) {
         this.config = config;
         this.embed = embed;
         this.layers = layers;
@@ -208,6 +208,11 @@ public final class Qwen3MoeModel implements CausalLm {
         for (int q = 0; q < batch.sequences(); q++) {
             batch.sequenceCache(q).commit(batch.sequenceTokens(q));
         }
+    }
+
+    @Override
+    public TierPlacement placement() {
+        return packedWeights;
     }
 
     @Override
