@@ -3,7 +3,7 @@ module dev.lockstep.engine {
     requires transitive dev.lockstep.moe;
     requires ai.djl.tokenizers;
     requires info.picocli;
-    requires HdrHistogram; // an automatic module (the jar names none)
+    requires transitive HdrHistogram; // an automatic module (the jar names none); Engine.stepHistograms returns its type
     requires jdk.management; // bench: heap bytes allocated per thread
     requires java.management;
     // DJL's jars are automatic modules and cannot declare what they need; these are the explicit modules

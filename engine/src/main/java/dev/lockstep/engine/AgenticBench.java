@@ -47,7 +47,7 @@ public final class AgenticBench {
     /** What one run measured (latencies in nanoseconds). */
     public record Report(Workload workload, boolean prefixCache, Histogram[] rootTtftByTurn, Histogram[] subagentTtftByTurn,
                          Histogram interToken, long wallNanos, long generatedTokens, long promptTokens, long cachedPromptTokens,
-                         int peakPages, long pageBytes, long steps) {
+                         int peakPages, long pageBytes, long steps, Histogram stepNanos, Histogram stepTokens) {
         public double tokensPerSecond() {
             return generatedTokens * 1e9 / wallNanos;
         }
@@ -90,6 +90,7 @@ public final class AgenticBench {
         long[] generated = new long[1], prompt = new long[1];
         long hits0 = engine.prefixCache() == null ? 0 : engine.prefixCache().hitPages();
         long steps0 = engine.schedulerSteps();
+        Histogram[] steps0Histograms = engine.stepHistograms();
         List<Thread> roots = new ArrayList<>();
         List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
         long start = System.nanoTime();
@@ -113,7 +114,8 @@ public final class AgenticBench {
         long hits = engine.prefixCache() == null ? 0 : engine.prefixCache().hitPages() - hits0;
         return new Report(w, engine.prefixCache() != null, rootTtft, subTtft, interToken, wall, generated[0], prompt[0],
                 hits * dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS, engine.kvPool().peakUsedPages(),
-                engine.kvPool().pageBytes(), engine.schedulerSteps() - steps0);
+                engine.kvPool().pageBytes(), engine.schedulerSteps() - steps0, minus(engine.stepHistograms()[0], steps0Histograms[0]),
+                minus(engine.stepHistograms()[1], steps0Histograms[1]));
     }
 
     /**
@@ -233,6 +235,12 @@ public final class AgenticBench {
             generated[0] += tokens;
             prompt[0] += promptTokens;
         }
+    }
+
+    private static Histogram minus(Histogram after, Histogram before) {
+        Histogram h = after.copy();
+        h.subtract(before);
+        return h;
     }
 
     private static void join(List<Thread> threads) {

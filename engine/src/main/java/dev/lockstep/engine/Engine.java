@@ -224,6 +224,14 @@ public final class Engine implements AutoCloseable {
         return scheduler;
     }
 
+    /**
+     * The scheduler's steps so far: {@code [0]} wall time of each step in nanoseconds (the batched forward and
+     * sampling: every decoding session's time per token is at least this), {@code [1]} tokens per step. Copies.
+     */
+    public org.HdrHistogram.Histogram[] stepHistograms() {
+        return scheduler.stepHistograms();
+    }
+
     /** Forward steps the scheduler has run. */
     public long schedulerSteps() {
         return scheduler.steps();

@@ -41,6 +41,10 @@ final class Scheduler implements AutoCloseable {
     private volatile boolean stopping;
     private volatile Throwable fatal;
     private long steps;
+    private int batchTokensOfLastStep;
+    /** Wall time of each step (forward + sampling), nanoseconds, and its tokens; guarded by stepTimes. */
+    private final org.HdrHistogram.Histogram stepTimes = new org.HdrHistogram.Histogram(60_000_000_000L, 3);
+    private final org.HdrHistogram.Histogram stepTokens = new org.HdrHistogram.Histogram(1 << 20, 3);
 
     Scheduler(CausalLm model, int batchTokens) {
         this.model = model;
@@ -69,6 +73,13 @@ final class Scheduler implements AutoCloseable {
         Throwable f = fatal;
         return f == null ? new IllegalStateException("engine is closed")
                 : new IllegalStateException("the engine's scheduler stopped after " + f, f);
+    }
+
+    /** Copies of the step-time (ns) and step-size (tokens) histograms since the engine started. */
+    org.HdrHistogram.Histogram[] stepHistograms() {
+        synchronized (stepTimes) {
+            return new org.HdrHistogram.Histogram[]{stepTimes.copy(), stepTokens.copy()};
+        }
     }
 
     long steps() {
@@ -110,6 +121,8 @@ final class Scheduler implements AutoCloseable {
             if (batch.size() == 0) {
                 return;
             }
+            long t0 = System.nanoTime();
+            batchTokensOfLastStep = batch.size();
             try {
                 ensureLogits(batch.logitsRows());
                 model.forward(batch, state, logits, ForwardObserver.NONE);
@@ -133,6 +146,11 @@ final class Scheduler implements AutoCloseable {
             }
             steps++;
             afterForward();
+            long t1 = System.nanoTime();
+            synchronized (stepTimes) {
+                stepTimes.recordValue(Math.min(t1 - t0, stepTimes.getHighestTrackableValue()));
+                stepTokens.recordValue(Math.min(batchTokensOfLastStep, stepTokens.getHighestTrackableValue()));
+            }
             return;
         }
     }

@@ -88,8 +88,8 @@ final class AgenticBenchCommand extends ModelCommand implements Callable<Integer
 
         out().printf(Locale.ROOT, "%s, %d threads, %d root sessions x %d turns, system %d, tool %d, gen %d tokens, fanout %d, batch budget %d tokens%n%n",
                 model.getFileName(), t, sessions, turns, systemTokens, toolTokens, genTokens, fanout, batchTokens);
-        out().printf(Locale.ROOT, "| run | roots | prefix cache | TTFT p50 ms | TTFT p99 ms | token p50 ms | p99 | p999 | p99/p50 | aggregate tok/s | prefix hit | peak KV pages (MB) | steps |%n");
-        out().printf(Locale.ROOT, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%n");
+        out().printf(Locale.ROOT, "| run | roots | prefix cache | TTFT p50 ms | TTFT p99 ms | token p50 ms | p99 | p999 | p99/p50 | aggregate tok/s | prefix hit | peak KV pages (MB) | steps | step p50 / p99 ms | step tokens p50 / p99 |%n");
+        out().printf(Locale.ROOT, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%n");
         row("cache on", on);
         row("cache off", off);
         row("single session", single);
@@ -128,10 +128,11 @@ final class AgenticBenchCommand extends ModelCommand implements Callable<Integer
 
     private void row(String name, AgenticBench.Report r) {
         Histogram ttft = r.allTtft(), tok = r.interToken();
-        out().printf(Locale.ROOT, "| %s | %d | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f%% | %d (%.1f) | %d |%n",
+        out().printf(Locale.ROOT, "| %s | %d | %s | %.2f | %.2f | %.3f | %.3f | %.3f | %.2f | %.0f | %.0f%% | %d (%.1f) | %d | %.3f / %.3f | %d / %d |%n",
                 name, r.workload().sessions(), r.prefixCache() ? "on" : "off", ms(ttft, 50), ms(ttft, 99), ms(tok, 50), ms(tok, 99),
                 ms(tok, 99.9), ms(tok, 99) / ms(tok, 50), r.tokensPerSecond(), 100 * r.prefixHitRate(), r.peakPages(),
-                r.peakPages() * r.pageBytes() / 1e6, r.steps());
+                r.peakPages() * r.pageBytes() / 1e6, r.steps(), ms(r.stepNanos(), 50), ms(r.stepNanos(), 99),
+                r.stepTokens().getValueAtPercentile(50), r.stepTokens().getValueAtPercentile(99));
     }
 
     private static double ms(Histogram h, double percentile) {
