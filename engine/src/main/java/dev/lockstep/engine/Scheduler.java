@@ -42,9 +42,13 @@ final class Scheduler implements AutoCloseable {
     private volatile Throwable fatal;
     private long steps;
     private int batchTokensOfLastStep;
-    /** Wall time of each step (forward + sampling), nanoseconds, and its tokens; guarded by stepTimes. */
-    private final org.HdrHistogram.Histogram stepTimes = new org.HdrHistogram.Histogram(60_000_000_000L, 3);
-    private final org.HdrHistogram.Histogram stepTokens = new org.HdrHistogram.Histogram(1 << 20, 3);
+    /**
+     * Wall time of each step (forward + sampling), nanoseconds, and its tokens; guarded by {@link #stepLock}.
+     * Made on the scheduler's thread as it starts, off a cold start's critical path.
+     */
+    private final Object stepLock = new Object();
+    private org.HdrHistogram.Histogram stepTimes;
+    private org.HdrHistogram.Histogram stepTokens;
 
     Scheduler(CausalLm model, int batchTokens) {
         this.model = model;
@@ -77,7 +81,10 @@ final class Scheduler implements AutoCloseable {
 
     /** Copies of the step-time (ns) and step-size (tokens) histograms since the engine started. */
     org.HdrHistogram.Histogram[] stepHistograms() {
-        synchronized (stepTimes) {
+        synchronized (stepLock) {
+            if (stepTimes == null) {
+                return new org.HdrHistogram.Histogram[]{new org.HdrHistogram.Histogram(60_000_000_000L, 3), new org.HdrHistogram.Histogram(1 << 20, 3)};
+            }
             return new org.HdrHistogram.Histogram[]{stepTimes.copy(), stepTokens.copy()};
         }
     }
@@ -87,6 +94,10 @@ final class Scheduler implements AutoCloseable {
     }
 
     private void loop() {
+        synchronized (stepLock) {
+            stepTimes = new org.HdrHistogram.Histogram(60_000_000_000L, 3);
+            stepTokens = new org.HdrHistogram.Histogram(1 << 20, 3);
+        }
         while (!stopping) {
             for (Request r; (r = incoming.poll()) != null; ) {
                 active.add(r);
@@ -147,7 +158,7 @@ final class Scheduler implements AutoCloseable {
             steps++;
             afterForward();
             long t1 = System.nanoTime();
-            synchronized (stepTimes) {
+            synchronized (stepLock) {
                 stepTimes.recordValue(Math.min(t1 - t0, stepTimes.getHighestTrackableValue()));
                 stepTokens.recordValue(Math.min(batchTokensOfLastStep, stepTokens.getHighestTrackableValue()));
             }

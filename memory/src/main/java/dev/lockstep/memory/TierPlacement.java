@@ -146,9 +146,12 @@ public final class TierPlacement implements AutoCloseable {
         long best = 0;
         for (int i = 0; i < 8; i++) {
             Path size = Path.of("/sys/devices/system/cpu/cpu0/cache/index" + i + "/size");
+            if (!Files.exists(size)) {
+                continue;
+            }
             try {
                 String v = Files.readString(size).strip();
-                long n = Long.parseLong(v.replaceAll("[^0-9]", ""));
+                long n = digits(v);
                 long bytes = v.endsWith("M") ? n << 20 : v.endsWith("K") ? n << 10 : n;
                 best = Math.max(best, bytes);
             } catch (java.io.IOException | NumberFormatException e) {
@@ -158,12 +161,38 @@ public final class TierPlacement implements AutoCloseable {
         return best;
     }
 
-    /** Physical memory of this machine (the HBM tier's default bound), or 0 when unknown. */
+    /**
+     * Physical memory of this machine (the HBM tier's default bound), from {@code /proc/meminfo}; 0 when unknown.
+     * (Not the management beans: initializing them costs tens of milliseconds of a cold start.)
+     */
     public static long physicalMemoryBytes() {
-        if (java.lang.management.ManagementFactory.getOperatingSystemMXBean() instanceof com.sun.management.OperatingSystemMXBean os) {
-            return os.getTotalMemorySize();
+        try {
+            for (String line : Files.readAllLines(Path.of("/proc/meminfo"))) {
+                if (line.startsWith("MemTotal:")) {
+                    return digits(line) << 10;
+                }
+            }
+        } catch (java.io.IOException | NumberFormatException e) {
+            // not Linux
         }
         return 0;
+    }
+
+    /** The decimal digits of {@code s} as a number (no regex: this runs on every cold start). */
+    private static long digits(String s) {
+        long n = 0;
+        boolean any = false;
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (c >= '0' && c <= '9') {
+                n = n * 10 + (c - '0');
+                any = true;
+            }
+        }
+        if (!any) {
+            throw new NumberFormatException("no digits in '" + s + "'");
+        }
+        return n;
     }
 
     @Override
