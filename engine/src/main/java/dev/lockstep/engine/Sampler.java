@@ -13,10 +13,25 @@ public final class Sampler {
     private int[] order = new int[0];
     private double[] probs = new double[0];
     private long[] keys = new long[0];
+    private long draws;
 
     public Sampler(SamplingParams params) {
         this.params = params;
         this.random = new SplittableRandom(params.seed());
+    }
+
+    public SamplingParams params() {
+        return params;
+    }
+
+    /** A sampler at the same point of the same random stream (a forked session's): both then draw the same numbers. */
+    public Sampler copy() {
+        Sampler c = new Sampler(params);
+        for (long i = 0; i < draws; i++) {
+            c.random.nextDouble();
+        }
+        c.draws = draws;
+        return c;
     }
 
     public int sample(float[] logits, int off, int vocab) {
@@ -63,6 +78,7 @@ public final class Sampler {
             mass += probs[i];
         }
         double u = random.nextDouble() * mass;
+        draws++;
         double acc = 0;
         for (int i = 0; i < n; i++) {
             acc += probs[i];

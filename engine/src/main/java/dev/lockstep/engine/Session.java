@@ -17,6 +17,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * session's logits are bit-identical whether it runs alone or with others, its prefix computed fresh, forked
  * or taken from the prefix cache.
  *
+ * <p>Sampling state is the session's: successive {@code generate} calls with the same {@link SamplingParams}
+ * continue one random stream (new parameters start a new one), and a fork continues from the parent's point.
+ *
  * <p>A session's context holds every token it was given or generated. The last generated token is not fed to
  * the model until the next call needs it, so after {@code generate} the KV cache holds one position fewer
  * than {@link #length()}.
@@ -38,6 +41,8 @@ public final class Session implements AutoCloseable {
     /** Prefix-cache keys of full pages [0, keyedBlocks): key of page b names tokens [0, 16(b+1)). */
     private long[] pageKeys;
     private int keyedBlocks;
+    /** The sampling state: kept across calls with the same parameters (the random stream goes on), copied by fork. */
+    private Sampler sampler;
     /** The thread inside a call, or null when idle. */
     private final AtomicReference<Thread> owner = new AtomicReference<>();
     private volatile boolean closed;
@@ -153,7 +158,10 @@ public final class Session implements AutoCloseable {
             int before = length;
             addTokens(prompt);
             int eos = stop == StopCondition.EOS ? engine.eosTokenId().orElse(-1) : -1;
-            Scheduler.Request r = new Scheduler.Request(this, new Sampler(params), maxNewTokens, eos);
+            if (sampler == null || !sampler.params().equals(params)) {
+                sampler = new Sampler(params);
+            }
+            Scheduler.Request r = new Scheduler.Request(this, sampler, maxNewTokens, eos);
             StreamingDecoder text = engine.tokenizer().streamingDecoder();
             long t0 = System.nanoTime();
             try {
@@ -202,8 +210,10 @@ public final class Session implements AutoCloseable {
         enter();
         try {
             PagedKvCache childCache = cache.fork();
-            return new Session(engine, childCache, prefixCache, Arrays.copyOf(tokens, Math.max(16, length)), length,
+            Session child = new Session(engine, childCache, prefixCache, Arrays.copyOf(tokens, Math.max(16, length)), length,
                     Arrays.copyOf(pageKeys, pageKeys.length), Math.min(keyedBlocks, childCache.length() / KvBlockDescriptor.BLOCK_TOKENS));
+            child.sampler = sampler == null ? null : sampler.copy();
+            return child;
         } finally {
             exit();
         }

@@ -87,6 +87,35 @@ class SessionTest {
     }
 
     @Test
+    void samplingStateIsTheSessionsAcrossCallsAndForks() {
+        SamplingParams params = new SamplingParams(1.0f, 0, 1f, 77);
+        int[] prompt = tokens(40, 9);
+        int[] whole, halves, forked;
+        try (Session s = engine.newSession(128)) {
+            whole = collect(s, prompt, 16, params);
+        }
+        try (Session s = engine.newSession(128)) {
+            int[] a = collect(s, prompt, 8, params);
+            try (Session child = s.fork()) {
+                forked = concat(a, collect(child, new int[0], 8, params));
+            }
+            halves = concat(a, collect(s, new int[0], 8, params));
+        }
+        assertArrayEquals(whole, halves, "two calls continue one random stream");
+        assertArrayEquals(whole, forked, "a fork continues from its parent's point");
+    }
+
+    static int[] collect(Session s, int[] prompt, int n, SamplingParams params) {
+        List<Integer> out = new ArrayList<>();
+        s.generate(prompt, n, params, StopCondition.IGNORE_EOS, (id, t) -> {
+            if (id >= 0) {
+                out.add(id);
+            }
+        });
+        return out.stream().mapToInt(Integer::intValue).toArray();
+    }
+
+    @Test
     void generateThenRollbackAndRegenerateIsExact() {
         int[] prompt = tokens(12, 21);
         try (Session s = engine.newSession(256)) {
