@@ -34,8 +34,19 @@ class LibraryTest {
 
     static List<Snippet> snippets() throws IOException {
         List<Snippet> out = new ArrayList<>();
-        try (Stream<Path> files = Files.walk(ROOT)) {
-            for (Path f : files.filter(p -> p.toString().endsWith(".java") && p.toString().contains("/src/main/java/")).toList()) {
+        // only the modules' main sources: build output (target/) changes while tests run
+        List<Path> sourceRoots;
+        try (Stream<Path> modules = Files.list(ROOT)) {
+            sourceRoots = modules.map(m -> m.resolve("src/main/java")).filter(Files::isDirectory).sorted().toList();
+        }
+        List<Path> sources = new ArrayList<>();
+        for (Path r : sourceRoots) {
+            try (Stream<Path> files = Files.walk(r)) {
+                files.filter(p -> p.toString().endsWith(".java")).forEach(sources::add);
+            }
+        }
+        {
+            for (Path f : sources) {
                 String src = Files.readString(f);
                 String imports = src.lines().filter(l -> l.startsWith("import ") || l.startsWith("package "))
                         .map(l -> l.startsWith("package ") ? "import " + l.substring(8, l.length() - 1) + ".*;" : l)

@@ -18,13 +18,16 @@ final class QuantOptions {
     @Option(names = "--quantize-lm-head", description = "With --quant nvfp4: quantize lm_head too (kept dense by default).")
     boolean quantizeLmHead;
 
-    @Option(names = "--no-cache", description = {"Do not map or write the packed-weights cache (used for models of 256 MB and more:",
+    @Option(names = "--no-cache", description = {"Do not map or write the packed-weights cache (used for models of 16 MB and more:",
             "the first load writes the weights in the kernels' layout to $LOCKSTEP_CACHE_DIR, else ~/.cache/lockstep,",
             "and later loads map that file instead of repacking)."})
     boolean noCache;
 
-    /** Models smaller than this load faster than a cache file could be checked: no cache. */
-    static final long CACHE_MIN_BYTES = 256L << 20;
+    /**
+     * Models smaller than this load about as fast repacked as mapped: no cache. The bundled model (25 MB) is above
+     * it: mapping its cache takes ~60 ms off a cold `generate` (BENCHMARKS.md, "First run").
+     */
+    static final long CACHE_MIN_BYTES = 16L << 20;
 
     LoadOptions loadOptions(java.nio.file.Path model) {
         if (quantizeLmHead && quant != Quant.nvfp4) {
