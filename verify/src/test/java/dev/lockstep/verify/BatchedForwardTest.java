@@ -48,12 +48,7 @@ class BatchedForwardTest {
     }
 
     static int[] tokens(long seed, int n) {
-        SplittableRandom r = new SplittableRandom(seed);
-        int[] t = new int[n];
-        for (int i = 0; i < n; i++) {
-            t[i] = r.nextInt(vocab);
-        }
-        return t;
+        return Golden.randomTokens(seed, n, vocab);
     }
 
     @ParameterizedTest(name = "with {0} batch mates")

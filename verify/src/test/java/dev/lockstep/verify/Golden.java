@@ -126,4 +126,14 @@ final class Golden {
         }
         return generated;
     }
+
+    /** {@code n} token ids in {@code [0, vocab)} from a seeded generator. */
+    static int[] randomTokens(long seed, int n, int vocab) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        int[] t = new int[n];
+        for (int i = 0; i < n; i++) {
+            t[i] = r.nextInt(vocab);
+        }
+        return t;
+    }
 }

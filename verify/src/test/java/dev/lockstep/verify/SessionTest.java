@@ -45,12 +45,7 @@ class SessionTest {
     }
 
     static int[] tokens(long seed, int n) {
-        SplittableRandom r = new SplittableRandom(seed);
-        int[] t = new int[n];
-        for (int i = 0; i < n; i++) {
-            t[i] = r.nextInt(vocab);
-        }
-        return t;
+        return Golden.randomTokens(seed, n, vocab);
     }
 
     /** The logits of the last position of {@code tokens}, computed alone in one block. */

@@ -16,18 +16,7 @@ import java.util.concurrent.Callable;
         "and with a single root session (after an unmeasured warm-up run), each on a fresh engine, and prints",
         "TTFT per turn, per-token latency percentiles (HdrHistogram), aggregate tok/s, prefix hit rate and",
         "peak KV pages as markdown tables."})
-final class AgenticBenchCommand extends ModelCommand implements Callable<Integer> {
-    @picocli.CommandLine.Mixin
-    QuantOptions quantOptions = new QuantOptions();
-
-    @picocli.CommandLine.Mixin
-    TierOptions tierOptions = new TierOptions();
-
-    @Override
-    dev.lockstep.moe.LoadOptions loadOptions() {
-        return tierOptions.apply(quantOptions.loadOptions(model));
-    }
-
+final class AgenticBenchCommand extends LoadingCommand implements Callable<Integer> {
     @picocli.CommandLine.Mixin
     KvOptions kvOptions = new KvOptions();
 

@@ -19,18 +19,7 @@ import java.util.concurrent.Callable;
         "median (min..max) tok/s and heap bytes allocated per token.",
         "Each thread count runs in a fresh JVM (like JMH forks) unless --in-process.",
         "bench agentic: the many-sessions workload (see its --help)."})
-final class BenchCommand extends ModelCommand implements Callable<Integer> {
-    @picocli.CommandLine.Mixin
-    QuantOptions quantOptions = new QuantOptions();
-
-    @picocli.CommandLine.Mixin
-    TierOptions tierOptions = new TierOptions();
-
-    @Override
-    dev.lockstep.moe.LoadOptions loadOptions() {
-        return tierOptions.apply(quantOptions.loadOptions(model));
-    }
-
+final class BenchCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = {"-p", "--prefill"}, paramLabel = "N", defaultValue = "512", description = "Prompt tokens for pp (0 = skip; default ${DEFAULT-VALUE}).")
     int prefillTokens;
 

@@ -17,18 +17,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text: streams the continuation to stdout, statistics to stderr.")
-final class GenerateCommand extends ModelCommand implements Callable<Integer> {
-    @picocli.CommandLine.Mixin
-    QuantOptions quantOptions = new QuantOptions();
-
-    @picocli.CommandLine.Mixin
-    TierOptions tierOptions = new TierOptions();
-
-    @Override
-    dev.lockstep.moe.LoadOptions loadOptions() {
-        return tierOptions.apply(quantOptions.loadOptions(model));
-    }
-
+final class GenerateCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = {"Compute threads (default: available processors; 1 for a",
             "short job on the scalar kernels, which leaves the other cores to the JIT compiler)."})
     Integer threads;

@@ -16,18 +16,7 @@ import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "inspect", mixinStandardHelpOptions = true, description = "Architecture, parameter counts (total / active per token), tensors, dtypes and bytes.")
-final class InspectCommand extends ModelCommand implements Callable<Integer> {
-    @picocli.CommandLine.Mixin
-    QuantOptions quantOptions = new QuantOptions();
-
-    @picocli.CommandLine.Mixin
-    TierOptions tierOptions = new TierOptions();
-
-    @Override
-    dev.lockstep.moe.LoadOptions loadOptions() {
-        return tierOptions.apply(quantOptions.loadOptions(model));
-    }
-
+final class InspectCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = "--tensors", negatable = true, defaultValue = "true", fallbackValue = "true",
             description = "List every tensor (default: ${DEFAULT-VALUE}).")
     boolean listTensors;

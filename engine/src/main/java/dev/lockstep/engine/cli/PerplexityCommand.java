@@ -17,18 +17,7 @@ import java.util.concurrent.Callable;
 @Command(name = "perplexity", mixinStandardHelpOptions = true, description = {
         "Windowed perplexity: for s = 0, W, 2W, ... the model reads tokens[s, s+W) from a fresh context and scores",
         "its predictions of tokens[s+1 .. s+W]; N tokens give N-1 scored tokens."})
-final class PerplexityCommand extends ModelCommand implements Callable<Integer> {
-    @picocli.CommandLine.Mixin
-    QuantOptions quantOptions = new QuantOptions();
-
-    @picocli.CommandLine.Mixin
-    TierOptions tierOptions = new TierOptions();
-
-    @Override
-    dev.lockstep.moe.LoadOptions loadOptions() {
-        return tierOptions.apply(quantOptions.loadOptions(model));
-    }
-
+final class PerplexityCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
     int threads = defaultThreads();
 
