@@ -32,7 +32,8 @@ import java.util.concurrent.TimeUnit;
  * {@code rtt} is a one-vector ping-pong (the {@code ping} method's sample times are the round trip; {@code pong}
  * echoes; a ping carries a sequence number and waits for its own reply, so a reply stranded by the end of an
  * iteration cannot make the next round trip look free), {@code stream} moves vectors one way (the {@code consume} rate is the throughput). Both move 320-byte
- * payloads and spin on empty/full (the consumer backs off with {@link Thread#onSpinWait()} only).
+ * payloads and spin on empty/full (the consumer backs off with {@link Thread#onSpinWait()} only). The two threads
+ * are pinned to CPUs 0 and 1 ({@link dev.lockstep.interconnect.Affinity}).
  *
  * <pre>java -jar bench/target/benchmarks.jar LinkBenchmark</pre>
  */
@@ -94,12 +95,25 @@ public class LinkBenchmark {
         got[0]++;
     };
 
+    /** Each benchmark thread pinned to its own CPU (thread i of the group on CPU i), or unpinned with the reason printed. */
+    @State(Scope.Thread)
+    public static class Pinned {
+        @Setup(Level.Trial)
+        public void pin(org.openjdk.jmh.infra.ThreadParams thread) {
+            int cpu = thread.getGroupThreadIndex() % Runtime.getRuntime().availableProcessors();
+            dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(cpu);
+            if (!r.pinned()) {
+                System.err.println("LinkBenchmark: running unpinned: " + r.why());
+            }
+        }
+    }
+
     @Benchmark
     @Group("rtt")
     @GroupThreads(1)
     @BenchmarkMode(Mode.SampleTime)
     @OutputTimeUnit(TimeUnit.NANOSECONDS)
-    public int ping(Control control) {
+    public int ping(Control control, Pinned pinned) {
         long seq = ++pingSeq; // the reply must carry it: a reply left over from the last iteration is skipped
         if ("lockstep".equals(impl)) {
             pingBuf.set(java.lang.foreign.ValueLayout.JAVA_LONG, 0, seq);
@@ -142,7 +156,7 @@ public class LinkBenchmark {
     @GroupThreads(1)
     @BenchmarkMode(Mode.SampleTime)
     @OutputTimeUnit(TimeUnit.NANOSECONDS)
-    public int pong(Control control) {
+    public int pong(Control control, Pinned pinned) {
         if ("lockstep".equals(impl)) {
             while (ab.poll(pongBuf, 0, 1) == 0) {
                 if (control.stopMeasurement) {
@@ -178,7 +192,7 @@ public class LinkBenchmark {
     @GroupThreads(1)
     @BenchmarkMode(Mode.Throughput)
     @OutputTimeUnit(TimeUnit.MICROSECONDS)
-    public boolean produce(Control control) {
+    public boolean produce(Control control, Pinned pinned) {
         if ("lockstep".equals(impl)) {
             while (!ab.offer(streamIn, 0, 1)) {
                 if (control.stopMeasurement) {
@@ -203,7 +217,7 @@ public class LinkBenchmark {
     @GroupThreads(1)
     @BenchmarkMode(Mode.Throughput)
     @OutputTimeUnit(TimeUnit.MICROSECONDS)
-    public int consume(Control control) {
+    public int consume(Control control, Pinned pinned) {
         if ("lockstep".equals(impl)) {
             while (ab.poll(streamOut, 0, 1) == 0) {
                 if (control.stopMeasurement) {
