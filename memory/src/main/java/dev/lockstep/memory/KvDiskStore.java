@@ -35,8 +35,8 @@ public final class KvDiskStore implements AutoCloseable {
     /** A spill file of {@code capacityBytes / pageBytes} slots in {@code directory}. */
     public KvDiskStore(Path directory, long pageBytes, long capacityBytes) {
         if (pageBytes <= 0 || capacityBytes < pageBytes) {
-            throw new IllegalArgumentException("the DISK tier needs room for at least one KV page of " + pageBytes + " bytes, got "
-                    + capacityBytes + " bytes");
+            throw new IllegalArgumentException("the DISK tier (--kv-disk) needs room for at least one KV page of " + pageBytes
+                    + " bytes, got " + capacityBytes + " bytes");
         }
         long n = capacityBytes / pageBytes;
         this.slots = (int) Math.min(n, Integer.MAX_VALUE);

@@ -140,15 +140,17 @@ public final class WeightLoader {
         }
         dev.lockstep.memory.PackedCacheDescriptor.Entry e = cacheEntries == null ? null : cacheEntries.get(purpose);
         MemorySegment seg;
-        if (e != null && e.bytes() == bytes && !TierPlacement.Role.of(purpose).hot()) {
-            seg = cacheMapping.asSlice(e.offset(), bytes);
+        if (e != null && e.bytes() == bytes) {
+            MemorySegment sram = placement.allocateFromMapping(purpose, bytes, ALIGNMENT_BYTES);
+            if (sram != null) { // a hot tensor the plan puts in SRAM: copied out of the mapping (checked like the rest)
+                MemorySegment.copy(cacheMapping, e.offset(), sram, 0, bytes);
+                seg = sram;
+            } else {
+                seg = cacheMapping.asSlice(e.offset(), bytes);
+            }
             hits.put(purpose, e);
         } else {
             seg = placement.allocate(purpose, bytes, ALIGNMENT_BYTES);
-            if (e != null && e.bytes() == bytes) { // a hot tensor the plan may put in SRAM: copied out of the cache file
-                MemorySegment.copy(cacheMapping, e.offset(), seg, 0, bytes);
-                hits.put(purpose, e);
-            }
         }
         allocations.put(purpose, seg);
         return seg;

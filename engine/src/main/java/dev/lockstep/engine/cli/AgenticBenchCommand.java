@@ -50,6 +50,10 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
 
     @Override
     public Integer call() {
+        if (sessions < 1 || systemTokens < 1 || turns < 1 || toolTokens < 1 || genTokens < 1 || fanout < 0 || batchTokens < 1) {
+            throw new IllegalArgumentException("need --sessions, --system-tokens, --turns, --tool-tokens, --gen-tokens, --batch-tokens >= 1"
+                    + " and --fanout >= 0");
+        }
         AgenticBench.Workload w = new AgenticBench.Workload(sessions, systemTokens, turns, toolTokens, genTokens, fanout, seed);
         int t = threads != null ? threads : defaultThreads();
         checkThreads(t);
