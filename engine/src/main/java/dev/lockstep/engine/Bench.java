@@ -24,8 +24,10 @@ public final class Bench {
      * @param allocatedBytesPerToken heap bytes allocated by all threads during the measured runs, per token:
      *                               near zero when the kernels run as compiled vector code; a Vector API
      *                               fallback (intrinsics not applied) shows up here as kilobytes per token
+     * @param stepNanos              for tg: the time of every measured decode step (a timer around each forward), else null
      */
-    public record Result(String test, int tokens, double[] tokensPerSecond, double allocatedBytesPerToken) {
+    public record Result(String test, int tokens, double[] tokensPerSecond, double allocatedBytesPerToken,
+                         org.HdrHistogram.Histogram stepNanos) {
         public double median() {
             double[] s = tokensPerSecond.clone();
             Arrays.sort(s);
@@ -54,8 +56,13 @@ public final class Bench {
                 ? THREADS.getTotalThreadAllocatedBytes() : -1;
     }
 
-    /** One benchmark: {@code tokens} tokens per run of {@code body}. */
-    private record Test(String name, int tokens, Runnable body) {
+    /** One benchmark: {@code tokens} tokens per run of {@code body}; {@code steps}, if any, receives step times while measuring. */
+    private record Test(String name, int tokens, Runnable body, StepTimes steps) {
+    }
+
+    /** Where a decode loop records each step's time while a measurement is on (allocation-free). */
+    private static final class StepTimes {
+        org.HdrHistogram.Histogram histogram;
     }
 
     /**
@@ -87,20 +94,26 @@ public final class Bench {
                 tests.add(new Test("pp" + prefillTokens + at, prefillTokens, () -> {
                     prefillCache.truncate(depth);
                     model.forward(ids, 0, prefillTokens, prefillCache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                }));
+                }, null));
             }
             if (decodeTokens > 0) {
                 int[] one = new int[1];
                 int first = randomTokens(vocab, 1, 2)[0];
                 ForwardState state = model.newState(1);
+                StepTimes times = new StepTimes();
                 tests.add(new Test("tg" + decodeTokens + at, decodeTokens, () -> {
                     decodeCache.truncate(depth);
                     one[0] = first;
+                    org.HdrHistogram.Histogram h = times.histogram;
                     for (int i = 0; i < decodeTokens; i++) {
+                        long t0 = System.nanoTime();
                         model.forward(one, 0, 1, decodeCache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
                         one[0] = Sampler.argmax(logits, 0, vocab);
+                        if (h != null) {
+                            h.recordValue(Math.min(System.nanoTime() - t0, h.getHighestTrackableValue()));
+                        }
                     }
-                }));
+                }, times));
             }
             long warmupStart = System.nanoTime();
             for (int warmed = 0; warmed < warmups || System.nanoTime() - warmupStart < warmupNanos; warmed++) {
@@ -117,6 +130,10 @@ public final class Bench {
     /** Times {@code repetitions} runs of an already warmed-up test. */
     private static Result measure(Test test, int repetitions) {
         double[] tps = new double[repetitions];
+        org.HdrHistogram.Histogram steps = test.steps() == null ? null : new org.HdrHistogram.Histogram(60_000_000_000L, 3);
+        if (steps != null) {
+            test.steps().histogram = steps;
+        }
         long allocatedBefore = allocatedBytes();
         for (int r = 0; r < repetitions; r++) {
             long t0 = System.nanoTime();
@@ -124,9 +141,12 @@ public final class Bench {
             tps[r] = test.tokens() * 1e9 / (System.nanoTime() - t0);
         }
         long allocatedAfter = allocatedBytes();
+        if (steps != null) {
+            test.steps().histogram = null;
+        }
         double perToken = allocatedBefore < 0 || allocatedAfter < 0 ? Double.NaN
                 : (double) (allocatedAfter - allocatedBefore) / ((long) test.tokens() * repetitions);
-        return new Result(test.name(), test.tokens(), tps, perToken);
+        return new Result(test.name(), test.tokens(), tps, perToken, steps);
     }
 
     static int[] randomTokens(int vocab, int n, long seed) {

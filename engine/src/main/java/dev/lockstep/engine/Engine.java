@@ -85,7 +85,19 @@ public final class Engine implements AutoCloseable {
             throw e;
         }
         this.prefixCache = options.prefixCache() ? new PrefixCache(kvPool, kvDisk) : null;
-        this.scheduler = new Scheduler(model, options.batchTokens());
+        this.scheduler = new Scheduler(model, options.batchTokens(), options.pinThreads() ? () -> pin(0) : null);
+    }
+
+    private static final System.Logger LOG = System.getLogger("dev.lockstep.engine");
+    private static final java.util.concurrent.atomic.AtomicBoolean PIN_REFUSAL_LOGGED = new java.util.concurrent.atomic.AtomicBoolean();
+
+    /** Pins the calling compute thread (worker {@code worker}) to a CPU; says once per JVM when pinning is refused. */
+    static void pin(int worker) {
+        int cpus = Runtime.getRuntime().availableProcessors();
+        dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(worker % cpus);
+        if (!r.pinned() && PIN_REFUSAL_LOGGED.compareAndSet(false, true)) {
+            LOG.log(System.Logger.Level.WARNING, "compute threads run unpinned: " + r.why());
+        }
     }
 
     /** KV memory when {@link EngineOptions#kvCacheBytes()} is 0: taken from the tier as pages are first used. */
@@ -99,7 +111,7 @@ public final class Engine implements AutoCloseable {
     public static Engine load(Path modelDir, EngineOptions options) {
         ModelConfigJson config = ModelFamilies.readConfig(modelDir); // read once: vocab size, the family, eos
         Kernels kernels = options.kernels() == EngineOptions.KernelChoice.SCALAR ? new ScalarKernels() : KernelProvider.get();
-        WorkerPool pool = new WorkerPool(options.threads());
+        WorkerPool pool = new WorkerPool(options.threads(), options.pinThreads() ? Engine::pin : null);
         CausalLm model = null;
         Tokenizer tokenizer = null;
         // The tokenizer (JSON validation, native library) loads on a second thread while this one loads the

@@ -3,13 +3,14 @@ package dev.lockstep.engine;
 /**
  * How an {@link Engine} runs: the KV page pool's size ({@code kvCacheBytes}, 0 for the default; the HBM tier
  * of KV memory), a spill file for cold KV pages ({@code kvDiskBytes}, 0 for none; the DISK tier), the most
- * tokens one scheduler step batches ({@code batchTokens}), whether full pages are shared through the prefix
+ * tokens one scheduler step batches ({@code batchTokens}), whether compute threads are pinned to CPUs
+ * ({@code pinThreads}), whether full pages are shared through the prefix
  * cache ({@code prefixCache}); {@code threads} compute threads (the caller's thread is one of them) and which
  * kernels, and how weights are prepared at load ({@code load}: as stored, or quantized to NVFP4). Every choice of
  * kernels gives the same bits; they differ in speed only.
  */
 public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load, long kvCacheBytes,
-                            long kvDiskBytes, int batchTokens, boolean prefixCache) {
+                            long kvDiskBytes, int batchTokens, boolean prefixCache, boolean pinThreads) {
     /** Which kernels serve the forwards. */
     public enum KernelChoice {
         /** {@code KernelProvider}'s choice: the Vector API kernels when the module is present (the fast ones once compiled). */
@@ -53,7 +54,7 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
     public static final int DEFAULT_BATCH_TOKENS = 64;
 
     public EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load) {
-        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true);
+        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true, false);
     }
 
     public EngineOptions(int threads, KernelChoice kernels) {
@@ -62,27 +63,35 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
 
     /** These options with the weights prepared as {@code load} says. */
     public EngineOptions withLoad(dev.lockstep.moe.LoadOptions load) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads);
     }
 
     /** These options with a KV page pool of {@code bytes} (0: {@link Engine#DEFAULT_KV_CACHE_BYTES}). */
     public EngineOptions withKvCacheBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache, pinThreads);
     }
 
     /** These options with a DISK tier of {@code bytes} for the prefix cache's cold KV pages (0: none). */
     public EngineOptions withKvDiskBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache, pinThreads);
     }
 
     /** These options with at most {@code tokens} tokens per scheduler step. */
     public EngineOptions withBatchTokens(int tokens) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache, pinThreads);
+    }
+
+    /**
+     * These options with the compute threads pinned (worker i on CPU i, through {@code sched_setaffinity}) or not;
+     * where pinning is refused the engine says so once and runs unpinned.
+     */
+    public EngineOptions withPinnedThreads(boolean pin) {
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pin);
     }
 
     /** These options with the prefix cache on or off. */
     public EngineOptions withPrefixCache(boolean on) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on, pinThreads);
     }
 
     public EngineOptions(int threads) {

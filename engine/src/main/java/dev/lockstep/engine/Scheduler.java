@@ -27,6 +27,7 @@ import java.util.concurrent.locks.LockSupport;
  */
 final class Scheduler implements AutoCloseable {
     private final CausalLm model;
+    private final Runnable onStart; // runs first on the scheduler's thread (pinning it: it is worker 0 of every forward)
     private final int vocab;
     private final int batchTokens;
     private final ConcurrentLinkedQueue<Request> incoming = new ConcurrentLinkedQueue<>();
@@ -50,7 +51,8 @@ final class Scheduler implements AutoCloseable {
     private org.HdrHistogram.Histogram stepTimes;
     private org.HdrHistogram.Histogram stepTokens;
 
-    Scheduler(CausalLm model, int batchTokens) {
+    Scheduler(CausalLm model, int batchTokens, Runnable onStart) {
+        this.onStart = onStart;
         this.model = model;
         this.vocab = model.vocabSize();
         this.batchTokens = batchTokens;
@@ -94,6 +96,9 @@ final class Scheduler implements AutoCloseable {
     }
 
     private void loop() {
+        if (onStart != null) {
+            onStart.run();
+        }
         synchronized (stepLock) {
             stepTimes = new org.HdrHistogram.Histogram(60_000_000_000L, 3);
             stepTokens = new org.HdrHistogram.Histogram(1 << 20, 3);

@@ -52,6 +52,14 @@ public final class WorkerPool implements AutoCloseable {
     private final java.util.concurrent.atomic.AtomicReference<Thread> dispatcher = new java.util.concurrent.atomic.AtomicReference<>();
 
     public WorkerPool(int threads) {
+        this(threads, null);
+    }
+
+    /**
+     * {@code threads} workers; each of the {@code threads - 1} pool threads first calls {@code onStart} with its
+     * worker index (1 ..) on itself: where an executor pins its workers to CPUs (the caller, worker 0, pins itself).
+     */
+    public WorkerPool(int threads, java.util.function.IntConsumer onStart) {
         if (threads < 1) {
             throw new IllegalArgumentException("threads must be >= 1, got " + threads);
         }
@@ -61,7 +69,12 @@ public final class WorkerPool implements AutoCloseable {
         this.parked = new AtomicIntegerArray(Math.max(1, threads - 1));
         for (int i = 0; i < workers.length; i++) {
             int chunk = i + 1;
-            workers[i] = Thread.ofPlatform().daemon().name("lockstep-worker-" + chunk).unstarted(() -> loop(chunk));
+            workers[i] = Thread.ofPlatform().daemon().name("lockstep-worker-" + chunk).unstarted(() -> {
+                if (onStart != null) {
+                    onStart.accept(chunk);
+                }
+                loop(chunk);
+            });
             workers[i].start();
         }
     }

@@ -2,6 +2,7 @@ package dev.lockstep.engine.cli;
 
 import dev.lockstep.engine.Bench;
 import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.EngineOptions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -43,6 +44,9 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N,N", split = ",", description = "Thread counts to test (default: 1 and available processors).")
     List<Integer> threads;
 
+    @Option(names = "--pin", description = "Pin the compute threads to CPUs (worker i on CPU i, sched_setaffinity); refused = a warning, unpinned.")
+    boolean pin;
+
     @Option(names = "--in-process", description = "Run every thread count in this JVM instead of one fresh JVM each.")
     boolean inProcess;
 
@@ -72,7 +76,14 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
 
     /** Runs the tests for {@code t} threads in this JVM. */
     private void runHere(int t, long warmupNanos) {
-        try (Engine engine = loadEngine(t)) {
+        if (pin) {
+            dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(0);
+            if (!r.pinned()) {
+                err().println("lockstep: warning: running unpinned: " + r.why());
+            }
+        }
+        checkThreads(t);
+        try (Engine engine = loadEngine(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions()).withPinnedThreads(pin))) {
             if ((long) depth + Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
                 throw new IllegalArgumentException("-d plus -p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
@@ -81,6 +92,7 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                 print(engine, t, r);
                 if (r.test().startsWith("tg")) {
                     decode = r;
+                    printLatency(engine, t, r);
                 }
             }
             // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.
@@ -107,6 +119,28 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
     }
 
     /**
+     * Per-step decode latency (a timer around each forward of the measured tg runs) beside the host's floor
+     * measured now: the same number of steps of pure compute as long as the median step, split over the same
+     * threads, meeting at a spin barrier (pinned likewise). The floor's tail is the host's; the rest is ours.
+     */
+    private void printLatency(Engine engine, int t, Bench.Result r) {
+        org.HdrHistogram.Histogram h = r.stepNanos();
+        long p50 = h.getValueAtPercentile(50);
+        int steps = (int) Math.min(h.getTotalCount(), 5000);
+        long[] floor = dev.lockstep.kernels.HostFloor.measure(t, p50, steps, pin ? cpu -> dev.lockstep.interconnect.Affinity.pinCurrentThread(cpu) : null);
+        org.HdrHistogram.Histogram f = new org.HdrHistogram.Histogram(60_000_000_000L, 3);
+        for (long v : floor) {
+            f.recordValue(Math.min(v, f.getHighestTrackableValue()));
+        }
+        for (Object[] row : new Object[][]{{r.test() + " step latency", h}, {"host floor (" + steps + " spin-barrier steps)", f}}) {
+            org.HdrHistogram.Histogram x = (org.HdrHistogram.Histogram) row[1];
+            double q50 = x.getValueAtPercentile(50), q99 = x.getValueAtPercentile(99), q999 = x.getValueAtPercentile(99.9);
+            out().printf(Locale.ROOT, "| %s | %d | %s | p50 %.1f us | p99 %.1f us | p999 %.1f us | p99/p50 %.2f, p999/p50 %.2f%s |%n",
+                    engine.modelDir().getFileName(), t, row[0], q50 / 1e3, q99 / 1e3, q999 / 1e3, q99 / q50, q999 / q50, pin ? ", pinned" : "");
+        }
+    }
+
+    /**
      * Runs the tests for {@code t} threads in a fresh JVM with this JVM's flags (as JMH forks): code the
      * JIT compiled for another thread count (or another test order) must not colour the numbers.
      */
@@ -118,6 +152,9 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                 "--model", model.toString(), "-p", String.valueOf(prefillTokens), "-n", String.valueOf(decodeTokens), "-d", String.valueOf(depth),
                 "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
                 "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
+        if (pin) {
+            cmd.add("--pin");
+        }
         cmd.addAll(quantOptions.asArguments());
         cmd.addAll(tierOptions.asArguments());
         try {
