@@ -100,7 +100,7 @@ public class LinkBenchmark {
     public static class Pinned {
         @Setup(Level.Trial)
         public void pin(org.openjdk.jmh.infra.ThreadParams thread) {
-            int cpu = thread.getGroupThreadIndex() % Runtime.getRuntime().availableProcessors();
+            int cpu = thread.getGroupThreadIndex() % dev.lockstep.interconnect.Affinity.cpusAtStart();
             dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(cpu);
             if (!r.pinned()) {
                 System.err.println("LinkBenchmark: running unpinned: " + r.why());

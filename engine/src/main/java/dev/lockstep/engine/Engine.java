@@ -93,7 +93,8 @@ public final class Engine implements AutoCloseable {
 
     /** Pins the calling compute thread (worker {@code worker}) to a CPU; says once per JVM when pinning is refused. */
     static void pin(int worker) {
-        int cpus = Runtime.getRuntime().availableProcessors();
+        // not Runtime.availableProcessors(): once the calling thread is pinned, the JVM reports its mask (1 CPU)
+        int cpus = dev.lockstep.interconnect.Affinity.cpusAtStart();
         dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(worker % cpus);
         if (!r.pinned() && PIN_REFUSAL_LOGGED.compareAndSet(false, true)) {
             LOG.log(System.Logger.Level.WARNING, "compute threads run unpinned: " + r.why());

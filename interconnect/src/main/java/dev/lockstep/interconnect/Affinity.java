@@ -27,6 +27,8 @@ public final class Affinity {
     private static final StructLayout CALL_STATE;
     private static final VarHandle ERRNO;
     private static final String UNAVAILABLE;
+    /** CPUs this process could use when the class was first used (before any thread here was pinned). */
+    private static final int CPUS_AT_START = Runtime.getRuntime().availableProcessors();
 
     static {
         MethodHandle set = null, get = null;
@@ -58,6 +60,15 @@ public final class Affinity {
     }
 
     private Affinity() {
+    }
+
+    /**
+     * The CPUs the process could use before anything was pinned. Use this, not
+     * {@link Runtime#availableProcessors()}, to spread workers: the JVM answers the latter from the calling
+     * thread's mask, which is a single CPU once that thread is pinned.
+     */
+    public static int cpusAtStart() {
+        return CPUS_AT_START;
     }
 
     /** The outcome of a pinning request: pinned, or why not. */

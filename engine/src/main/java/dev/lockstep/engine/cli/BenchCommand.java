@@ -76,14 +76,15 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
 
     /** Runs the tests for {@code t} threads in this JVM. */
     private void runHere(int t, long warmupNanos) {
-        if (pin) {
-            dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(0);
-            if (!r.pinned()) {
-                err().println("lockstep: warning: running unpinned: " + r.why());
-            }
-        }
+        dev.lockstep.interconnect.Affinity.cpusAtStart(); // the CPU count before this thread is pinned
         checkThreads(t);
         try (Engine engine = loadEngine(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions()).withPinnedThreads(pin))) {
+            if (pin) { // this thread runs the forwards: worker 0, on CPU 0
+                dev.lockstep.interconnect.Affinity.Result r = dev.lockstep.interconnect.Affinity.pinCurrentThread(0);
+                if (!r.pinned()) {
+                    err().println("lockstep: warning: running unpinned: " + r.why());
+                }
+            }
             if ((long) depth + Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
                 throw new IllegalArgumentException("-d plus -p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
