@@ -39,4 +39,21 @@ class AffinityTest {
         assertTrue(Affinity.unpinCurrentThread(Runtime.getRuntime().availableProcessors()).pinned());
         assertThrows(IllegalArgumentException.class, () -> Affinity.pinCurrentThread(-1));
     }
+
+    /** A pinned thread sees one CPU through the JVM; workers must be spread over the count from before pinning. */
+    @Test
+    void theCpuCountForSpreadingWorkersSurvivesPinning() throws Exception {
+        int before = Affinity.cpusAtStart();
+        int[] seen = new int[2];
+        Affinity.Result[] r = new Affinity.Result[1];
+        Thread t = Thread.ofPlatform().start(() -> {
+            r[0] = Affinity.pinCurrentThread(0);
+            seen[0] = Runtime.getRuntime().availableProcessors();
+            seen[1] = Affinity.cpusAtStart();
+        });
+        t.join();
+        org.junit.jupiter.api.Assumptions.assumeTrue(r[0].pinned() && before > 1, "needs pinning and two CPUs");
+        assertEquals(1, seen[0], "the JVM reports the pinned thread's mask");
+        assertEquals(before, seen[1]);
+    }
 }
