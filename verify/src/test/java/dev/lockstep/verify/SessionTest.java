@@ -330,6 +330,84 @@ class SessionTest {
         }
     }
 
+    /**
+     * Four threads drive their own sessions at once on one small pool (so they batch, share prefix pages and run
+     * the pool dry), handing forks to each other through a queue: every logits still equals a fresh recompute,
+     * and every page comes back.
+     */
+    @Test
+    void threadsDrivingSessionsAtOnceStayExactAndLeakNothing() throws Exception {
+        long pageBytes = engine.model().kvPageBytes();
+        int threads = 4, ops = Integer.getInteger("lockstep.concurrentSessionOps", 1000);
+        try (Engine small = Engine.load(Golden.bundledModel(), new EngineOptions(2).withKvCacheBytes(20 * pageBytes));
+             ExecutorService pool = Executors.newFixedThreadPool(threads)) {
+            int[] system = tokens(98, 35);
+            java.util.concurrent.LinkedBlockingQueue<Session> handoff = new java.util.concurrent.LinkedBlockingQueue<>();
+            java.util.Map<String, float[]> recomputed = new java.util.concurrent.ConcurrentHashMap<>();
+            java.util.concurrent.atomic.AtomicInteger checks = new java.util.concurrent.atomic.AtomicInteger();
+            List<Future<?>> futures = new ArrayList<>();
+            for (int t = 0; t < threads; t++) {
+                long seed = t;
+                futures.add(pool.submit(() -> {
+                    SplittableRandom r = new SplittableRandom(seed);
+                    List<Session> mine = new ArrayList<>();
+                    try {
+                        for (int op = 0; op < ops; op++) {
+                            Session given = handoff.poll();
+                            if (given != null) {
+                                mine.add(given);
+                            }
+                            if (mine.isEmpty() || r.nextInt(8) == 0 && mine.size() < 4) {
+                                mine.add(small.newSession(96));
+                                continue;
+                            }
+                            Session s = mine.get(r.nextInt(mine.size()));
+                            try {
+                                switch (r.nextInt(6)) {
+                                    case 0, 1, 2 -> {
+                                        int[] more = new int[1 + r.nextInt(6)];
+                                        for (int k = 0; k < more.length; k++) {
+                                            more[k] = r.nextInt(5);
+                                        }
+                                        if (s.length() == 0 && r.nextBoolean()) {
+                                            more = concat(system, more);
+                                        }
+                                        if (s.length() + more.length > s.capacity()) {
+                                            s.rollback(s.length());
+                                        }
+                                        float[] got = s.append(more).clone();
+                                        assertArrayEquals(recompute(small, s.tokens(), recomputed), got);
+                                        checks.incrementAndGet();
+                                    }
+                                    case 3 -> handoff.add(s.fork()); // another thread takes it over
+                                    case 4 -> s.rollback(r.nextInt(s.length() + 1));
+                                    default -> {
+                                        mine.remove(s);
+                                        s.close();
+                                    }
+                                }
+                            } catch (KvPoolExhaustedException full) {
+                                // a small pool on purpose; the session is unchanged (checked at its next append)
+                            }
+                        }
+                    } finally {
+                        mine.forEach(Session::close);
+                    }
+                    return null;
+                }));
+            }
+            for (Future<?> f : futures) {
+                f.get();
+            }
+            for (Session s; (s = handoff.poll()) != null; ) {
+                s.close();
+            }
+            small.prefixCache().clear();
+            assertEquals(0, small.kvPool().usedPages(), "every page back in the pool");
+            assertTrue(checks.get() > threads * ops / 10, checks.get() + " checks");
+        }
+    }
+
     private static float[] recompute(Engine e, int[] context, java.util.Map<String, float[]> memo) {
         return memo.computeIfAbsent(Arrays.toString(context), k -> {
             float[] all = DecodeConsistencyTest.logitsInBlocks(e.model(), context, context.length);
