@@ -17,6 +17,19 @@ import java.util.concurrent.atomic.AtomicReference;
  * session's logits are bit-identical whether it runs alone or with others, its prefix computed fresh, forked
  * or taken from the prefix cache.
  *
+ * {@snippet :
+ * try (Engine engine = Engine.load(Path.of("models/kjv-qwen3moe"), EngineOptions.defaults());
+ *      Session agent = engine.newSession()) {
+ *     agent.append(engine.tokenizer().encode("And God said, Let there be light"));   // full pages join the prefix cache
+ *     try (Session sub = agent.fork()) {              // shares every page; copies one only when it writes into it
+ *         sub.generate(engine.tokenizer().encode(": and"), 16, SamplingParams.GREEDY, StopCondition.EOS,
+ *                 (id, text) -> System.out.print(text));
+ *     }
+ *     agent.rollback(2);                              // forget the last two tokens (and their KV positions)
+ *     float[] logits = agent.append(engine.tokenizer().encode(" light"));
+ * }
+ * }
+ *
  * <p>Sampling state is the session's: successive {@code generate} calls with the same {@link SamplingParams}
  * continue one random stream (new parameters start a new one), and a fork continues from the parent's point.
  *
