@@ -106,19 +106,15 @@ public final class TierPlacement implements AutoCloseable {
     }
 
     /**
-     * For a tensor whose bytes already sit in a mapped packed-weights cache (in HBM): memory in SRAM when it is hot
-     * and fits (the caller copies it there), else null, and the decision (HBM, in the mapping) is recorded.
+     * Records a tensor whose bytes stay in a mapped packed-weights cache (in HBM, accounted by the mapping). Hot
+     * tensors stay there too: a forward whose weights are all one kind of segment keeps the kernels' call sites
+     * monomorphic, which is worth more than a tier that is DRAM either way.
      */
-    public synchronized MemorySegment allocateFromMapping(String purpose, long bytes, long alignmentBytes) {
+    public synchronized void recordMapped(String purpose, long bytes) {
         Role role = Role.of(purpose);
         String tensor = purpose.indexOf(' ') < 0 ? purpose : purpose.substring(0, purpose.indexOf(' '));
-        if (role.hot() && sram != null && bytes + alignmentBytes - 1 <= sram.capacityBytes() - sram.usedBytes()) {
-            decisions.add(new Decision(tensor, bytes, role, MemoryTier.SRAM, "hot: every token reads it"));
-            return sram.allocate(purpose, bytes, alignmentBytes);
-        }
-        String why = !role.hot() ? role.coldReason() : sram == null ? "hot; no SRAM tier" : "hot, but no longer fits in SRAM";
-        decisions.add(new Decision(tensor, bytes, role, MemoryTier.HBM, why + " (mapped packed-weights cache)"));
-        return null;
+        decisions.add(new Decision(tensor, bytes, role, MemoryTier.HBM, (role.hot() ? "hot, " : role.coldReason() + ", ")
+                + "mapped from the packed-weights cache"));
     }
 
     /** Maps {@code file} read-only in HBM (a packed-weights cache); null when it does not fit or cannot be opened. */

@@ -141,13 +141,10 @@ public final class WeightLoader {
         dev.lockstep.memory.PackedCacheDescriptor.Entry e = cacheEntries == null ? null : cacheEntries.get(purpose);
         MemorySegment seg;
         if (e != null && e.bytes() == bytes) {
-            MemorySegment sram = placement.allocateFromMapping(purpose, bytes, ALIGNMENT_BYTES);
-            if (sram != null) { // a hot tensor the plan puts in SRAM: copied out of the mapping (checked like the rest)
-                MemorySegment.copy(cacheMapping, e.offset(), sram, 0, bytes);
-                seg = sram;
-            } else {
-                seg = cacheMapping.asSlice(e.offset(), bytes);
-            }
+            // Every tensor stays in the mapping, hot ones too: weights of one segment kind keep the kernels' call
+            // sites monomorphic (mapped and arena segments mixed cost synth decode a third: BENCHMARKS.md).
+            placement.recordMapped(purpose, bytes);
+            seg = cacheMapping.asSlice(e.offset(), bytes);
             hits.put(purpose, e);
         } else {
             seg = placement.allocate(purpose, bytes, ALIGNMENT_BYTES);

@@ -68,4 +68,21 @@ class PlacementTest {
         LockstepException e = assertThrows(LockstepException.class, () -> Engine.load(Golden.bundledModel(), options).close());
         assertTrue(e.getMessage().contains("HBM tier: the KV page pool needs") && e.getMessage().contains("--kv-memory"), e.getMessage());
     }
+
+    /**
+     * A load that maps the packed-weights cache keeps every tensor in the mapping, hot ones too: weights in two
+     * kinds of segment made the kernels' call sites bimorphic and cost NVFP4 decode a third (BENCHMARKS.md).
+     */
+    @Test
+    void aMappedCacheKeepsEveryTensorInTheMapping(@org.junit.jupiter.api.io.TempDir java.nio.file.Path cache) {
+        LoadOptions options = LoadOptions.DEFAULT.withCache(cache);
+        try (WorkerPool pool = new WorkerPool(1)) {
+            ModelFamilies.load(ModelFamilies.readConfig(Golden.bundledModel()), KernelProvider.get(), pool, options).close(); // writes
+            try (CausalLm mapped = ModelFamilies.load(ModelFamilies.readConfig(Golden.bundledModel()), KernelProvider.get(), pool, options)) {
+                assertTrue(mapped.summary().packedCache().startsWith("mapped"), mapped.summary().packedCache());
+                assertEquals(0, mapped.placement().usedBytes(MemoryTier.SRAM));
+                assertTrue(mapped.placement().decisions().stream().allMatch(d -> d.tier() == MemoryTier.HBM && d.why().contains("mapped")));
+            }
+        }
+    }
 }

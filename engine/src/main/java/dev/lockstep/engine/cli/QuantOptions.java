@@ -18,16 +18,17 @@ final class QuantOptions {
     @Option(names = "--quantize-lm-head", description = "With --quant nvfp4: quantize lm_head too (kept dense by default).")
     boolean quantizeLmHead;
 
-    @Option(names = "--no-cache", description = {"Do not map or write the packed-weights cache (used for models of 16 MB and more:",
+    @Option(names = "--no-cache", description = {"Do not map or write the packed-weights cache (used for models of 256 MB and more:",
             "the first load writes the weights in the kernels' layout to $LOCKSTEP_CACHE_DIR, else ~/.cache/lockstep,",
             "and later loads map that file instead of repacking)."})
     boolean noCache;
 
     /**
-     * Models smaller than this load about as fast repacked as mapped: no cache. The bundled model (25 MB) is above
-     * it: mapping its cache takes ~60 ms off a cold `generate` (BENCHMARKS.md, "First run").
+     * Models smaller than this are repacked at every load, not mapped: for the bundled model (25 MB) mapping would
+     * take ~70 ms off a cold `generate` but cost ~15% of steady decode (weights in mapped file pages); measured in
+     * BENCHMARKS.md ("First run").
      */
-    static final long CACHE_MIN_BYTES = 16L << 20;
+    static final long CACHE_MIN_BYTES = 256L << 20;
 
     LoadOptions loadOptions(java.nio.file.Path model) {
         if (quantizeLmHead && quant != Quant.nvfp4) {
