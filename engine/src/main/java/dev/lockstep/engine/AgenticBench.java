@@ -80,7 +80,7 @@ public final class AgenticBench {
     public static Report run(Engine engine, Workload w) {
         SplittableRandom seeds = new SplittableRandom(w.seed());
         int vocab = engine.model().vocabSize();
-        int[] system = randomTokens(seeds.nextLong(), w.systemTokens(), vocab);
+        int[] system = Bench.randomTokens(vocab, w.systemTokens(), seeds.nextLong());
         Histogram[] rootTtft = new Histogram[w.turns()], subTtft = new Histogram[w.turns()];
         for (int t = 0; t < w.turns(); t++) {
             rootTtft[t] = newHistogram();
@@ -131,7 +131,7 @@ public final class AgenticBench {
             for (int i = 0; i < sessions; i++) {
                 Session s = engine.newSession(contextTokens + genTokens + 1);
                 open.add(s);
-                s.append(randomTokens(seed + i, contextTokens, vocab));
+                s.append(Bench.randomTokens(vocab, contextTokens, seed + i));
             }
             java.util.concurrent.CountDownLatch start = new java.util.concurrent.CountDownLatch(1);
             List<Thread> threads = new ArrayList<>();
@@ -165,7 +165,7 @@ public final class AgenticBench {
         int vocab = engine.model().vocabSize();
         int[] conversation = system.clone();
         for (int turn = 0; turn < w.turns(); turn++) {
-            conversation = concat(conversation, randomTokens(random.nextLong(), w.toolTokens(), vocab));
+            conversation = concat(conversation, Bench.randomTokens(vocab, w.toolTokens(), random.nextLong()));
             Call root = new Call();
             try (Session s = engine.newSession(w.maxContext())) {
                 root.run(s, conversation, w.genTokens());
@@ -175,7 +175,7 @@ public final class AgenticBench {
                 List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
                 for (int f = 0; f < w.fanout(); f++) {
                     Session child = s.fork();
-                    int[] task = randomTokens(random.nextLong(), w.toolTokens(), vocab);
+                    int[] task = Bench.randomTokens(vocab, w.toolTokens(), random.nextLong());
                     Call call = new Call();
                     subCalls.add(call);
                     subagents.add(Thread.ofPlatform().start(() -> {
@@ -257,10 +257,6 @@ public final class AgenticBench {
         if (interrupted) {
             Thread.currentThread().interrupt();
         }
-    }
-
-    static int[] randomTokens(long seed, int n, int vocab) {
-        return Bench.randomTokens(vocab, n, seed);
     }
 
     static int[] concat(int[] a, int[] b) {

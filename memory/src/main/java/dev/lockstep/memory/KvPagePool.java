@@ -55,7 +55,6 @@ public final class KvPagePool implements AutoCloseable {
     private final int[] freeStack; // free page ids; the top is handed out next
     private int freeCount;
     private Reclaimer reclaimer;
-    private long allocations;
     private int peakUsedPages;
     private long copies;
     private boolean closed;
@@ -163,7 +162,6 @@ public final class KvPagePool implements AutoCloseable {
         }
         int page = freeStack[--freeCount];
         refCounts[page] = 1;
-        allocations++;
         peakUsedPages = Math.max(peakUsedPages, usedPages());
         return page;
     }
@@ -238,15 +236,7 @@ public final class KvPagePool implements AutoCloseable {
         return Math.min(pageCount, slabCount * slabPages) - freeCount;
     }
 
-    /** Bytes taken from the tier so far (slabs allocated). */
-    public synchronized long reservedBytes() {
-        return slabCount * slabPages * pageBytes;
-    }
 
-    /** Pages handed out by {@link #allocate} since the pool was made (copies included). */
-    public synchronized long allocations() {
-        return allocations;
-    }
 
     /** The most pages held at once since the pool was made. */
     public synchronized int peakUsedPages() {
@@ -258,10 +248,6 @@ public final class KvPagePool implements AutoCloseable {
         return copies;
     }
 
-    /** Reference counts of every page (a snapshot, for invariant checks). */
-    public synchronized int[] refCountsSnapshot() {
-        return Arrays.copyOf(refCounts, pageCount);
-    }
 
     private void checkHeld(int page) {
         checkOpen();

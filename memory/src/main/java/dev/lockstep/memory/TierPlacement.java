@@ -4,10 +4,8 @@ import java.lang.foreign.MemorySegment;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
-import java.util.EnumMap;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 
 /**
  * Where a model's packed weights live: the placement plan, decided tensor by tensor as the loader declares
@@ -29,8 +27,7 @@ public final class TierPlacement implements AutoCloseable {
 
         /** The role of {@code tensor} (a checkpoint name, optionally followed by a space and a note). */
         public static Role of(String tensor) {
-            int space = tensor.indexOf(' ');
-            String t = (space < 0 ? tensor : tensor.substring(0, space)).toLowerCase(Locale.ROOT);
+            String t = tensorName(tensor).toLowerCase(Locale.ROOT);
             if (t.contains("lm_head")) {
                 return LM_HEAD;
             }
@@ -86,7 +83,7 @@ public final class TierPlacement implements AutoCloseable {
     /** Memory for {@code tensor}, in SRAM when it is hot and fits, else in HBM (which refuses when full). */
     public synchronized MemorySegment allocate(String purpose, long bytes, long alignmentBytes) {
         Role role = Role.of(purpose);
-        String tensor = purpose.indexOf(' ') < 0 ? purpose : purpose.substring(0, purpose.indexOf(' '));
+        String tensor = tensorName(purpose);
         if (role.hot() && sram != null) {
             long charged = bytes + alignmentBytes - 1;
             if (charged <= sram.capacityBytes() - sram.usedBytes()) {
@@ -112,9 +109,15 @@ public final class TierPlacement implements AutoCloseable {
      */
     public synchronized void recordMapped(String purpose, long bytes) {
         Role role = Role.of(purpose);
-        String tensor = purpose.indexOf(' ') < 0 ? purpose : purpose.substring(0, purpose.indexOf(' '));
+        String tensor = tensorName(purpose);
         decisions.add(new Decision(tensor, bytes, role, MemoryTier.HBM, (role.hot() ? "hot, " : role.coldReason() + ", ")
                 + "mapped from the packed-weights cache"));
+    }
+
+    /** The checkpoint name at the start of an allocation's purpose ("NAME FORMAT ..."). */
+    private static String tensorName(String purpose) {
+        int space = purpose.indexOf(' ');
+        return space < 0 ? purpose : purpose.substring(0, space);
     }
 
     /** Maps {@code file} read-only in HBM (a packed-weights cache); null when it does not fit or cannot be opened. */
@@ -144,14 +147,6 @@ public final class TierPlacement implements AutoCloseable {
         };
     }
 
-    /** Bytes placed per tier (what the decisions say, without alignment padding). */
-    public synchronized Map<MemoryTier, Long> placedBytes() {
-        Map<MemoryTier, Long> m = new EnumMap<>(MemoryTier.class);
-        for (Decision d : decisions) {
-            m.merge(d.tier(), d.bytes(), Long::sum);
-        }
-        return m;
-    }
 
     /** The last-level cache of this machine (the SRAM tier's default size), or 0 when unknown. */
     public static long lastLevelCacheBytes() {

@@ -357,6 +357,9 @@ class SessionTest {
                             if (given != null) {
                                 mine.add(given);
                             }
+                            if (mine.size() > 6) { // forks handed over must not pile up: the pool is for work
+                                mine.remove(0).close();
+                            }
                             if (mine.isEmpty() || r.nextInt(8) == 0 && mine.size() < 4) {
                                 mine.add(small.newSession(96));
                                 continue;
@@ -404,7 +407,8 @@ class SessionTest {
             }
             small.prefixCache().clear();
             assertEquals(0, small.kvPool().usedPages(), "every page back in the pool");
-            assertTrue(checks.get() > threads * ops / 10, checks.get() + " checks");
+            System.out.println("threads driving sessions: " + checks.get() + " checks");
+            assertTrue(checks.get() > threads * ops / 4, checks.get() + " checks");
         }
     }
 

@@ -101,7 +101,7 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
             long bytesPerToken = engine.model().weightBytesPerToken();
             double roofline = bandwidth / bytesPerToken;
             long weightBytes = engine.model().summary().matrixBytesByFormat().values().stream().mapToLong(Long::longValue).sum();
-            long cacheBytes = lastLevelCacheBytes();
+            long cacheBytes = dev.lockstep.memory.TierPlacement.lastLevelCacheBytes();
             String fits = cacheBytes > 0 && weightBytes <= cacheBytes
                     ? String.format(Locale.ROOT, "; all %.1f MB of weights fit in the %d MB last-level cache: not a bound", weightBytes / 1e6, cacheBytes >> 20) : "";
             out().printf(Locale.ROOT, "| %s | %d | roofline tg | %.1f | | | read %.1f GB/s, weights %.1f MB/token%s%s |%n",
@@ -195,23 +195,6 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
             Thread.currentThread().interrupt();
             throw new LockstepException("interrupted while benchmarking");
         }
-    }
-
-    /** The largest CPU cache's size from sysfs (Linux), or 0 when unknown. */
-    static long lastLevelCacheBytes() {
-        long best = 0;
-        for (int i = 0; i < 8; i++) {
-            java.nio.file.Path size = Path.of("/sys/devices/system/cpu/cpu0/cache/index" + i + "/size");
-            try {
-                String v = java.nio.file.Files.readString(size).strip();
-                long n = Long.parseLong(v.replaceAll("[^0-9]", ""));
-                long bytes = v.endsWith("M") ? n << 20 : v.endsWith("K") ? n << 10 : n;
-                best = Math.max(best, bytes);
-            } catch (java.io.IOException | RuntimeException e) {
-                // no such level, or not Linux
-            }
-        }
-        return best;
     }
 
     private void print(Engine engine, int threads, Bench.Result r) {

@@ -116,11 +116,16 @@ public final class PagedKvCache implements KvCache {
             pageTable[b] = pool.copyOnWrite(pageTable[b]);
         }
         while (mapped < endBlock) {
-            if (mapped == pageTable.length) {
-                pageTable = Arrays.copyOf(pageTable, Math.min(KvBlockDescriptor.blocksFor(capacityTokens), 2 * mapped));
-            }
+            growPageTable();
             pageTable[mapped] = pool.allocate();
             mapped++;
+        }
+    }
+
+    /** Room in the page table for one more block (the capacity bounds it). */
+    private void growPageTable() {
+        if (mapped == pageTable.length) {
+            pageTable = Arrays.copyOf(pageTable, Math.min(KvBlockDescriptor.blocksFor(capacityTokens), 2 * mapped + 1));
         }
     }
 
@@ -202,9 +207,7 @@ public final class PagedKvCache implements KvCache {
         }
         truncate(length);
         pool.retain(page);
-        if (mapped == pageTable.length) {
-            pageTable = Arrays.copyOf(pageTable, Math.min(KvBlockDescriptor.blocksFor(capacityTokens), 2 * mapped + 1));
-        }
+        growPageTable();
         pageTable[mapped++] = page;
         length += KvBlockDescriptor.BLOCK_TOKENS;
     }

@@ -222,22 +222,7 @@ public final class PrefixCache implements KvPagePool.Reclaimer {
         }
     }
 
-    /** Entries whose page is on the DISK tier now. */
-    public int spilledEntries() {
-        synchronized (pool) {
-            int n = 0;
-            for (Entry e : entries.values()) {
-                n += e.diskSlot >= 0 ? 1 : 0;
-            }
-            return n;
-        }
-    }
 
-    public int entries() {
-        synchronized (pool) {
-            return entries.size();
-        }
-    }
 
     public long hitPages() {
         synchronized (pool) {
