@@ -1,4 +1,7 @@
-/** Vector rings, links and schedules between workers (today: the 320-byte vector layout). */
+/** Vector rings, links, pinning, and compiled step schedules between workers (compiler, verifier, executor). */
 module dev.lockstep.interconnect {
+    requires transitive org.agrona; // ScheduleExecutor takes Agrona idle strategies
+    requires transitive HdrHistogram; // and reports HdrHistograms
     exports dev.lockstep.interconnect;
+    exports dev.lockstep.interconnect.schedule;
 }

@@ -1,0 +1,528 @@
+package dev.lockstep.interconnect.schedule;
+
+import dev.lockstep.interconnect.Affinity;
+import dev.lockstep.interconnect.VectorDescriptor;
+import dev.lockstep.interconnect.VectorRing;
+import org.HdrHistogram.Histogram;
+import org.agrona.concurrent.BackoffIdleStrategy;
+import org.agrona.concurrent.IdleStrategy;
+
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.atomic.AtomicIntegerArray;
+import java.util.concurrent.atomic.AtomicLongArray;
+import java.util.concurrent.locks.LockSupport;
+import java.util.function.Supplier;
+
+/**
+ * Runs compiled {@link Schedule}s: worker 0 is the calling thread (the coordinator, which drives the step
+ * region by region), workers {@code 1..N-1} are platform threads, optionally pinned to CPUs, that each run
+ * their straight-line program every step. Workers talk only through a full mesh of {@link VectorRing}s, one per
+ * ordered pair; every message is a header vector (message, fragment, payload size, schedule, flags) and its
+ * payload vectors, claimed and committed at once. A worker waits only at a RECV (and at the epoch barrier),
+ * with an Agrona {@link IdleStrategy}; between steps it spins a little, then parks until the coordinator's
+ * next step-start message.
+ *
+ * <p>Plesiosynchronous epochs: workers keep their own step counters and meet at the SYNC barrier every
+ * {@code epochSteps} steps; the executor records each step's latency on the coordinator and each worker's
+ * arrival lag at the barrier (its drift behind the first to arrive) in HdrHistograms.
+ *
+ * <p>Failure: a part that throws marks its worker's step aborted; aborted workers skip their remaining parts and
+ * send empty messages, so every program still runs to its end and the rings stay in step; the coordinator then
+ * throws the failure from {@link #end}. {@link #abort} does the same for a coordinator whose driver failed.
+ */
+public final class ScheduleExecutor implements AutoCloseable {
+    private static final int MAGIC = 0x5354_4550; // "STEP"
+    private static final int FLAG_ABORTED = 1;
+    private static final long PARK_AFTER_NS = 200_000;
+    private static final int H_MAGIC = 0, H_MESSAGE = 1, H_FRAGMENT = 2, H_FLOATS = 3, H_TOTAL = 4, H_SCHEDULE = 5, H_FLAGS = 6;
+
+    private final int workers;
+    private final int ringVectors;
+    private final int epochSteps;
+    private final Arena arena = Arena.ofShared();
+    private final VectorRing[] links; // [from * workers + to]
+    private final Thread[] threads;
+    private final List<Schedule> schedules = new CopyOnWriteArrayList<>();
+    private final AtomicIntegerArray parked;
+    private final java.util.concurrent.atomic.AtomicReferenceArray<Throwable> failures;
+    private final AtomicLongArray vectorsSent;
+    private final Histogram stepLatencyNs = new Histogram(3_600_000_000_000L, 3);
+    private final Histogram[] driftNs;
+    private final AtomicIntegerArray barrier = new AtomicIntegerArray(2); // [arrivals, generation]
+    private final AtomicLongArray arrivalNs;
+    private volatile boolean shutdown;
+    private final String pinning;
+
+    // coordinator state (one thread)
+    private final WorkerState coordinator;
+    private Schedule current;
+    private int currentId;
+    private long stepStartNs;
+    private long steps;
+
+    /**
+     * {@code workers} workers (the caller is worker 0) over rings of {@code ringVectors} slots; workers meet every
+     * {@code epochSteps} steps; {@code pin} pins worker {@code w} to CPU {@code w % cpus}; {@code idle} makes each
+     * worker's waiting strategy at a RECV.
+     */
+    public ScheduleExecutor(int workers, int ringVectors, int epochSteps, boolean pin, Supplier<IdleStrategy> idle) {
+        if (workers < 1) {
+            throw new IllegalArgumentException("workers must be >= 1, got " + workers);
+        }
+        if (epochSteps < 1) {
+            throw new IllegalArgumentException("epoch must be >= 1 step, got " + epochSteps);
+        }
+        this.workers = workers;
+        this.ringVectors = ringVectors;
+        this.epochSteps = epochSteps;
+        this.links = new VectorRing[workers * workers];
+        for (int from = 0; from < workers; from++) {
+            for (int to = 0; to < workers; to++) {
+                if (from != to) {
+                    links[from * workers + to] = new VectorRing(arena, ringVectors);
+                }
+            }
+        }
+        this.parked = new AtomicIntegerArray(workers);
+        this.failures = new java.util.concurrent.atomic.AtomicReferenceArray<>(workers);
+        this.vectorsSent = new AtomicLongArray(workers * 16); // one slot per worker, a cache line apart
+        this.arrivalNs = new AtomicLongArray(workers);
+        this.driftNs = new Histogram[workers];
+        for (int w = 0; w < workers; w++) {
+            driftNs[w] = new Histogram(3_600_000_000_000L, 3);
+        }
+        this.coordinator = new WorkerState(0, idle.get());
+        this.threads = new Thread[workers - 1];
+        String[] pinWhy = new String[1];
+        if (pin) {
+            Affinity.Result r = Affinity.pinCurrentThread(0);
+            pinWhy[0] = r.pinned() ? null : r.why();
+        }
+        for (int w = 1; w < workers; w++) {
+            WorkerState state = new WorkerState(w, idle.get());
+            int cpu = w % Affinity.cpusAtStart();
+            threads[w - 1] = Thread.ofPlatform().daemon().name("lockstep-schedule-worker-" + w).unstarted(() -> {
+                if (pin) {
+                    Affinity.pinCurrentThread(cpu);
+                }
+                workerLoop(state);
+            });
+            threads[w - 1].start();
+        }
+        this.pinning = !pin ? "unpinned" : pinWhy[0] == null ? "pinned" : "unpinned (" + pinWhy[0] + ")";
+    }
+
+    /** The default waiting strategy: spin, then yield (workers may share a core), then park briefly. */
+    public static IdleStrategy defaultIdle() {
+        return new BackoffIdleStrategy(2_000, 2_000, 1_000, 50_000);
+    }
+
+    public int workers() {
+        return workers;
+    }
+
+    public int ringVectors() {
+        return ringVectors;
+    }
+
+    /** "pinned", "unpinned", or why pinning was refused. */
+    public String pinning() {
+        return pinning;
+    }
+
+    // ---------------------------------------------------------------- coordinator
+
+    /** Starts a step that runs {@code s} (verified before first use): runs the step-start region. */
+    public void begin(Schedule s) {
+        if (shutdown) {
+            throw new IllegalStateException("schedule executor is closed");
+        }
+        if (s.workers() != workers || s.ringVectors() != ringVectors) {
+            throw new IllegalArgumentException(s + " does not fit this executor (" + workers + " workers, rings of " + ringVectors + ")");
+        }
+        if (current != null) {
+            throw new IllegalStateException("a step is already running");
+        }
+        for (int w = 1; w < workers; w++) {
+            if (!threads[w - 1].isAlive()) {
+                throw new ScheduleException("schedule worker " + w + " has stopped; close this executor and make a new one");
+            }
+        }
+        int id = schedules.indexOf(s);
+        if (id < 0) {
+            ScheduleVerifier.verify(s);
+            schedules.add(s);
+            id = schedules.size() - 1;
+        }
+        current = s;
+        currentId = id;
+        stepStartNs = System.nanoTime();
+        coordinator.start(s, id, false);
+        runOps(coordinator, StepGraph.STEP_REGION, null);
+        for (int w = 1; w < workers; w++) {
+            if (parked.get(w) != 0) {
+                LockSupport.unpark(threads[w - 1]);
+            }
+        }
+    }
+
+    /** Runs the coordinator's ops of {@code region} (SENDs of its inputs, its part, RECVs of the outputs). */
+    public void region(int region, RegionTask task) {
+        if (current == null) {
+            throw new IllegalStateException("no step is running");
+        }
+        int[] p = current.program(0);
+        if (coordinator.pc < p.length && p[coordinator.pc + 1] < region && p[coordinator.pc] != Schedule.SYNC) {
+            throw new ScheduleException("the step reached region " + region + " (" + current.graph().regionName(region) + ") with region "
+                    + current.graph().regionName(p[coordinator.pc + 1]) + " not run: the driver and the compiled schedule disagree");
+        }
+        tasks[region] = task;
+        runOps(coordinator, region, task);
+    }
+
+    private RegionTask[] tasks = new RegionTask[0];
+
+    /** Finishes the step (the epoch barrier when due); throws the first failure of any worker's part. */
+    public void end() {
+        if (current == null) {
+            throw new IllegalStateException("no step is running");
+        }
+        try {
+            int[] p = current.program(0);
+            if (p[coordinator.pc] != Schedule.SYNC) {
+                throw new ScheduleException("the step ended at coordinator op " + coordinator.pc / Schedule.OP_INTS + " ("
+                        + current.describe(0, coordinator.pc / Schedule.OP_INTS) + "): the driver and the compiled schedule disagree");
+            }
+            runOps(coordinator, -1, null);
+        } finally {
+            finishStep();
+        }
+    }
+
+    /** Ends a step whose driver failed: runs the coordinator's remaining ops without computing, so the workers finish theirs. */
+    public void abort() {
+        if (current == null) {
+            return;
+        }
+        coordinator.aborted = true;
+        try {
+            runOps(coordinator, -1, null);
+        } finally {
+            // the driver's own failure is the one to report; a worker's, if any, is dropped with the step
+            for (int w = 0; w < workers; w++) {
+                failures.set(w, null);
+            }
+            finishStep();
+        }
+    }
+
+    private void finishStep() {
+        current = null;
+        steps++;
+        stepLatencyNs.recordValue(Math.max(0, System.nanoTime() - stepStartNs));
+        Throwable failed = null;
+        int worker = -1;
+        for (int w = 0; w < workers; w++) {
+            Throwable t = failures.getAndSet(w, null);
+            if (t != null && failed == null) {
+                failed = t;
+                worker = w;
+            }
+        }
+        if (failed != null) {
+            throw new ScheduleException("worker " + worker + "'s part of the step failed: " + failed, failed);
+        }
+    }
+
+    /** Before a step: makes room for the regions' tasks (the coordinator's array, read by workers after a RECV). */
+    public void reserveRegions(int regions) {
+        if (tasks.length < regions) {
+            tasks = java.util.Arrays.copyOf(tasks, regions);
+        }
+    }
+
+    public Histogram stepLatencyNs() {
+        return stepLatencyNs;
+    }
+
+    /** Worker {@code w}'s lag behind the first arrival at each epoch barrier. */
+    public Histogram driftNs(int worker) {
+        return driftNs[worker];
+    }
+
+    public long steps() {
+        return steps;
+    }
+
+    /** Vectors (headers included) all workers have sent so far. */
+    public long vectorsSent() {
+        long v = 0;
+        for (int w = 0; w < workers; w++) {
+            v += vectorsSent.get(w * 16);
+        }
+        return v;
+    }
+
+    // ---------------------------------------------------------------- workers
+
+    private void workerLoop(WorkerState st) {
+        VectorRing start = links[st.worker]; // link 0 -> worker
+        long lastWork = System.nanoTime();
+        while (!shutdown) {
+            if (start.available() == 0) {
+                if (System.nanoTime() - lastWork < PARK_AFTER_NS) {
+                    Thread.onSpinWait();
+                } else {
+                    parked.set(st.worker, 1);
+                    if (start.available() == 0 && !shutdown) {
+                        LockSupport.parkNanos(this, 1_000_000_000L);
+                    }
+                    parked.set(st.worker, 0);
+                }
+                continue;
+            }
+            MemorySegment seg = start.segment();
+            long h = start.slotOffset(start.readIndex());
+            int id = seg.get(ValueLayout.JAVA_INT, h + H_SCHEDULE * 4L);
+            Schedule s = schedules.get(id);
+            st.start(s, id, (seg.get(ValueLayout.JAVA_INT, h + H_FLAGS * 4L) & FLAG_ABORTED) != 0);
+            try {
+                runOps(st, -1, null);
+            } catch (Throwable t) {
+                // a broken ring protocol: nothing more can run safely
+                failures.set(st.worker, t);
+                return;
+            }
+            lastWork = System.nanoTime();
+        }
+    }
+
+    /** One worker's progress through its program. */
+    private final class WorkerState {
+        final int worker;
+        final IdleStrategy idle;
+        Schedule schedule;
+        int[] program;
+        int scheduleId;
+        int pc;
+        boolean aborted;
+        long step;
+        int[] sendFloats = new int[0];
+        int[] recvTotal = new int[0];
+
+        WorkerState(int worker, IdleStrategy idle) {
+            this.worker = worker;
+            this.idle = idle;
+        }
+
+        void start(Schedule s, int id, boolean aborted) {
+            this.schedule = s;
+            this.program = s.program(worker);
+            this.scheduleId = id;
+            this.pc = 0;
+            this.aborted = aborted;
+            int messages = s.graph().messages().size();
+            if (sendFloats.length < messages) {
+                sendFloats = new int[messages];
+                recvTotal = new int[messages];
+            }
+        }
+    }
+
+    /**
+     * Runs {@code st}'s ops from its pc: all of them when {@code region} is -1, else while they belong to
+     * {@code region} (the coordinator, driven region by region; never past the final SYNC).
+     */
+    private void runOps(WorkerState st, int region, RegionTask coordinatorTask) {
+        int[] p = st.program;
+        List<MessageSpec> messages = st.schedule.graph().messages();
+        while (st.pc < p.length) {
+            int op = p[st.pc], r = p[st.pc + 1];
+            if (region >= 0 && (r != region || op == Schedule.SYNC)) {
+                return;
+            }
+            // a worker reads a region's task only after the RECV that publishes it (below, or an earlier op)
+            switch (op) {
+                case Schedule.COMPUTE -> {
+                    if (!st.aborted) {
+                        try {
+                            task(st, r, region, coordinatorTask).compute(st.worker);
+                        } catch (Throwable t) {
+                            failures.set(st.worker, t);
+                            st.aborted = true;
+                        }
+                    }
+                }
+                case Schedule.SEND -> send(st, messages.get(p[st.pc + 2]), p[st.pc + 3], r, region, coordinatorTask);
+                case Schedule.RECV -> recv(st, messages.get(p[st.pc + 2]), p[st.pc + 3], r, region, coordinatorTask);
+                case Schedule.SYNC -> sync(st);
+                default -> throw new ScheduleException("worker " + st.worker + " met op " + op);
+            }
+            st.pc += Schedule.OP_INTS;
+        }
+    }
+
+    private RegionTask task(WorkerState st, int r, int region, RegionTask coordinatorTask) {
+        return st.worker == 0 && region >= 0 ? coordinatorTask : tasks[r];
+    }
+
+    private void send(WorkerState st, MessageSpec m, int fragment, int r, int region, RegionTask coordinatorTask) {
+        int perFragment = st.schedule.fragmentVectors() * VectorDescriptor.FLOATS_PER_VECTOR;
+        if (fragment == 0) {
+            int total = st.aborted || m.maxFloats() == 0 ? 0 : task(st, r, region, coordinatorTask).payloadFloats(m);
+            if (total < 0 || total > m.maxFloats()) {
+                throw new ScheduleException("worker " + st.worker + " sends " + total + " floats in " + m);
+            }
+            st.sendFloats[m.id()] = total;
+        }
+        int total = st.sendFloats[m.id()];
+        int offset = fragment * perFragment;
+        int floats = Math.max(0, Math.min(perFragment, total - offset));
+        int vectors = VectorDescriptor.vectorsForFloats(floats);
+        VectorRing ring = links[m.from() * workers + m.to()];
+        long first;
+        while ((first = ring.tryClaim(1 + vectors)) == VectorRing.INSUFFICIENT_CAPACITY) {
+            if (shutdown || (st.worker == 0 && !threads[m.to() - 1].isAlive())) {
+                throw new ScheduleException("worker " + m.to() + " no longer takes " + m);
+            }
+            st.idle.idle();
+        }
+        st.idle.reset();
+        MemorySegment seg = ring.segment();
+        long h = ring.slotOffset(first);
+        seg.set(ValueLayout.JAVA_INT, h + H_MAGIC * 4L, MAGIC);
+        seg.set(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L, m.id());
+        seg.set(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L, fragment);
+        seg.set(ValueLayout.JAVA_INT, h + H_FLOATS * 4L, floats);
+        seg.set(ValueLayout.JAVA_INT, h + H_TOTAL * 4L, total);
+        seg.set(ValueLayout.JAVA_INT, h + H_SCHEDULE * 4L, st.scheduleId);
+        seg.set(ValueLayout.JAVA_INT, h + H_FLAGS * 4L, st.aborted ? FLAG_ABORTED : 0);
+        if (floats > 0) {
+            RegionTask task = task(st, r, region, coordinatorTask);
+            // payload vectors first+1 .. first+vectors, in at most two runs (the ring may wrap)
+            long v0 = first + 1;
+            int slot = (int) (v0 & (ringVectors - 1));
+            int run = Math.min(vectors, ringVectors - slot);
+            int runFloats = Math.min(floats, run * VectorDescriptor.FLOATS_PER_VECTOR);
+            task.write(m, offset, seg, ring.slotOffset(v0), runFloats);
+            if (runFloats < floats) {
+                task.write(m, offset + runFloats, seg, ring.slotOffset(v0 + run), floats - runFloats);
+            }
+        }
+        ring.commit();
+        vectorsSent.lazySet(st.worker * 16, vectorsSent.get(st.worker * 16) + 1 + vectors);
+    }
+
+    private void recv(WorkerState st, MessageSpec m, int fragment, int r, int region, RegionTask coordinatorTask) {
+        VectorRing ring = links[m.from() * workers + m.to()];
+        while (ring.available() == 0) {
+            if (shutdown) {
+                throw new ScheduleException("executor closed while worker " + st.worker + " waited for " + m);
+            }
+            if (st.worker == 0 && !threads[m.from() - 1].isAlive()) {
+                throw new ScheduleException("worker " + m.from() + " stopped: " + failures.get(m.from()), failures.get(m.from()));
+            }
+            st.idle.idle();
+        }
+        st.idle.reset();
+        MemorySegment seg = ring.segment();
+        long first = ring.readIndex();
+        long h = ring.slotOffset(first);
+        int magic = seg.get(ValueLayout.JAVA_INT, h + H_MAGIC * 4L);
+        int id = seg.get(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L);
+        int frag = seg.get(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L);
+        if (magic != MAGIC || id != m.id() || frag != fragment) {
+            throw new ScheduleException("worker " + st.worker + " expected fragment " + fragment + " of " + m + " but its link delivered "
+                    + (magic != MAGIC ? "no message header" : "fragment " + frag + " of message " + id));
+        }
+        int floats = seg.get(ValueLayout.JAVA_INT, h + H_FLOATS * 4L);
+        int total = seg.get(ValueLayout.JAVA_INT, h + H_TOTAL * 4L);
+        if ((seg.get(ValueLayout.JAVA_INT, h + H_FLAGS * 4L) & FLAG_ABORTED) != 0) {
+            st.aborted = true;
+        }
+        int vectors = VectorDescriptor.vectorsForFloats(floats);
+        if (floats > 0 && !st.aborted) {
+            int perFragment = st.schedule.fragmentVectors() * VectorDescriptor.FLOATS_PER_VECTOR;
+            int offset = fragment * perFragment;
+            long v0 = first + 1;
+            int slot = (int) (v0 & (ringVectors - 1));
+            int run = Math.min(vectors, ringVectors - slot);
+            int runFloats = Math.min(floats, run * VectorDescriptor.FLOATS_PER_VECTOR);
+            RegionTask task = task(st, r, region, coordinatorTask);
+            try {
+                task.read(m, offset, seg, ring.slotOffset(v0), runFloats, total);
+                if (runFloats < floats) {
+                    task.read(m, offset + runFloats, seg, ring.slotOffset(v0 + run), floats - runFloats, total);
+                }
+            } catch (Throwable t) {
+                failures.set(st.worker, t);
+                st.aborted = true;
+            }
+        }
+        ring.release(1 + vectors);
+    }
+
+    /** The epoch barrier, every {@code epochSteps} steps; records each worker's lag behind the first arrival. */
+    private void sync(WorkerState st) {
+        long step = st.worker == 0 ? steps : st.step;
+        if (st.worker != 0) {
+            st.step++;
+        }
+        if (workers == 1 || step % epochSteps != 0) {
+            return;
+        }
+        int generation = barrier.get(1);
+        long now = System.nanoTime();
+        arrivalNs.set(st.worker, now);
+        if (barrier.incrementAndGet(0) == workers) {
+            long firstNs = Long.MAX_VALUE;
+            for (int w = 0; w < workers; w++) {
+                firstNs = Math.min(firstNs, arrivalNs.get(w));
+            }
+            for (int w = 0; w < workers; w++) {
+                driftNs[w].recordValue(Math.max(0, arrivalNs.get(w) - firstNs));
+            }
+            barrier.set(0, 0);
+            barrier.incrementAndGet(1);
+        } else {
+            while (barrier.get(1) == generation) {
+                if (shutdown) {
+                    throw new ScheduleException("executor closed while worker " + st.worker + " waited at the epoch barrier");
+                }
+                st.idle.idle();
+            }
+            st.idle.reset();
+        }
+    }
+
+    /** Stops the workers (a step must not be running) and frees the rings. */
+    @Override
+    public void close() {
+        if (shutdown) {
+            return;
+        }
+        shutdown = true;
+        for (Thread t : threads) {
+            LockSupport.unpark(t);
+        }
+        for (Thread t : threads) {
+            try {
+                t.join(5_000);
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        boolean stopped = true;
+        for (Thread t : threads) {
+            stopped &= !t.isAlive();
+        }
+        if (stopped) {
+            arena.close();
+        }
+    }
+}

@@ -1,0 +1,277 @@
+package dev.lockstep.verify;
+
+import dev.lockstep.interconnect.schedule.MessageSpec;
+import dev.lockstep.interconnect.schedule.RegionTask;
+import dev.lockstep.interconnect.schedule.Schedule;
+import dev.lockstep.interconnect.schedule.ScheduleCompiler;
+import dev.lockstep.interconnect.schedule.ScheduleException;
+import dev.lockstep.interconnect.schedule.ScheduleExecutor;
+import dev.lockstep.interconnect.schedule.ScheduleVerifier;
+import dev.lockstep.interconnect.schedule.StepGraph;
+import org.junit.jupiter.api.Test;
+
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The schedule compiler, verifier and executor: a compiled star of messages runs step after step with the
+ * right data (fragments, wrap-around, variable sizes); each broken schedule is rejected naming its op; a failing
+ * part fails its step, not the executor.
+ */
+class ScheduleTest {
+    /** A scatter/compute/gather step: worker 0 sends each worker a vector of floats, each doubles its share, sends it back. */
+    static class Scatter implements RegionTask {
+        final int workers;
+        final float[][] data; // per worker's private copy
+        int n;
+
+        Scatter(int workers, int max) {
+            this.workers = workers;
+            this.data = new float[workers][max];
+        }
+
+        @Override
+        public void compute(int worker) {
+            for (int i = 0; i < n; i++) {
+                data[worker][i] = data[worker][i] * 2 + worker;
+            }
+        }
+
+        @Override
+        public int payloadFloats(MessageSpec m) {
+            return n;
+        }
+
+        @Override
+        public void write(MessageSpec m, int off, MemorySegment dst, long dstOff, int floats) {
+            float[] src = m.kind() == MessageSpec.Kind.INPUT ? data[0] : data[m.from()];
+            MemorySegment.copy(src, off, dst, ValueLayout.JAVA_FLOAT, dstOff, floats);
+        }
+
+        @Override
+        public void read(MessageSpec m, int off, MemorySegment src, long srcOff, int floats, int total) {
+            if (m.kind() == MessageSpec.Kind.INPUT) {
+                n = total; // the worker learns the size from the header
+                MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, data[m.to()], off, floats);
+            } else {
+                MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, results[m.from()], off, floats);
+            }
+        }
+
+        final float[][] results = new float[8][4096];
+    }
+
+    static StepGraph star(int workers, int maxFloats) {
+        StepGraph g = new StepGraph(workers);
+        int r = g.region("double");
+        for (int w = 0; w < workers; w++) {
+            g.part(r, w, StepGraph.NO_WEIGHTS);
+        }
+        for (int w = 1; w < workers; w++) {
+            g.message("x->w" + w, r, 0, w, MessageSpec.Kind.INPUT, maxFloats);
+        }
+        for (int w = 1; w < workers; w++) {
+            g.message("y<-w" + w, r, w, 0, MessageSpec.Kind.OUTPUT, maxFloats);
+        }
+        return g;
+    }
+
+    @Test
+    void compiledStarRunsStepsWithFragmentsAndVariableSizes() {
+        int workers = 3, max = 3000; // 38 vectors: 3 fragments on rings of 16
+        Schedule s = ScheduleCompiler.compile(star(workers, max), 16);
+        ScheduleVerifier.verify(s);
+        assertEquals(3, s.fragments(s.graph().messages().get(workers - 1 + 1)));
+        Random rnd = new Random(7);
+        try (ScheduleExecutor ex = new ScheduleExecutor(workers, 16, 4, false, ScheduleExecutor::defaultIdle)) {
+            ex.reserveRegions(s.graph().regions());
+            Scatter task = new Scatter(workers, max);
+            for (int step = 0; step < 300; step++) {
+                int n = rnd.nextInt(max + 1);
+                task.n = n;
+                for (int i = 0; i < n; i++) {
+                    task.data[0][i] = rnd.nextFloat();
+                }
+                float[] in = task.data[0].clone();
+                ex.begin(s);
+                ex.region(1, task);
+                ex.end();
+                for (int w = 1; w < workers; w++) {
+                    for (int i = 0; i < n; i++) {
+                        assertEquals(in[i] * 2 + w, task.results[w][i], "step " + step + " worker " + w + " float " + i);
+                    }
+                }
+            }
+            assertEquals(300, ex.steps());
+            assertTrue(ex.vectorsSent() > 300 * 4, "vectors sent " + ex.vectorsSent());
+            assertEquals(75, ex.driftNs(1).getTotalCount()); // a barrier every 4 steps
+        }
+    }
+
+    @Test
+    void aFailingPartFailsItsStepAndTheNextStepRuns() {
+        Schedule s = ScheduleCompiler.compile(star(2, 80), 8);
+        try (ScheduleExecutor ex = new ScheduleExecutor(2, 8, 1, false, ScheduleExecutor::defaultIdle)) {
+            ex.reserveRegions(s.graph().regions());
+            Scatter ok = new Scatter(2, 80);
+            ok.n = 80;
+            RegionTask bad = new Scatter(2, 80) {
+                @Override
+                public void compute(int worker) {
+                    if (worker == 1) {
+                        throw new IllegalStateException("part of worker 1 broke");
+                    }
+                }
+            };
+            ((Scatter) bad).n = 80;
+            ex.begin(s);
+            ex.region(1, bad);
+            ScheduleException e = assertThrows(ScheduleException.class, ex::end);
+            assertTrue(e.getMessage().contains("worker 1") && e.getMessage().contains("part of worker 1 broke"), e.getMessage());
+            ok.data[0][5] = 3f;
+            ex.begin(s);
+            ex.region(1, ok);
+            ex.end();
+            assertEquals(3f * 2 + 1, ok.results[1][5]);
+            // a driver that fails mid-step aborts it; the workers finish theirs and the executor stays usable
+            ex.begin(s);
+            ex.abort();
+            ex.begin(s);
+            ex.region(1, ok);
+            ex.end();
+        }
+    }
+
+    @Test
+    void aDriverThatSkipsARegionIsCaught() {
+        StepGraph g = star(2, 80);
+        int second = g.region("second");
+        g.part(second, 0, StepGraph.NO_WEIGHTS);
+        Schedule s = ScheduleCompiler.compile(g, 8);
+        try (ScheduleExecutor ex = new ScheduleExecutor(2, 8, 1, false, ScheduleExecutor::defaultIdle)) {
+            ex.reserveRegions(g.regions());
+            ex.begin(s);
+            ScheduleException e = assertThrows(ScheduleException.class, () -> ex.region(second, new Scatter(2, 80)));
+            assertTrue(e.getMessage().contains("disagree"), e.getMessage());
+            ex.abort();
+        }
+    }
+
+    // ------------------------------------------------------------------ the verifier rejects, naming the op
+
+    /** Two workers, one region; messages: 1 = x (0 -> 1, input, 160 floats), 2 = y (1 -> 0, output, 160 floats). */
+    static StepGraph pair() {
+        StepGraph g = new StepGraph(2);
+        int r = g.region("work");
+        int experts = g.weightGroup("experts 0-7");
+        g.owns(0, experts);
+        g.part(r, 0, StepGraph.NO_WEIGHTS).part(r, 1, StepGraph.NO_WEIGHTS);
+        g.message("x", r, 0, 1, MessageSpec.Kind.INPUT, 160);
+        g.message("y", r, 1, 0, MessageSpec.Kind.OUTPUT, 160);
+        return g;
+    }
+
+    static Schedule.ProgramBuilder start0() {
+        return new Schedule.ProgramBuilder().send(0, 0, 0, 0);
+    }
+
+    static Schedule.ProgramBuilder start1() {
+        return new Schedule.ProgramBuilder().recv(0, 0, 0, 0);
+    }
+
+    static String rejection(Schedule s) {
+        return assertThrows(ScheduleException.class, () -> ScheduleVerifier.verify(s)).getMessage();
+    }
+
+    @Test
+    void theCompiledPairVerifies() {
+        Schedule good = new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().recv(1, 1, 0, 2).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8);
+        ScheduleVerifier.verify(good);
+        assertArrayEquals(good.program(0), ScheduleCompiler.compile(pair(), 8).program(0));
+        assertArrayEquals(good.program(1), ScheduleCompiler.compile(pair(), 8).program(1));
+    }
+
+    @Test
+    void rejectsASendWithoutItsRecv() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 0 op 1 (SEND x w0->w1") && why.contains("1 SEND(s) and 0 RECV(s)"), why);
+    }
+
+    @Test
+    void rejectsARecvOfADifferentSize() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().recv(1, 1, 0, 1).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 1 op 1 (RECV x") && why.contains("expects 1 vectors but the SEND carries 2"), why);
+    }
+
+    @Test
+    void rejectsADeadlock() {
+        // both workers wait for the other's message first
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().recv(1, 2, 0, 2).send(1, 1, 0, 2).compute(1, -1).sync(1, 0).build(),
+                start1().recv(1, 1, 0, 2).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.startsWith("possible deadlock") && why.contains("worker 0 blocked at op 1 (RECV y w1->w0")
+                && why.contains("worker 1 blocked at op 1 (RECV x w0->w1"), why);
+    }
+
+    @Test
+    void rejectsARingOverflow() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 8).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().recv(1, 1, 0, 8).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 0 op 1 (SEND x") && why.contains("overflows the ring: 1 + 8 vectors on a ring of 8"), why);
+    }
+
+    @Test
+    void rejectsAUseOfDataBeforeItsRecv() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().compute(1, -1).recv(1, 1, 0, 2).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 1 op 1 (COMPUTE work)") && why.contains("uses x") && why.contains("before its RECV"), why);
+    }
+
+    @Test
+    void rejectsASendOfAnOutputBeforeItIsComputed() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().recv(1, 1, 0, 2).send(1, 2, 0, 2).compute(1, -1).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 1 op 2 (SEND y") && why.contains("before computing it"), why);
+    }
+
+    @Test
+    void rejectsAnOpOnAWorkerThatLacksItsWeights() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().send(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().recv(1, 1, 0, 2).compute(1, 0).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 1 op 2 (COMPUTE work [weights experts 0-7])") && why.contains("does not hold"), why);
+    }
+
+    @Test
+    void rejectsMessagesReceivedInAnotherOrderThanSent() {
+        StepGraph g = pair();
+        g.message("x2", 1, 0, 1, MessageSpec.Kind.INPUT, 80);
+        String why = rejection(new Schedule(g, new int[][] {
+                start0().send(1, 1, 0, 2).send(1, 3, 0, 1).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().recv(1, 3, 0, 1).recv(1, 1, 0, 2).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 1 op 1 (RECV x2") && why.contains("delivers fragment 0 of x first"), why);
+    }
+
+    @Test
+    void rejectsAnOpOnTheWrongWorker() {
+        String why = rejection(new Schedule(pair(), new int[][] {
+                start0().recv(1, 1, 0, 2).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
+                start1().send(1, 1, 0, 2).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
+        assertTrue(why.contains("worker 0 op 1 (RECV x") && why.contains("is received by worker 1"), why);
+    }
+}
