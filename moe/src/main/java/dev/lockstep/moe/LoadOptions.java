@@ -14,13 +14,17 @@ import java.util.List;
  * @param sramBytes      the SRAM tier of the placement plan ({@link dev.lockstep.memory.TierPlacement}): -1 for the
  *                       machine's last-level cache size, 0 for none
  * @param hbmBytes       the HBM tier for the weights: -1 for the machine's physical memory
+ * @param execution      how forwards run on workers: fork-join on the given pool, or a compiled schedule
  */
 public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude, dev.lockstep.memory.Progress progress,
-                          java.nio.file.Path cacheDir, long sramBytes, long hbmBytes) {
+                          java.nio.file.Path cacheDir, long sramBytes, long hbmBytes, ExecutionPlan execution) {
     public static final LoadOptions DEFAULT = new LoadOptions(false, false, List.of());
 
     public LoadOptions {
         exclude = List.copyOf(exclude);
+        if (execution == null) {
+            throw new IllegalArgumentException("execution must not be null (use ExecutionPlan.FORK_JOIN)");
+        }
         if (progress == null) {
             throw new IllegalArgumentException("progress must not be null (use Progress.NONE)");
         }
@@ -30,17 +34,17 @@ public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<St
     }
 
     public LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<String> exclude) {
-        this(quantizeNvfp4, quantizeLmHead, exclude, dev.lockstep.memory.Progress.NONE, null, -1, -1);
+        this(quantizeNvfp4, quantizeLmHead, exclude, dev.lockstep.memory.Progress.NONE, null, -1, -1, ExecutionPlan.FORK_JOIN);
     }
 
     /** These options reporting load progress (bytes of checkpoint data copied) to {@code progress}. */
     public LoadOptions withProgress(dev.lockstep.memory.Progress progress) {
-        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes);
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes, execution);
     }
 
     /** These options with tiers of {@code sramBytes} and {@code hbmBytes} for the weights (-1: the machine's). */
     public LoadOptions withTiers(long sramBytes, long hbmBytes) {
-        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes);
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes, execution);
     }
 
     /**
@@ -49,7 +53,7 @@ public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<St
      * instead of repacking ({@link dev.lockstep.memory.PackedCacheDescriptor}).
      */
     public LoadOptions withCache(java.nio.file.Path dir) {
-        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, dir, sramBytes, hbmBytes);
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, dir, sramBytes, hbmBytes, execution);
     }
 
     /**
@@ -61,6 +65,11 @@ public record LoadOptions(boolean quantizeNvfp4, boolean quantizeLmHead, List<St
         long physical = dev.lockstep.memory.TierPlacement.physicalMemoryBytes();
         long hbm = hbmBytes > 0 ? hbmBytes : physical > 0 ? physical : 64L << 30;
         return new dev.lockstep.memory.TierPlacement(sram, hbm);
+    }
+
+    /** These options running forwards as {@code execution} says. */
+    public LoadOptions withExecution(ExecutionPlan execution) {
+        return new LoadOptions(quantizeNvfp4, quantizeLmHead, exclude, progress, cacheDir, sramBytes, hbmBytes, execution);
     }
 
     public Nvfp4Recipe recipe() {

@@ -93,12 +93,12 @@ public final class AttentionBlock {
     public void forward(Compute c, int layer, float[] x, ForwardBatch batch, Scratch s, float[] out) {
         int n = batch.size();
         int qDim = qDim(), kvDim = kvDim();
-        s.ensure(n, qDim, kvDim, c.pool().threads(), nHeads / nKvHeads, batch.maxPosition() + 1);
+        s.ensure(n, qDim, kvDim, c.workers(), nHeads / nKvHeads, batch.maxPosition() + 1);
         // qkv
         c.matmul3(x, n, wq, s.q, wk, s.k, wv, s.v);
         Call call = s.call.set(this, c.kernels(), layer, batch, s);
         // q/k norm (per head) and RoPE, token by token
-        c.pool().forRange(n, call.phase(Call.NORM_ROPE));
+        c.forRange("attention.norm_rope", n, call.phase(Call.NORM_ROPE));
         // append K, V to the caches: keys transposed inside their block, values by position
         for (int t = 0; t < n; t++) {
             int pos = batch.position(t);
@@ -115,7 +115,7 @@ public final class AttentionBlock {
                     cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(nKvHeads, headDim, slot, 0, 0), kvDim);
         }
         // causal attention, one (token, kv head) pair per work item
-        c.pool().forRange(n * nKvHeads, call.phase(Call.ATTEND));
+        c.forRange("attention.attend", n * nKvHeads, call.phase(Call.ATTEND));
         call.clear();
         // o_proj
         c.matmul(wo, s.context, n, out);

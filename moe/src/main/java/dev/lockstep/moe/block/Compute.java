@@ -5,27 +5,113 @@ import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.kernels.WorkerPool;
 
 /**
- * The kernels and the worker pool a forward pass runs on, with the parallel matmul shapes blocks use.
- * Work is split in whole weight tiles, so no tile is computed twice by two workers. One forward runs at a
- * time per model (see {@code CausalLm}); the matmul task object is therefore reused from call to call, so
- * dispatching allocates nothing.
+ * The kernels and the workers a forward pass runs on, with the parallel shapes blocks use. Blocks describe
+ * their parallel work as regions ({@link #forRange}, the matmul shapes, {@link #dataRegion}); how a region runs
+ * is the executor's: fork-join on a {@link WorkerPool} (chunks claimed as they come), or a compiled schedule on
+ * pinned workers ({@link ScheduledSteps}). Work is split in whole weight tiles, so no tile is computed twice.
+ * One forward runs at a time per model (see {@code CausalLm}); the task objects are therefore reused from call
+ * to call, so dispatching allocates nothing.
  */
-public final class Compute {
+public final class Compute implements AutoCloseable {
     private final Kernels kernels;
     private final WorkerPool pool;
+    private final ScheduledSteps schedule;
     private final MatmulTask task = new MatmulTask();
 
+    /** Fork-join on {@code pool}. */
     public Compute(Kernels kernels, WorkerPool pool) {
         this.kernels = kernels;
         this.pool = pool;
+        this.schedule = null;
+    }
+
+    /** As {@code plan} says: fork-join on {@code pool}, or a compiled schedule on workers of its own. */
+    public Compute(Kernels kernels, WorkerPool pool, dev.lockstep.moe.ExecutionPlan plan) {
+        this.kernels = kernels;
+        this.pool = pool;
+        this.schedule = plan.isScheduled() ? new ScheduledSteps(plan) : null;
     }
 
     public Kernels kernels() {
         return kernels;
     }
 
-    public WorkerPool pool() {
-        return pool;
+    /** Workers a region may be split over (per-worker scratch is indexed by worker). */
+    public int workers() {
+        return schedule != null ? schedule.workers() : pool.threads();
+    }
+
+    /** How forwards run: fork-join, or the schedule's plan. */
+    public dev.lockstep.moe.ExecutionPlan plan() {
+        return schedule != null ? schedule.plan() : dev.lockstep.moe.ExecutionPlan.FORK_JOIN;
+    }
+
+    /** True when MoE experts are split by expert over schedule workers, their tokens moving as messages. */
+    public boolean expertParallel() {
+        return schedule != null && schedule.plan().placement() == dev.lockstep.moe.ExecutionPlan.Placement.EXPERTS;
+    }
+
+    /** True when MoE experts are split by rows (any schedule with row placement). */
+    public boolean expertRows() {
+        return schedule != null && schedule.plan().placement() == dev.lockstep.moe.ExecutionPlan.Placement.ROWS;
+    }
+
+    /** The schedule executor, or null when fork-join. */
+    public dev.lockstep.interconnect.schedule.ScheduleExecutor scheduleExecutor() {
+        return schedule != null ? schedule.executor() : null;
+    }
+
+    /** The compiled schedule of batch shape {@code key} (see {@link #beginStep}), or null. */
+    public dev.lockstep.interconnect.schedule.Schedule schedule(long key) {
+        return schedule != null ? schedule.schedule(key) : null;
+    }
+
+    /**
+     * Starts a forward of batch shape {@code key} (every region's size follows from it). Under a schedule the
+     * first step of a shape is recorded and compiled, later ones run its programs; fork-join ignores it.
+     */
+    public void beginStep(long key) {
+        if (schedule != null) {
+            schedule.begin(key);
+        }
+    }
+
+    /** Ends the forward begun by {@link #beginStep}. */
+    public void endStep() {
+        if (schedule != null) {
+            schedule.end();
+        }
+    }
+
+    /** Ends a forward that failed midway, letting every worker finish its program. */
+    public void abortStep() {
+        if (schedule != null) {
+            schedule.abort();
+        }
+    }
+
+    /** A region of {@code items} independent items, split over the workers. */
+    public void forRange(String name, int items, WorkerPool.RangeTask task) {
+        if (schedule != null) {
+            schedule.forRange(name, items, task);
+        } else {
+            pool.forRange(items, task);
+        }
+    }
+
+    /** A region whose data moves between workers as messages (schedule only). */
+    public void dataRegion(String name, DataRegion region) {
+        if (schedule == null) {
+            throw new IllegalStateException("data regions run on a schedule; fork-join has none");
+        }
+        schedule.dataRegion(name, region);
+    }
+
+    @Override
+    public void close() {
+        if (schedule != null) {
+            schedule.close();
+        }
     }
 
     /** {@code out[t, r] = w[r, :] . x[t, :]} for {@code n} tokens; tiles split across the pool. */
@@ -65,7 +151,7 @@ public final class Compute {
         t.c = c;
         t.outC = outC;
         try {
-            pool.forRange(tiles(a) + tiles(b) + tiles(c), t);
+            forRange(b == null ? "matmul" : c == null ? "matmul2" : "matmul3", tiles(a) + tiles(b) + tiles(c), t);
         } finally {
             t.x = t.outA = t.outB = t.outC = null;
             t.a = t.b = t.c = null;

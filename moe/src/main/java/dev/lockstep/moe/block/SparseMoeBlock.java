@@ -1,9 +1,13 @@
 package dev.lockstep.moe.block;
 
+import dev.lockstep.interconnect.schedule.MessageSpec;
+import dev.lockstep.interconnect.schedule.StepGraph;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.moe.ForwardObserver;
 
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicInteger;
 
@@ -52,8 +56,10 @@ public final class SparseMoeBlock {
         int[] topIdx = new int[0], count = new int[0], first = new int[0], assignToken = new int[0], tokenSlotAssign = new int[0];
         int[] active = new int[0];
         float[][] g = new float[0][], u = new float[0][];
+        float[] gRows = new float[0], uRows = new float[0]; // [assignments, inter]: experts split by rows
         final AtomicInteger next = new AtomicInteger();
         final Call call = new Call();
+        final ExpertRegion experts = new ExpertRegion();
 
         void ensure(int n, int nExperts, int topK, int hidden, int inter, int threads) {
             if (logits.length < n * nExperts) {
@@ -92,7 +98,7 @@ public final class SparseMoeBlock {
     }
 
     public void forward(Compute c, int layer, float[] x, int n, Scratch s, float[] out, ForwardObserver observer) {
-        s.ensure(n, nExperts, topK, hidden, inter, c.pool().threads());
+        s.ensure(n, nExperts, topK, hidden, inter, c.workers());
         Kernels kn = c.kernels();
         // router: logits -> softmax (float32) -> top-k -> renormalize
         c.matmul(router, x, n, s.logits);
@@ -127,12 +133,27 @@ public final class SparseMoeBlock {
             }
         }
 
-        // experts: each worker takes whole experts (dynamic, for balance); the assignment never changes results
-        s.next.set(0);
+        // experts; which worker computes which expert rows never changes results
         Call call = s.call.set(this, kn, n, nActive, s, out);
-        c.pool().forRange(c.pool().threads(), call.phase(Call.EXPERTS));
+        if (c.expertParallel()) {
+            // expert parallelism: each worker holds a range of experts; their tokens go there and come back as vectors
+            c.dataRegion("moe.experts", s.experts.set(this, kn, layer, n, nActive, s, c.workers()));
+            s.experts.clear();
+        } else if (c.expertRows()) {
+            // every active expert split by rows: gate/up rows (then SwiGLU on them), then down rows
+            if (s.gRows.length < n * topK * inter) {
+                s.gRows = new float[n * topK * inter];
+                s.uRows = new float[n * topK * inter];
+            }
+            c.forRange("moe.experts.gate_up", gate[0].tiles(), call.phase(Call.GATE_UP_ROWS));
+            c.forRange("moe.experts.down", down[0].tiles(), call.phase(Call.DOWN_ROWS));
+        } else {
+            // fork-join: each worker takes whole experts as they come (dynamic, for balance)
+            s.next.set(0);
+            c.forRange("moe.experts", c.workers(), call.phase(Call.EXPERTS));
+        }
         // combine: out[t] = sum over t's experts in ascending id of weight * expert_out
-        c.pool().forRange(n, call.phase(Call.COMBINE));
+        c.forRange("moe.combine", n, call.phase(Call.COMBINE));
         call.clear();
     }
 
@@ -140,6 +161,8 @@ public final class SparseMoeBlock {
     static final class Call extends PhasedTask {
         static final int EXPERTS = 0;
         static final int COMBINE = 1;
+        static final int GATE_UP_ROWS = 2;
+        static final int DOWN_ROWS = 3;
 
         private SparseMoeBlock block;
         private Kernels kernels;
@@ -167,10 +190,11 @@ public final class SparseMoeBlock {
 
         @Override
         void run(int phase, int worker, int start, int end) {
-            if (phase == EXPERTS) {
-                block.runExperts(this, worker);
-            } else {
-                block.combine(this, start, end);
+            switch (phase) {
+                case EXPERTS -> block.runExperts(this, worker);
+                case COMBINE -> block.combine(this, start, end);
+                case GATE_UP_ROWS -> block.gateUpRows(this, start, end);
+                default -> block.downRows(this, start, end);
             }
         }
     }
@@ -182,10 +206,205 @@ public final class SparseMoeBlock {
         for (int i; (i = s.next.getAndIncrement()) < call.activeExperts; ) {
             int e = s.active[i];
             int a0 = s.first[e], m = s.first[e + 1] - a0;
-            kn.matmul(gate[e], s.xg, a0 * hidden, hidden, m, g, 0, inter, 0, inter);
-            kn.matmul(up[e], s.xg, a0 * hidden, hidden, m, u, 0, inter, 0, inter);
-            kn.siluMul(g, 0, u, 0, g, 0, m * inter);
-            kn.matmul(down[e], g, 0, inter, m, s.yg, a0 * hidden, hidden, 0, hidden);
+            runExpert(kn, e, s.xg, a0 * hidden, m, g, u, s.yg, a0 * hidden);
+        }
+    }
+
+    /** Gate and up rows of tiles {@code [t0, t1)} of every active expert, then SwiGLU on those rows. */
+    private void gateUpRows(Call call, int t0, int t1) {
+        Scratch s = call.scratch;
+        Kernels kn = call.kernels;
+        int r0 = t0 * gate[0].tileRows(), r1 = Math.min(t1 * gate[0].tileRows(), inter);
+        for (int i = 0; i < call.activeExperts; i++) {
+            int e = s.active[i];
+            checkTiles(gate[e], gate[0]);
+            checkTiles(up[e], gate[0]);
+            int a0 = s.first[e], m = s.first[e + 1] - a0;
+            kn.matmul(gate[e], s.xg, a0 * hidden, hidden, m, s.gRows, a0 * inter, inter, r0, r1);
+            kn.matmul(up[e], s.xg, a0 * hidden, hidden, m, s.uRows, a0 * inter, inter, r0, r1);
+            for (int a = a0; a < a0 + m; a++) {
+                kn.siluMul(s.gRows, a * inter + r0, s.uRows, a * inter + r0, s.gRows, a * inter + r0, r1 - r0);
+            }
+        }
+    }
+
+    /** Down rows of tiles {@code [t0, t1)} of every active expert. */
+    private void downRows(Call call, int t0, int t1) {
+        Scratch s = call.scratch;
+        int r0 = t0 * down[0].tileRows(), r1 = Math.min(t1 * down[0].tileRows(), hidden);
+        for (int i = 0; i < call.activeExperts; i++) {
+            int e = s.active[i];
+            checkTiles(down[e], down[0]);
+            int a0 = s.first[e], m = s.first[e + 1] - a0;
+            call.kernels.matmul(down[e], s.gRows, a0 * inter, inter, m, s.yg, a0 * hidden, hidden, r0, r1);
+        }
+    }
+
+    private static void checkTiles(WeightMatrix w, WeightMatrix first) {
+        if (w.tileRows() != first.tileRows()) {
+            throw new IllegalStateException("experts split by rows need one tile height for all experts: " + w.tileRows() + " vs " + first.tileRows());
+        }
+    }
+
+    /** Experts {@code [e0, e1)}: runs the active ones of them on the coordinator's scratch. */
+    private void runExpertRange(Kernels kn, Scratch s, int e0, int e1) {
+        float[] g = s.g[0], u = s.u[0];
+        for (int e = e0; e < e1; e++) {
+            int a0 = s.first[e], m = s.first[e + 1] - a0;
+            if (m > 0) {
+                runExpert(kn, e, s.xg, a0 * hidden, m, g, u, s.yg, a0 * hidden);
+            }
+        }
+    }
+
+    /** Expert {@code e} on {@code m} token rows of {@code x} at {@code xOff}: {@code y = down(silu(gate x) * up x)}. */
+    private void runExpert(Kernels kn, int e, float[] x, int xOff, int m, float[] g, float[] u, float[] y, int yOff) {
+        kn.matmul(gate[e], x, xOff, hidden, m, g, 0, inter, 0, inter);
+        kn.matmul(up[e], x, xOff, hidden, m, u, 0, inter, 0, inter);
+        kn.siluMul(g, 0, u, 0, g, 0, m * inter);
+        kn.matmul(down[e], g, 0, inter, m, y, yOff, hidden, 0, hidden);
+    }
+
+    /**
+     * The experts of one layer under expert parallelism: worker {@code w} holds experts
+     * {@code [E*w/W, E*(w+1)/W)}. The coordinator sends each worker one message: its experts' token counts, then
+     * the token rows routed to them (grouped by expert, tokens ascending, as the coordinator grouped them); the
+     * worker runs its experts on its own buffers and sends back their output rows in the same order, which land in
+     * the coordinator's grouped output where a one-worker step would have written them. The combine then sums
+     * them in ascending expert id, so the result is the same bits for any number of workers.
+     */
+    static final class ExpertRegion implements DataRegion {
+        private SparseMoeBlock block;
+        private Kernels kernels;
+        private Scratch s;
+        private int layer;
+        private int n;
+        private int activeExperts;
+        private int workers;
+        /** Per worker >= 1, its own buffers (index 0 unused: the coordinator works in the shared scratch). */
+        private WorkerBuffers[] local = new WorkerBuffers[0];
+
+        static final class WorkerBuffers {
+            float[] inbox = new float[0];  // counts of its experts, then token rows
+            float[] g = new float[0], u = new float[0], y = new float[0];
+            int rows;
+        }
+
+        ExpertRegion set(SparseMoeBlock block, Kernels kernels, int layer, int n, int activeExperts, Scratch s, int workers) {
+            this.block = block;
+            this.kernels = kernels;
+            this.layer = layer;
+            this.n = n;
+            this.activeExperts = activeExperts;
+            this.s = s;
+            this.workers = workers;
+            // the workers' buffers, sized for this batch's largest messages (grown here, on the coordinator, before
+            // the region's messages publish them; a steady state allocates nothing)
+            if (local.length < workers) {
+                local = Arrays.copyOf(local, workers);
+            }
+            for (int w = 1; w < workers; w++) {
+                int rows = maxRows(w), k = first(w + 1) - first(w);
+                WorkerBuffers b = local[w] != null ? local[w] : new WorkerBuffers();
+                if (b.inbox.length < k + rows * block.hidden) {
+                    b.inbox = new float[k + rows * block.hidden];
+                    b.y = new float[rows * block.hidden];
+                    b.g = new float[rows * block.inter];
+                    b.u = new float[rows * block.inter];
+                }
+                local[w] = b;
+            }
+            return this;
+        }
+
+        void clear() {
+            block = null;
+            s = null;
+        }
+
+        private int first(int worker) {
+            return block.nExperts * worker / workers;
+        }
+
+        /** Most token rows worker {@code w}'s experts can get: each token picks at most min(topK, its experts) of them. */
+        private int maxRows(int w) {
+            return n * Math.min(block.topK, first(w + 1) - first(w));
+        }
+
+        @Override
+        public void declare(StepGraph g, int region) {
+            for (int w = 0; w < workers; w++) {
+                int e0 = first(w), e1 = first(w + 1);
+                if (e0 == e1) {
+                    continue;
+                }
+                int group = g.weightGroup("layer " + layer + " experts " + e0 + "-" + (e1 - 1));
+                g.owns(w, group);
+                g.part(region, w, group);
+                if (w > 0) {
+                    int rows = maxRows(w), k = e1 - e0;
+                    g.message("moe.l" + layer + ".tokens", region, 0, w, MessageSpec.Kind.INPUT, k + rows * block.hidden);
+                    g.message("moe.l" + layer + ".out", region, w, 0, MessageSpec.Kind.OUTPUT, rows * block.hidden);
+                }
+            }
+        }
+
+        @Override
+        public void runAll() {
+            block.runExpertRange(kernels, s, 0, block.nExperts);
+        }
+
+        @Override
+        public void compute(int worker) {
+            int e0 = first(worker), e1 = first(worker + 1);
+            if (worker == 0) {
+                block.runExpertRange(kernels, s, e0, e1);
+                return;
+            }
+            WorkerBuffers b = local[worker];
+            int k = e1 - e0, a = 0;
+            for (int j = 0; j < k; j++) {
+                int m = (int) b.inbox[j];
+                if (m > 0) {
+                    block.runExpert(kernels, e0 + j, b.inbox, k + a * block.hidden, m, b.g, b.u, b.y, a * block.hidden);
+                    a += m;
+                }
+            }
+            b.rows = a;
+        }
+
+        @Override
+        public int payloadFloats(MessageSpec m) {
+            if (m.kind() == MessageSpec.Kind.INPUT) {
+                int w = m.to();
+                return first(w + 1) - first(w) + (s.first[first(w + 1)] - s.first[first(w)]) * block.hidden;
+            }
+            return local[m.from()].rows * block.hidden;
+        }
+
+        @Override
+        public void write(MessageSpec m, int off, MemorySegment dst, long dstOff, int floats) {
+            if (m.kind() == MessageSpec.Kind.OUTPUT) {
+                MemorySegment.copy(local[m.from()].y, off, dst, ValueLayout.JAVA_FLOAT, dstOff, floats);
+                return;
+            }
+            int w = m.to(), e0 = first(w), k = first(w + 1) - e0;
+            int i = off, end = off + floats;
+            for (; i < Math.min(k, end); i++, dstOff += Float.BYTES) {
+                dst.set(ValueLayout.JAVA_FLOAT, dstOff, (float) (s.first[e0 + i + 1] - s.first[e0 + i]));
+            }
+            if (i < end) {
+                MemorySegment.copy(s.xg, s.first[e0] * block.hidden + (i - k), dst, ValueLayout.JAVA_FLOAT, dstOff, end - i);
+            }
+        }
+
+        @Override
+        public void read(MessageSpec m, int off, MemorySegment src, long srcOff, int floats, int total) {
+            if (m.kind() == MessageSpec.Kind.INPUT) {
+                MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, local[m.to()].inbox, off, floats);
+            } else {
+                MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, s.yg, s.first[first(m.from())] * block.hidden + off, floats);
+            }
         }
     }
 

@@ -89,7 +89,7 @@ public final class Qwen3MoeFamily implements ModelFamily {
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
         w.finish();
         ModelSummary summary = summarize(c, w);
-        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool), weights, summary);
+        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool, options.execution()), weights, summary);
     }
 
     private static ModelSummary summarize(Qwen3MoeConfig c, WeightLoader w) {

@@ -117,13 +117,27 @@ public final class Qwen3MoeModel implements CausalLm {
             if (closed) {
                 throw new IllegalStateException("model is closed");
             }
-            forwardLocked(batch, (State) forwardState, logits, observer);
+            State state = (State) forwardState;
+            validate(batch, logits);
+            // one compiled schedule per batch shape: every region's size follows from the tokens and logits rows
+            compute.beginStep(((long) batch.size() << 32) | batch.logitsRows());
+            boolean done = false;
+            try {
+                forwardLocked(batch, state, logits, observer);
+                done = true;
+            } finally {
+                if (done) {
+                    compute.endStep();
+                } else {
+                    compute.abortStep();
+                }
+            }
         } finally {
             forwardLock.unlock();
         }
     }
 
-    private void forwardLocked(ForwardBatch batch, State s, float[] logits, ForwardObserver observer) {
+    private void validate(ForwardBatch batch, float[] logits) {
         int n = batch.size();
         if (n <= 0) {
             throw new IllegalArgumentException("forward needs at least one token, got " + n);
@@ -146,6 +160,12 @@ public final class Qwen3MoeModel implements CausalLm {
                         + cache.headDim() + ") does not fit this model");
             }
         }
+    }
+
+    private void forwardLocked(ForwardBatch batch, State s, float[] logits, ForwardObserver observer) {
+        int n = batch.size();
+        int h = config.hiddenSize(), vocab = config.vocabSize();
+        int rows = batch.logitsRows();
         for (int q = 0; q < batch.sequences(); q++) {
             batch.sequenceCache(q).reserve(batch.sequenceTokens(q));
         }
@@ -239,6 +259,11 @@ public final class Qwen3MoeModel implements CausalLm {
         return config.maxPositionEmbeddings();
     }
 
+    /** The compute this model runs on (its execution plan, the schedule executor and compiled schedules when scheduled). */
+    public Compute compute() {
+        return compute;
+    }
+
     public Qwen3MoeConfig config() {
         return config;
     }
@@ -250,7 +275,11 @@ public final class Qwen3MoeModel implements CausalLm {
         try {
             if (!closed) {
                 closed = true;
-                packedWeights.close();
+                try {
+                    compute.close();
+                } finally {
+                    packedWeights.close();
+                }
             }
         } finally {
             forwardLock.unlock();

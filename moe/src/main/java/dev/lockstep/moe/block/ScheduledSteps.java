@@ -1,0 +1,164 @@
+package dev.lockstep.moe.block;
+
+import dev.lockstep.interconnect.schedule.MessageSpec;
+import dev.lockstep.interconnect.schedule.RegionTask;
+import dev.lockstep.interconnect.schedule.Schedule;
+import dev.lockstep.interconnect.schedule.ScheduleCompiler;
+import dev.lockstep.interconnect.schedule.ScheduleExecutor;
+import dev.lockstep.interconnect.schedule.StepGraph;
+import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.moe.ExecutionPlan;
+
+import java.util.HashMap;
+import java.util.Map;
+
+/**
+ * A forward's regions on a {@link ScheduleExecutor}. The step's program is not written by hand: the first
+ * step of each batch shape runs on the coordinator alone while its regions are recorded into a
+ * {@link StepGraph}; the graph is compiled, verified and cached by shape, and every later step of that shape
+ * runs the compiled programs. A region of independent items is split statically (worker {@code w} takes chunk
+ * {@code w} of {@code workers}, as {@link WorkerPool} numbers them) and its workers are ordered by doorbell
+ * messages, its data staying in shared memory; a {@link DataRegion} moves its data as vectors.
+ */
+final class ScheduledSteps implements AutoCloseable {
+    private enum Mode { IDLE, RECORD, RUN }
+
+    private final ScheduleExecutor executor;
+    private final ExecutionPlan plan;
+    private final Map<Long, Schedule> compiled = new HashMap<>();
+    private final RangeRegion range = new RangeRegion();
+    private Mode mode = Mode.IDLE;
+    private long key;
+    private StepGraph recording;
+    private Schedule running;
+    private int region;
+
+    ScheduledSteps(ExecutionPlan plan) {
+        this.plan = plan;
+        this.executor = new ScheduleExecutor(plan.workers(), plan.ringVectors(), plan.epochSteps(), plan.pin(), ScheduleExecutor::defaultIdle);
+    }
+
+    int workers() {
+        return plan.workers();
+    }
+
+    ExecutionPlan plan() {
+        return plan;
+    }
+
+    ScheduleExecutor executor() {
+        return executor;
+    }
+
+    /** The schedule of batch shape {@code key}, if compiled. */
+    Schedule schedule(long key) {
+        return compiled.get(key);
+    }
+
+    int compiledShapes() {
+        return compiled.size();
+    }
+
+    void begin(long shapeKey) {
+        if (mode != Mode.IDLE) {
+            throw new IllegalStateException("a step is already running");
+        }
+        key = shapeKey;
+        region = 0;
+        running = compiled.get(shapeKey);
+        if (running == null) {
+            recording = new StepGraph(plan.workers());
+            mode = Mode.RECORD;
+        } else {
+            mode = Mode.RUN;
+            executor.reserveRegions(running.graph().regions());
+            executor.begin(running);
+        }
+    }
+
+    void end() {
+        Mode m = mode;
+        mode = Mode.IDLE;
+        if (m == Mode.RUN) {
+            executor.end();
+        } else if (m == Mode.RECORD) {
+            Schedule s = ScheduleCompiler.compile(recording, plan.ringVectors());
+            recording = null;
+            executor.reserveRegions(s.graph().regions());
+            compiled.put(key, s); // verified by the executor before its first run
+        }
+    }
+
+    void abort() {
+        Mode m = mode;
+        mode = Mode.IDLE;
+        recording = null;
+        if (m == Mode.RUN) {
+            executor.abort();
+        }
+    }
+
+    /** A region of {@code items} independent items; fewer than two run inline, as on a fork-join pool. */
+    void forRange(String name, int items, WorkerPool.RangeTask task) {
+        if (items < 2 || mode == Mode.IDLE) {
+            task.run(0, 0, items);
+            return;
+        }
+        if (mode == Mode.RECORD) {
+            int r = recording.region(name);
+            for (int w = 0; w < plan.workers(); w++) {
+                if (chunkStart(w, items) < chunkStart(w + 1, items)) {
+                    recording.part(r, w, StepGraph.NO_WEIGHTS);
+                    if (w > 0) {
+                        recording.message(name + ".go", r, 0, w, MessageSpec.Kind.INPUT, 0);
+                        recording.message(name + ".done", r, w, 0, MessageSpec.Kind.OUTPUT, 0);
+                    }
+                }
+            }
+            task.run(0, 0, items);
+            return;
+        }
+        range.task = task;
+        range.items = items;
+        try {
+            executor.region(++region, range);
+        } finally {
+            range.task = null;
+        }
+    }
+
+    /** A region whose data moves as messages. */
+    void dataRegion(String name, DataRegion r) {
+        if (mode == Mode.RECORD) {
+            r.declare(recording, recording.region(name));
+            r.runAll();
+        } else if (mode == Mode.RUN) {
+            executor.region(++region, r);
+        } else {
+            r.runAll();
+        }
+    }
+
+    private int chunkStart(int worker, int items) {
+        return (int) ((long) items * worker / plan.workers());
+    }
+
+    /** Worker {@code w} runs chunk {@code w} of the items; messages are doorbells. */
+    private final class RangeRegion implements RegionTask.Doorbells {
+        WorkerPool.RangeTask task;
+        int items;
+
+        @Override
+        public void compute(int worker) {
+            int s = chunkStart(worker, items), e = chunkStart(worker + 1, items);
+            if (s < e) {
+                task.run(worker, s, e);
+            }
+        }
+    }
+
+    @Override
+    public void close() {
+        executor.close();
+    }
+}
