@@ -112,7 +112,9 @@ public final class Engine implements AutoCloseable {
     public static Engine load(Path modelDir, EngineOptions options) {
         ModelConfigJson config = ModelFamilies.readConfig(modelDir); // read once: vocab size, the family, eos
         Kernels kernels = options.kernels() == EngineOptions.KernelChoice.SCALAR ? new ScalarKernels() : KernelProvider.get();
-        WorkerPool pool = new WorkerPool(options.threads(), options.pinThreads() ? Engine::pin : null);
+        // a compiled schedule brings its own workers; the pool is then the coordinator alone
+        WorkerPool pool = options.load().execution().isScheduled() ? new WorkerPool(1)
+                : new WorkerPool(options.threads(), options.pinThreads() ? Engine::pin : null);
         CausalLm model = null;
         Tokenizer tokenizer = null;
         // The tokenizer (JSON validation, native library) loads on a second thread while this one loads the

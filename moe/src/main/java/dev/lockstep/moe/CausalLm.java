@@ -77,4 +77,19 @@ public interface CausalLm extends AutoCloseable {
 
     @Override
     void close();
+
+    /** How this model's forwards run (fork-join, or a compiled schedule over workers). */
+    default ExecutionPlan executionPlan() {
+        return ExecutionPlan.FORK_JOIN;
+    }
+
+    /** Under a schedule: its executor (step latency, drift, vectors sent); null when fork-join. */
+    default dev.lockstep.interconnect.schedule.ScheduleExecutor scheduleExecutor() {
+        return null;
+    }
+
+    /** Under a schedule: the compiled schedule of a batch of {@code tokens} tokens and {@code logitsRows} logits rows, or null. */
+    default dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
+        return null;
+    }
 }

@@ -63,6 +63,21 @@ class CliErrorsTest {
     }
 
     @Test
+    void generateOnAScheduleReportsItAndBadWorkerOptionsAreRefused() {
+        CliTest.Run r = CliTest.run("generate", "--model", MODEL, "--prompt", "In the beginning God created", "-n", "12", "--temp", "0",
+                "--workers", "2", "--placement", "experts");
+        CliTest.Run reference = CliTest.run("generate", "--model", MODEL, "--prompt", "In the beginning God created", "-n", "12", "--temp", "0");
+        assertEquals(0, r.code(), r.err());
+        assertEquals(reference.out(), r.out(), "the same text as fork-join");
+        assertTrue(r.err().contains("schedule: 2 workers, placement experts") && r.err().contains("decode step: ")
+                && r.err().contains("decode per token: p50 ") && r.err().contains("vectors moved"), r.err());
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "0"}, "--workers must be in [1, 64], got 0");
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "2", "--placement", "columns"},
+                "--placement must be experts or rows, got 'columns'");
+        assertOneLineError(new String[]{"bench", "--model", MODEL, "--workers", "2", "--threads", "2"}, "give --threads (fork-join) or --workers");
+    }
+
+    @Test
     void agenticBenchRunsAndRefusesBadSizes() {
         CliTest.Run r = CliTest.run("bench", "agentic", "--model", MODEL, "--sessions", "2", "--system-tokens", "40", "--turns", "2",
                 "--tool-tokens", "8", "--gen-tokens", "4", "--fanout", "1", "--threads", "1", "--kv-disk", "4m");

@@ -19,14 +19,18 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
  * allocates nothing, 60 s at most (typically a few seconds once C2 has compiled the kernels).
  */
 class ZeroAllocationTest {
-    /** bf16 as stored, and NVFP4 (quantized at load, lm_head included): every kernel a decode step runs. */
-    @org.junit.jupiter.params.ParameterizedTest
-    @org.junit.jupiter.params.provider.ValueSource(booleans = {false, true})
-    void steadyStateDecodeAllocatesNothing(boolean nvfp4) {
+    /**
+     * bf16 as stored, and NVFP4 (quantized at load, lm_head included): every kernel a decode step runs; and bf16
+     * on a compiled schedule over 2 workers with expert placement (every thread counted, the workers' included).
+     */
+    @org.junit.jupiter.params.ParameterizedTest(name = "nvfp4 {0}, schedule workers {1}")
+    @org.junit.jupiter.params.provider.CsvSource({"false, 0", "true, 0", "false, 2"})
+    void steadyStateDecodeAllocatesNothing(boolean nvfp4, int workers) {
         var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         try (WorkerPool pool = new WorkerPool(2);
              CausalLm model = ModelFamilies.load(ModelFamilies.readConfig(Golden.bundledModel()), dev.lockstep.kernels.KernelProvider.get(), pool,
-                     new dev.lockstep.moe.LoadOptions(nvfp4, nvfp4, java.util.List.of()));
+                     new dev.lockstep.moe.LoadOptions(nvfp4, nvfp4, java.util.List.of()).withExecution(workers == 0 ? dev.lockstep.moe.ExecutionPlan.FORK_JOIN
+                             : dev.lockstep.moe.ExecutionPlan.scheduled(workers, dev.lockstep.moe.ExecutionPlan.Placement.EXPERTS, false)));
              KvCache cache = model.newKvCache(256)) {
             ForwardState state = model.newState(1);
             float[] logits = new float[model.vocabSize()];

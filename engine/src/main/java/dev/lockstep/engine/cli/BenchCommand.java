@@ -51,12 +51,21 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
     boolean inProcess;
 
     @Override
+    boolean pinWorkers() {
+        return pin;
+    }
+
+    @Override
     public Integer call() {
         if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0 || depth < 0 || !(warmupSeconds >= 0)) {
             throw new IllegalArgumentException("need -r >= 1, --warmup >= 0, --warmup-seconds >= 0, -p >= 0, -n >= 0, -d >= 0");
         }
         long warmupNanos = (long) (warmupSeconds * 1e9);
-        List<Integer> counts = threads != null ? threads
+        if (executionOptions.scheduled() && threads != null) {
+            throw new IllegalArgumentException("give --threads (fork-join) or --workers (a compiled schedule), not both");
+        }
+        List<Integer> counts = executionOptions.scheduled() ? List.of(executionOptions.workers)
+                : threads != null ? threads
                 : List.of(1, Runtime.getRuntime().availableProcessors()).stream().distinct().toList();
         for (int t : counts) {
             checkThreads(t);
@@ -69,8 +78,9 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                 runForked(t);
             }
         }
-        out().printf(Locale.ROOT, "kernels: %s, runs: %d measured per test after >= %d warm-up runs each and >= %.1f s of alternating warm-up%n",
-                dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups, warmupSeconds);
+        out().printf(Locale.ROOT, "kernels: %s, runs: %d measured per test after >= %d warm-up runs each and >= %.1f s of alternating warm-up; executor: %s%n",
+                dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups, warmupSeconds,
+                executionOptions.scheduled() ? "compiled schedule over --workers (threads column: workers)" : "fork-join");
         return 0;
     }
 
@@ -88,6 +98,8 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
             if ((long) depth + Math.max(prefillTokens, decodeTokens) > engine.model().maxPositions()) {
                 throw new IllegalArgumentException("-d plus -p/-n exceed the model's max_position_embeddings (" + engine.model().maxPositions() + ")");
             }
+            var scheduled = engine.model().scheduleExecutor();
+            long vectorsBefore = scheduled == null ? 0 : scheduled.vectorsSent(), stepsBefore = scheduled == null ? 0 : scheduled.steps();
             Bench.Result decode = null;
             for (Bench.Result r : Bench.run(engine.model(), prefillTokens, decodeTokens, depth, repetitions, warmups, warmupNanos)) {
                 print(engine, t, r);
@@ -95,6 +107,12 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                     decode = r;
                     printLatency(engine, t, r);
                 }
+            }
+            if (scheduled != null) {
+                out().printf(Locale.ROOT, "| %s | %d | schedule | | | | %s; moved %.1f vectors/step on average (%d steps, all tests); epoch drift %s |%n",
+                        engine.modelDir().getFileName(), t, ScheduleReport.size(engine.model()),
+                        (scheduled.vectorsSent() - vectorsBefore) / (double) Math.max(1, scheduled.steps() - stepsBefore),
+                        scheduled.steps() - stepsBefore, ScheduleReport.drift(scheduled));
             }
             // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.
             double bandwidth = dev.lockstep.kernels.ReadBandwidth.measure(t, 1L << 30, 5);
@@ -152,12 +170,16 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
         cmd.addAll(List.of("-cp", System.getProperty("java.class.path"), LockstepCli.class.getName(), "bench", "--in-process",
                 "--model", model.toString(), "-p", String.valueOf(prefillTokens), "-n", String.valueOf(decodeTokens), "-d", String.valueOf(depth),
                 "-r", String.valueOf(repetitions), "--warmup", String.valueOf(warmups),
-                "--warmup-seconds", String.valueOf(warmupSeconds), "--threads", String.valueOf(t)));
+                "--warmup-seconds", String.valueOf(warmupSeconds)));
+        if (!executionOptions.scheduled()) {
+            cmd.addAll(List.of("--threads", String.valueOf(t)));
+        }
         if (pin) {
             cmd.add("--pin");
         }
         cmd.addAll(quantOptions.asArguments());
         cmd.addAll(tierOptions.asArguments());
+        cmd.addAll(executionOptions.asArguments());
         try {
             Process child = new ProcessBuilder(cmd).start();
             // The child's stderr is forwarded line by line (less the JVM's incubator-module notice) and its last

@@ -96,9 +96,23 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                 out.flush();
             }
             GenerationStats stats;
+            // under a schedule: per-token decode latency (time between tokens) and the vectors each token moved
+            var scheduled = engine.model().scheduleExecutor();
+            org.HdrHistogram.Histogram tokenNanos = new org.HdrHistogram.Histogram(60_000_000_000L, 3);
+            long[] last = {0, 0, 0}; // last token's time, vectors sent at the first token, tokens since
             try (Session session = engine.newSession(context)) {
                 stats = session.generate(ids, maxNewTokens, params, ignoreEos ? StopCondition.IGNORE_EOS : StopCondition.EOS,
                         (id, piece) -> {
+                            if (scheduled != null) {
+                                long now = System.nanoTime();
+                                if (last[0] != 0) {
+                                    tokenNanos.recordValue(Math.min(now - last[0], tokenNanos.getHighestTrackableValue()));
+                                    last[2]++;
+                                } else {
+                                    last[1] = scheduled.vectorsSent();
+                                }
+                                last[0] = now;
+                            }
                             if (!piece.isEmpty()) {
                                 out.print(piece);
                                 out.flush();
@@ -120,6 +134,14 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                     loadNanos / 1e9, stats.prefillNanos() / 1e6, stats.promptTokens(), stats.decodeNanos() / 1e6, stats.decodeSteps(),
                     stats.decodeSteps() == 0 ? 0.0 : stats.decodeNanos() / 1e6 / stats.decodeSteps(),
                     engine.threads(), engine.kernelsName());
+            if (scheduled != null) {
+                err.printf(Locale.ROOT, "schedule: %s%n", ScheduleReport.size(engine.model()));
+                if (last[2] > 0) {
+                    double perToken = (scheduled.vectorsSent() - last[1]) / (double) last[2];
+                    err.printf(Locale.ROOT, "decode per token: %s; %.1f vectors moved (%.1f KB); epoch drift: %s%n",
+                            ScheduleReport.latency(tokenNanos), perToken, perToken * 320 / 1e3, ScheduleReport.drift(scheduled));
+                }
+            }
         }
         return 0;
     }

@@ -55,7 +55,9 @@ public final class ScheduleExecutor implements AutoCloseable {
     private final AtomicIntegerArray barrier = new AtomicIntegerArray(2); // [arrivals, generation]
     private final AtomicLongArray arrivalNs;
     private volatile boolean shutdown;
-    private final String pinning;
+    private final boolean pin;
+    private volatile String pinning = "unpinned";
+    private Thread pinnedCoordinator;
 
     // coordinator state (one thread)
     private final WorkerState coordinator;
@@ -97,11 +99,6 @@ public final class ScheduleExecutor implements AutoCloseable {
         }
         this.coordinator = new WorkerState(0, idle.get());
         this.threads = new Thread[workers - 1];
-        String[] pinWhy = new String[1];
-        if (pin) {
-            Affinity.Result r = Affinity.pinCurrentThread(0);
-            pinWhy[0] = r.pinned() ? null : r.why();
-        }
         for (int w = 1; w < workers; w++) {
             WorkerState state = new WorkerState(w, idle.get());
             int cpu = w % Affinity.cpusAtStart();
@@ -113,7 +110,7 @@ public final class ScheduleExecutor implements AutoCloseable {
             });
             threads[w - 1].start();
         }
-        this.pinning = !pin ? "unpinned" : pinWhy[0] == null ? "pinned" : "unpinned (" + pinWhy[0] + ")";
+        this.pin = pin;
     }
 
     /** The default waiting strategy: spin, then yield (workers may share a core), then park briefly. */
@@ -129,7 +126,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         return ringVectors;
     }
 
-    /** "pinned", "unpinned", or why pinning was refused. */
+    /** "pinned", "unpinned", or why pinning was refused (known once a step has run). */
     public String pinning() {
         return pinning;
     }
@@ -157,6 +154,12 @@ public final class ScheduleExecutor implements AutoCloseable {
             ScheduleVerifier.verify(s);
             schedules.add(s);
             id = schedules.size() - 1;
+        }
+        if (pin && pinnedCoordinator != Thread.currentThread()) {
+            // the coordinator is whichever thread drives the steps (an engine's scheduler thread, a benchmark's)
+            pinnedCoordinator = Thread.currentThread();
+            Affinity.Result r = Affinity.pinCurrentThread(0);
+            pinning = r.pinned() ? "pinned" : "unpinned (" + r.why() + ")";
         }
         current = s;
         currentId = id;

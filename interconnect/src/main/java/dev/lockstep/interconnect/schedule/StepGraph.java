@@ -19,6 +19,7 @@ public final class StepGraph {
     /** Per region, per worker: the weight group its part needs, NO_WEIGHTS, or null (no part). */
     private final List<Integer[]> parts = new ArrayList<>();
     private final List<MessageSpec> messages = new ArrayList<>();
+    private final List<MessageSpec> messagesView = Collections.unmodifiableList(messages); // one view: executors read it every op
     private final List<String> weightGroups = new ArrayList<>();
     private final List<boolean[]> owners = new ArrayList<>();
 
@@ -94,7 +95,7 @@ public final class StepGraph {
     }
 
     public List<MessageSpec> messages() {
-        return Collections.unmodifiableList(messages);
+        return messagesView;
     }
 
     public List<String> weightGroups() {

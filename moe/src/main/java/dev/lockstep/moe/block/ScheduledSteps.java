@@ -9,8 +9,6 @@ import dev.lockstep.interconnect.schedule.StepGraph;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.moe.ExecutionPlan;
 
-import java.util.HashMap;
-import java.util.Map;
 
 /**
  * A forward's regions on a {@link ScheduleExecutor}. The step's program is not written by hand: the first
@@ -25,7 +23,7 @@ final class ScheduledSteps implements AutoCloseable {
 
     private final ScheduleExecutor executor;
     private final ExecutionPlan plan;
-    private final Map<Long, Schedule> compiled = new HashMap<>();
+    private final org.agrona.collections.Long2ObjectHashMap<Schedule> compiled = new org.agrona.collections.Long2ObjectHashMap<>(); // no boxing per step
     private final RangeRegion range = new RangeRegion();
     private Mode mode = Mode.IDLE;
     private long key;

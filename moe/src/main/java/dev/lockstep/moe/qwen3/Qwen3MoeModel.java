@@ -120,7 +120,7 @@ public final class Qwen3MoeModel implements CausalLm {
             State state = (State) forwardState;
             validate(batch, logits);
             // one compiled schedule per batch shape: every region's size follows from the tokens and logits rows
-            compute.beginStep(((long) batch.size() << 32) | batch.logitsRows());
+            compute.beginStep(((long) batch.size() << 32) | batch.logitsRows()); // see schedule(tokens, rows)
             boolean done = false;
             try {
                 forwardLocked(batch, state, logits, observer);
@@ -257,6 +257,21 @@ public final class Qwen3MoeModel implements CausalLm {
     @Override
     public int maxPositions() {
         return config.maxPositionEmbeddings();
+    }
+
+    @Override
+    public dev.lockstep.moe.ExecutionPlan executionPlan() {
+        return compute.plan();
+    }
+
+    @Override
+    public dev.lockstep.interconnect.schedule.ScheduleExecutor scheduleExecutor() {
+        return compute.scheduleExecutor();
+    }
+
+    @Override
+    public dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
+        return compute.schedule(((long) tokens << 32) | logitsRows);
     }
 
     /** The compute this model runs on (its execution plan, the schedule executor and compiled schedules when scheduled). */
