@@ -272,6 +272,12 @@ public final class SparseMoeBlock {
      * worker runs its experts on its own buffers and sends back their output rows in the same order, which land in
      * the coordinator's grouped output where a one-worker step would have written them. The combine then sums
      * them in ascending expert id, so the result is the same bits for any number of workers.
+     *
+     * <p>Routing rarely splits a step's experts evenly, so the split is balanced at run time without changing what
+     * is computed: a worker takes its experts first to last, and the coordinator, once its own range is done, takes
+     * the others' from last to first; each expert is claimed once (a compare-and-set per expert and run), so the
+     * worker's share is a prefix of its range and its message carries just those rows. A worker that is slow or
+     * descheduled loses its tail to the coordinator instead of holding the step.
      */
     static final class ExpertRegion implements DataRegion {
         private SparseMoeBlock block;
@@ -283,6 +289,9 @@ public final class SparseMoeBlock {
         private int workers;
         /** Per worker >= 1, its own buffers (index 0 unused: the coordinator works in the shared scratch). */
         private WorkerBuffers[] local = new WorkerBuffers[0];
+        /** Per expert: the stamp of the region run that claimed it (claims only move forward). */
+        private java.util.concurrent.atomic.AtomicLongArray claims = new java.util.concurrent.atomic.AtomicLongArray(0);
+        private long stamp;
 
         static final class WorkerBuffers {
             float[] inbox = new float[0];  // counts of its experts, then token rows
@@ -298,6 +307,10 @@ public final class SparseMoeBlock {
             this.activeExperts = activeExperts;
             this.s = s;
             this.workers = workers;
+            this.stamp++;
+            if (claims.length() < block.nExperts) {
+                claims = new java.util.concurrent.atomic.AtomicLongArray(block.nExperts);
+            }
             // the workers' buffers, sized for this batch's largest messages (grown here, on the coordinator, before
             // the region's messages publish them; a steady state allocates nothing)
             if (local.length < workers) {
@@ -338,7 +351,9 @@ public final class SparseMoeBlock {
                 if (e0 == e1) {
                     continue;
                 }
-                int group = g.weightGroup("layer " + layer + " experts " + e0 + "-" + (e1 - 1));
+                // the coordinator may take over the tail of any worker's range, so it holds every expert
+                int group = w == 0 ? g.weightGroup("layer " + layer + " experts 0-" + (block.nExperts - 1))
+                        : g.weightGroup("layer " + layer + " experts " + e0 + "-" + (e1 - 1));
                 g.owns(w, group);
                 g.part(region, w, group);
                 if (w > 0) {
@@ -359,18 +374,42 @@ public final class SparseMoeBlock {
             int e0 = first(worker), e1 = first(worker + 1);
             if (worker == 0) {
                 block.runExpertRange(kernels, s, e0, e1);
+                // then the tails of the other workers' ranges, last expert first, until meeting their owner
+                for (int w = 1; w < workers; w++) {
+                    for (int e = first(w + 1) - 1; e >= first(w); e--) {
+                        int a0 = s.first[e], m = s.first[e + 1] - a0;
+                        if (m == 0) {
+                            continue;
+                        }
+                        if (!claim(e)) {
+                            break;
+                        }
+                        block.runExpert(kernels, e, s.xg, a0 * block.hidden, m, s.g[0], s.u[0], s.yg, a0 * block.hidden);
+                    }
+                }
                 return;
             }
+            // its own range, first expert first, until meeting the coordinator coming from the end: what it computed
+            // is a prefix of the range, and so are the output rows it sends back
             WorkerBuffers b = local[worker];
             int k = e1 - e0, a = 0;
             for (int j = 0; j < k; j++) {
                 int m = (int) b.inbox[j];
                 if (m > 0) {
+                    if (!claim(e0 + j)) {
+                        break;
+                    }
                     block.runExpert(kernels, e0 + j, b.inbox, k + a * block.hidden, m, b.g, b.u, b.y, a * block.hidden);
                     a += m;
                 }
             }
             b.rows = a;
+        }
+
+        /** Claims expert {@code e} for this run of the region; false when the other end took it first. */
+        private boolean claim(int e) {
+            long seen = claims.get(e);
+            return seen < stamp && claims.compareAndSet(e, seen, stamp);
         }
 
         @Override
