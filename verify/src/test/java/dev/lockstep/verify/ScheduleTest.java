@@ -37,7 +37,7 @@ class ScheduleTest {
         }
 
         @Override
-        public void compute(int worker) {
+        public void compute(int worker, long stamp) {
             for (int i = 0; i < n; i++) {
                 data[worker][i] = data[worker][i] * 2 + worker;
             }
@@ -123,7 +123,7 @@ class ScheduleTest {
             ok.n = 80;
             RegionTask bad = new Scatter(2, 80) {
                 @Override
-                public void compute(int worker) {
+                public void compute(int worker, long stamp) {
                     if (worker == 1) {
                         throw new IllegalStateException("part of worker 1 broke");
                     }
@@ -160,6 +160,104 @@ class ScheduleTest {
             ScheduleException e = assertThrows(ScheduleException.class, () -> ex.region(second, new Scatter(2, 80)));
             assertTrue(e.getMessage().contains("disagree"), e.getMessage());
             ex.abort();
+        }
+    }
+
+    /** A region of chunks, one per worker, that the coordinator takes over when their worker has not claimed them. */
+    static final class Chunks implements RegionTask.Doorbells {
+        final java.util.concurrent.atomic.AtomicLongArray claims;
+        final boolean[] taken;
+        final int[] doneBy; // per chunk: who ran it this step (0 or the owner)
+        volatile int stallWorker = -1;
+        volatile long stallMillis;
+
+        Chunks(int workers) {
+            claims = new java.util.concurrent.atomic.AtomicLongArray(workers);
+            taken = new boolean[workers];
+            doneBy = new int[workers];
+        }
+
+        @Override
+        public void compute(int worker, long stamp) {
+            if (worker == 0) {
+                doneBy[0] = 0;
+                for (int w = 1; w < taken.length; w++) {
+                    taken[w] = claim(w, stamp);
+                    if (taken[w]) {
+                        doneBy[w] = 0;
+                    }
+                }
+                return;
+            }
+            if (worker == stallWorker) {
+                stallWorker = -1;
+                try {
+                    Thread.sleep(stallMillis); // a descheduled vCPU, before the worker could claim its chunk
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+            if (claim(worker, stamp)) {
+                doneBy[worker] = worker;
+            }
+        }
+
+        private boolean claim(int w, long stamp) {
+            long seen = claims.get(w);
+            return seen < stamp && claims.compareAndSet(w, seen, stamp);
+        }
+
+        @Override
+        public boolean takenOver(MessageSpec m) {
+            return taken[m.from()];
+        }
+    }
+
+    @Test
+    void theCoordinatorTakesOverAStalledWorkersChunkAndDoesNotWaitForIt() {
+        int workers = 3;
+        StepGraph g = new StepGraph(workers);
+        for (int k = 0; k < 4; k++) { // four regions a step
+            int r = g.region("chunks " + k);
+            for (int w = 0; w < workers; w++) {
+                g.part(r, w, StepGraph.NO_WEIGHTS);
+                if (w > 0) {
+                    g.message("go" + k, r, 0, w, MessageSpec.Kind.INPUT, 0);
+                    g.message("done" + k, r, w, 0, MessageSpec.Kind.OUTPUT, 0);
+                }
+            }
+        }
+        Schedule s = ScheduleCompiler.compile(g, 64);
+        try (ScheduleExecutor ex = new ScheduleExecutor(workers, 64, 8, false, ScheduleExecutor::defaultIdle)) {
+            ex.reserveRegions(g.regions());
+            Chunks chunks = new Chunks(workers);
+            for (int step = 0; step < 200; step++) {
+                if (step == 50) {
+                    chunks.stallMillis = 400;
+                    chunks.stallWorker = 2;
+                }
+                long t0 = System.nanoTime();
+                ex.begin(s);
+                for (int r = 1; r <= 4; r++) {
+                    java.util.Arrays.fill(chunks.doneBy, -1);
+                    ex.region(r, chunks);
+                    for (int w = 0; w < workers; w++) {
+                        assertTrue(chunks.doneBy[w] == 0 || chunks.doneBy[w] == w, "step " + step + " region " + r + " chunk " + w + " ran once");
+                    }
+                }
+                ex.end();
+                long ms = (System.nanoTime() - t0) / 1_000_000;
+                if (step == 50) {
+                    assertTrue(ms < 200, "the stalled worker held the step for " + ms + " ms");
+                }
+            }
+            assertTrue(ex.deferredReceives() > 0, "the coordinator deferred receives from the stalled worker");
+            // every step still ran to its end on every worker: one more step with no stall completes normally
+            ex.begin(s);
+            for (int r = 1; r <= 4; r++) {
+                ex.region(r, chunks);
+            }
+            ex.end();
         }
     }
 

@@ -8,8 +8,21 @@ import java.lang.foreign.MemorySegment;
  * a worker reads it only after receiving one of them, so the ring's release/acquire pair publishes it.
  */
 public interface RegionTask {
-    /** Runs worker {@code worker}'s part of the region. */
-    void compute(int worker);
+    /**
+     * Runs worker {@code worker}'s part of the region. {@code stamp} identifies this run of the region (it grows
+     * from run to run; a worker has it from the coordinator's message): a part the coordinator may take over is
+     * claimed with it first, so that a late worker finds its part taken and skips it.
+     */
+    void compute(int worker, long stamp);
+
+    /**
+     * On the coordinator, at the RECV of an OUTPUT message {@code m}: true when the coordinator has computed the
+     * sender's whole part itself in this run (taken over), so the message carries nothing it needs. The
+     * executor then does not wait for it: it receives it later, before anything else on that link.
+     */
+    default boolean takenOver(MessageSpec m) {
+        return false;
+    }
 
     /** On the sender, once per step: the floats {@code m} carries this step, at most {@code m.maxFloats()}. */
     int payloadFloats(MessageSpec m);

@@ -39,6 +39,7 @@ public final class ScheduleExecutor implements AutoCloseable {
     private static final int FLAG_ABORTED = 1;
     private static final long PARK_AFTER_NS = 200_000;
     private static final int H_MAGIC = 0, H_MESSAGE = 1, H_FRAGMENT = 2, H_FLOATS = 3, H_TOTAL = 4, H_SCHEDULE = 5, H_FLAGS = 6;
+    private static final long H_STAMP_BYTES = 32; // a long: the region run the message belongs to
 
     private final int workers;
     private final int ringVectors;
@@ -61,6 +62,12 @@ public final class ScheduleExecutor implements AutoCloseable {
 
     // coordinator state (one thread)
     private final WorkerState coordinator;
+    /** Region runs so far: each region call gets the next stamp, carried in its messages. */
+    private long regionStamp;
+    /** Per sending worker: OUTPUT messages the coordinator has not waited for (their part was taken over), in link order. */
+    private final int[][] owed;
+    private final int[] owedHead, owedCount;
+    private long deferredReceives;
     private Schedule current;
     private int currentId;
     private long stepStartNs;
@@ -98,6 +105,9 @@ public final class ScheduleExecutor implements AutoCloseable {
             driftNs[w] = new Histogram(3_600_000_000_000L, 3);
         }
         this.coordinator = new WorkerState(0, idle.get());
+        this.owed = new int[workers][2 * ringVectors];
+        this.owedHead = new int[workers];
+        this.owedCount = new int[workers];
         this.threads = new Thread[workers - 1];
         for (int w = 1; w < workers; w++) {
             WorkerState state = new WorkerState(w, idle.get());
@@ -184,6 +194,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                     + current.graph().regionName(p[coordinator.pc + 1]) + " not run: the driver and the compiled schedule disagree");
         }
         tasks[region] = task;
+        coordinator.stamp = ++regionStamp;
         runOps(coordinator, region, task);
     }
 
@@ -261,6 +272,11 @@ public final class ScheduleExecutor implements AutoCloseable {
         return steps;
     }
 
+    /** OUTPUT messages the coordinator did not wait for, because it had computed their sender's part itself. */
+    public long deferredReceives() {
+        return deferredReceives;
+    }
+
     /** Vectors (headers included) all workers have sent so far. */
     public long vectorsSent() {
         long v = 0;
@@ -312,6 +328,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         int[] program;
         int scheduleId;
         int pc;
+        long stamp;
         boolean aborted;
         long step;
         int[] sendFloats = new int[0];
@@ -353,7 +370,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                 case Schedule.COMPUTE -> {
                     if (!st.aborted) {
                         try {
-                            task(st, r, region, coordinatorTask).compute(st.worker);
+                            task(st, r, region, coordinatorTask).compute(st.worker, st.stamp);
                         } catch (Throwable t) {
                             failures.set(st.worker, t);
                             st.aborted = true;
@@ -392,6 +409,10 @@ public final class ScheduleExecutor implements AutoCloseable {
             if (shutdown || (st.worker == 0 && !threads[m.to() - 1].isAlive())) {
                 throw new ScheduleException("worker " + m.to() + " no longer takes " + m);
             }
+            if (st.worker == 0) {
+                // the receiver may be blocked sending to us what we deferred: take it, so that it can move
+                drainOwed(m.to(), false);
+            }
             st.idle.idle();
         }
         st.idle.reset();
@@ -404,6 +425,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         seg.set(ValueLayout.JAVA_INT, h + H_TOTAL * 4L, total);
         seg.set(ValueLayout.JAVA_INT, h + H_SCHEDULE * 4L, st.scheduleId);
         seg.set(ValueLayout.JAVA_INT, h + H_FLAGS * 4L, st.aborted ? FLAG_ABORTED : 0);
+        seg.set(ValueLayout.JAVA_LONG, h + H_STAMP_BYTES, st.stamp);
         if (floats > 0) {
             RegionTask task = task(st, r, region, coordinatorTask);
             // payload vectors first+1 .. first+vectors, in at most two runs (the ring may wrap)
@@ -422,6 +444,15 @@ public final class ScheduleExecutor implements AutoCloseable {
 
     private void recv(WorkerState st, MessageSpec m, int fragment, int r, int region, RegionTask coordinatorTask) {
         VectorRing ring = links[m.from() * workers + m.to()];
+        if (st.worker == 0) {
+            drainOwed(m.from(), false); // take what has come of what was deferred on this link
+            if (m.kind() == MessageSpec.Kind.OUTPUT && !st.aborted && (owedCount[m.from()] > 0 || ring.available() == 0)
+                    && task(st, r, region, coordinatorTask).takenOver(m)) {
+                owe(m, fragment); // behind the others owed on this link: a link delivers in order
+                return;
+            }
+            drainOwed(m.from(), true); // this one is needed: what was deferred before it comes first
+        }
         while (ring.available() == 0) {
             if (shutdown) {
                 throw new ScheduleException("executor closed while worker " + st.worker + " waited for " + m);
@@ -448,6 +479,9 @@ public final class ScheduleExecutor implements AutoCloseable {
             st.aborted = true;
         }
         int vectors = VectorDescriptor.vectorsForFloats(floats);
+        if (st.worker != 0 && m.kind() == MessageSpec.Kind.INPUT) {
+            st.stamp = seg.get(ValueLayout.JAVA_LONG, h + H_STAMP_BYTES);
+        }
         if (floats > 0 && !st.aborted) {
             int perFragment = st.schedule.fragmentVectors() * VectorDescriptor.FLOATS_PER_VECTOR;
             int offset = fragment * perFragment;
@@ -469,6 +503,60 @@ public final class ScheduleExecutor implements AutoCloseable {
         ring.release(1 + vectors);
     }
 
+    /** Records that the coordinator owes a RECV of fragment {@code fragment} of {@code m}. */
+    private void owe(MessageSpec m, int fragment) {
+        int from = m.from();
+        int[] q = owed[from];
+        int slots = q.length / 2;
+        if (owedCount[from] == slots) {
+            drainOwed(from, true);
+        }
+        int i = (owedHead[from] + owedCount[from]) % slots;
+        q[2 * i] = m.id();
+        q[2 * i + 1] = fragment;
+        owedCount[from]++;
+        deferredReceives++;
+    }
+
+    /**
+     * Receives what the coordinator deferred on the link from {@code from}: every owed message when
+     * {@code wait}, else those already there. Their payload is dropped (the coordinator computed it); a failure
+     * they report is kept for the end of the step.
+     */
+    private void drainOwed(int from, boolean wait) {
+        VectorRing ring = links[from * workers];
+        int[] q = owed[from];
+        int slots = q.length / 2;
+        while (owedCount[from] > 0) {
+            if (ring.available() == 0) {
+                if (!wait) {
+                    return;
+                }
+                if (shutdown) {
+                    throw new ScheduleException("executor closed while the coordinator waited for worker " + from);
+                }
+                if (!threads[from - 1].isAlive()) {
+                    throw new ScheduleException("worker " + from + " stopped: " + failures.get(from), failures.get(from));
+                }
+                coordinator.idle.idle();
+                continue;
+            }
+            coordinator.idle.reset();
+            MemorySegment seg = ring.segment();
+            long h = ring.slotOffset(ring.readIndex());
+            int id = q[2 * owedHead[from]], fragment = q[2 * owedHead[from] + 1];
+            if (seg.get(ValueLayout.JAVA_INT, h + H_MAGIC * 4L) != MAGIC || seg.get(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L) != id
+                    || seg.get(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L) != fragment) {
+                throw new ScheduleException("the coordinator expected deferred fragment " + fragment + " of message " + id + " from worker "
+                        + from + " but its link delivered fragment " + seg.get(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L) + " of message "
+                        + seg.get(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L));
+            }
+            ring.release(1 + VectorDescriptor.vectorsForFloats(seg.get(ValueLayout.JAVA_INT, h + H_FLOATS * 4L)));
+            owedHead[from] = (owedHead[from] + 1) % slots;
+            owedCount[from]--;
+        }
+    }
+
     /** The epoch barrier, every {@code epochSteps} steps; records each worker's lag behind the first arrival. */
     private void sync(WorkerState st) {
         long step = st.worker == 0 ? steps : st.step;
@@ -477,6 +565,12 @@ public final class ScheduleExecutor implements AutoCloseable {
         }
         if (workers == 1 || step % epochSteps != 0) {
             return;
+        }
+        if (st.worker == 0) {
+            // a worker that is behind may be blocked sending what the coordinator deferred: take it all first
+            for (int w = 1; w < workers; w++) {
+                drainOwed(w, true);
+            }
         }
         int generation = barrier.get(1);
         long now = System.nanoTime();

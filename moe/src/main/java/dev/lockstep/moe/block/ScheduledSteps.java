@@ -24,7 +24,7 @@ final class ScheduledSteps implements AutoCloseable {
     private final ScheduleExecutor executor;
     private final ExecutionPlan plan;
     private final org.agrona.collections.Long2ObjectHashMap<Schedule> compiled = new org.agrona.collections.Long2ObjectHashMap<>(); // no boxing per step
-    private final RangeRegion range = new RangeRegion();
+    private final RangeRegion range;
     private Mode mode = Mode.IDLE;
     private long key;
     private StepGraph recording;
@@ -33,6 +33,7 @@ final class ScheduledSteps implements AutoCloseable {
 
     ScheduledSteps(ExecutionPlan plan) {
         this.plan = plan;
+        this.range = new RangeRegion();
         this.executor = new ScheduleExecutor(plan.workers(), plan.ringVectors(), plan.epochSteps(), plan.pin(), ScheduleExecutor::defaultIdle);
     }
 
@@ -118,6 +119,7 @@ final class ScheduledSteps implements AutoCloseable {
         }
         range.task = task;
         range.items = items;
+        java.util.Arrays.fill(range.taken, false); // the coordinator may have no chunk of its own to run, and so no takeover
         try {
             executor.region(++region, range);
         } finally {
@@ -141,17 +143,48 @@ final class ScheduledSteps implements AutoCloseable {
         return (int) ((long) items * worker / plan.workers());
     }
 
-    /** Worker {@code w} runs chunk {@code w} of the items; messages are doorbells. */
+    /**
+     * Worker {@code w} runs chunk {@code w} of the items; messages are doorbells. The coordinator, once its own chunk
+     * is done, takes over any chunk its worker has not claimed yet (a worker late or descheduled), as the fork-join
+     * pool's caller does; a chunk is claimed once per run (compare-and-set with the run's stamp), so a late worker
+     * finds it taken and only sends its doorbell, which the coordinator then receives later instead of waiting.
+     */
     private final class RangeRegion implements RegionTask.Doorbells {
         WorkerPool.RangeTask task;
         int items;
+        private final java.util.concurrent.atomic.AtomicLongArray claims = new java.util.concurrent.atomic.AtomicLongArray(plan.workers());
+        private final boolean[] taken = new boolean[plan.workers()];
 
         @Override
-        public void compute(int worker) {
-            int s = chunkStart(worker, items), e = chunkStart(worker + 1, items);
+        public void compute(int worker, long stamp) {
+            if (worker == 0) {
+                run(0, 0);
+                for (int w = 1; w < taken.length; w++) {
+                    taken[w] = chunkStart(w, items) < chunkStart(w + 1, items) && claim(w, stamp);
+                    if (taken[w]) {
+                        run(w, 0); // on the coordinator: its scratch slot
+                    }
+                }
+            } else if (claim(worker, stamp)) { // only then are task and items this run's
+                run(worker, worker);
+            }
+        }
+
+        private void run(int chunk, int worker) {
+            int s = chunkStart(chunk, items), e = chunkStart(chunk + 1, items);
             if (s < e) {
                 task.run(worker, s, e);
             }
+        }
+
+        private boolean claim(int chunk, long stamp) {
+            long seen = claims.get(chunk);
+            return seen < stamp && claims.compareAndSet(chunk, seen, stamp);
+        }
+
+        @Override
+        public boolean takenOver(MessageSpec m) {
+            return taken[m.from()];
         }
     }
 

@@ -287,11 +287,16 @@ public final class SparseMoeBlock {
         private int n;
         private int activeExperts;
         private int workers;
+        // kept after the region (clear() drops the rest): a late worker reads only these and its own buffers until a
+        // claim succeeds, which a late worker's never does
+        private int nExperts;
+        private int hidden;
         /** Per worker >= 1, its own buffers (index 0 unused: the coordinator works in the shared scratch). */
         private WorkerBuffers[] local = new WorkerBuffers[0];
         /** Per expert: the stamp of the region run that claimed it (claims only move forward). */
         private java.util.concurrent.atomic.AtomicLongArray claims = new java.util.concurrent.atomic.AtomicLongArray(0);
-        private long stamp;
+        /** On the coordinator, per worker: it took over every expert of that worker in this run. */
+        private boolean[] taken = new boolean[0];
 
         static final class WorkerBuffers {
             float[] inbox = new float[0];  // counts of its experts, then token rows
@@ -307,10 +312,15 @@ public final class SparseMoeBlock {
             this.activeExperts = activeExperts;
             this.s = s;
             this.workers = workers;
-            this.stamp++;
+            this.nExperts = block.nExperts;
+            this.hidden = block.hidden;
             if (claims.length() < block.nExperts) {
                 claims = new java.util.concurrent.atomic.AtomicLongArray(block.nExperts);
             }
+            if (taken.length < workers) {
+                taken = new boolean[workers];
+            }
+            Arrays.fill(taken, false); // set by the coordinator's part, when it has one
             // the workers' buffers, sized for this batch's largest messages (grown here, on the coordinator, before
             // the region's messages publish them; a steady state allocates nothing)
             if (local.length < workers) {
@@ -336,7 +346,7 @@ public final class SparseMoeBlock {
         }
 
         private int first(int worker) {
-            return block.nExperts * worker / workers;
+            return nExperts * worker / workers;
         }
 
         /** Most token rows worker {@code w}'s experts can get: each token picks at most min(topK, its experts) of them. */
@@ -370,18 +380,20 @@ public final class SparseMoeBlock {
         }
 
         @Override
-        public void compute(int worker) {
+        public void compute(int worker, long stamp) {
             int e0 = first(worker), e1 = first(worker + 1);
             if (worker == 0) {
                 block.runExpertRange(kernels, s, e0, e1);
                 // then the tails of the other workers' ranges, last expert first, until meeting their owner
                 for (int w = 1; w < workers; w++) {
+                    taken[w] = true;
                     for (int e = first(w + 1) - 1; e >= first(w); e--) {
                         int a0 = s.first[e], m = s.first[e + 1] - a0;
                         if (m == 0) {
                             continue;
                         }
-                        if (!claim(e)) {
+                        if (!claim(e, stamp)) {
+                            taken[w] = false;
                             break;
                         }
                         block.runExpert(kernels, e, s.xg, a0 * block.hidden, m, s.g[0], s.u[0], s.yg, a0 * block.hidden);
@@ -396,7 +408,7 @@ public final class SparseMoeBlock {
             for (int j = 0; j < k; j++) {
                 int m = (int) b.inbox[j];
                 if (m > 0) {
-                    if (!claim(e0 + j)) {
+                    if (!claim(e0 + j, stamp)) {
                         break;
                     }
                     block.runExpert(kernels, e0 + j, b.inbox, k + a * block.hidden, m, b.g, b.u, b.y, a * block.hidden);
@@ -407,9 +419,14 @@ public final class SparseMoeBlock {
         }
 
         /** Claims expert {@code e} for this run of the region; false when the other end took it first. */
-        private boolean claim(int e) {
+        private boolean claim(int e, long stamp) {
             long seen = claims.get(e);
             return seen < stamp && claims.compareAndSet(e, seen, stamp);
+        }
+
+        @Override
+        public boolean takenOver(MessageSpec m) {
+            return taken[m.from()];
         }
 
         @Override
@@ -418,7 +435,7 @@ public final class SparseMoeBlock {
                 int w = m.to();
                 return first(w + 1) - first(w) + (s.first[first(w + 1)] - s.first[first(w)]) * block.hidden;
             }
-            return local[m.from()].rows * block.hidden;
+            return local[m.from()].rows * hidden;
         }
 
         @Override
