@@ -18,11 +18,25 @@ package dev.lockstep.moe;
  * @param pin          pin each schedule worker to a CPU
  * @param epochSteps   schedule workers meet at an epoch barrier every this many steps
  * @param ringVectors  320-byte slots per link ring
+ * @param idle         how a schedule worker waits at a RECV
  */
-public record ExecutionPlan(int workers, Placement placement, boolean pin, int epochSteps, int ringVectors) {
+public record ExecutionPlan(int workers, Placement placement, boolean pin, int epochSteps, int ringVectors, Idle idle) {
     public enum Placement { EXPERTS, ROWS }
 
-    public static final ExecutionPlan FORK_JOIN = new ExecutionPlan(0, Placement.ROWS, false, 1, 2);
+    /** Agrona idle strategies: spin then yield then park (default), spin only, yield only. */
+    public enum Idle {
+        BACKOFF, SPIN, YIELD;
+
+        public org.agrona.concurrent.IdleStrategy create() {
+            return switch (this) {
+                case BACKOFF -> dev.lockstep.interconnect.schedule.ScheduleExecutor.defaultIdle();
+                case SPIN -> new org.agrona.concurrent.BusySpinIdleStrategy();
+                case YIELD -> new org.agrona.concurrent.YieldingIdleStrategy();
+            };
+        }
+    }
+
+    public static final ExecutionPlan FORK_JOIN = new ExecutionPlan(0, Placement.ROWS, false, 1, 2, Idle.BACKOFF);
     /** Ring slots per link by default: 512 vectors (160 KiB), a decode step's largest message many times over. */
     public static final int DEFAULT_RING_VECTORS = 512;
     public static final int DEFAULT_EPOCH_STEPS = 16;
@@ -32,8 +46,8 @@ public record ExecutionPlan(int workers, Placement placement, boolean pin, int e
         if (workers < 0 || workers > MAX_WORKERS) {
             throw new IllegalArgumentException("schedule workers must be in [1, " + MAX_WORKERS + "] (0: fork-join), got " + workers);
         }
-        if (placement == null) {
-            throw new IllegalArgumentException("placement must not be null");
+        if (placement == null || idle == null) {
+            throw new IllegalArgumentException("placement and idle must not be null");
         }
         if (epochSteps < 1) {
             throw new IllegalArgumentException("epoch must be >= 1 step, got " + epochSteps);
@@ -48,7 +62,12 @@ public record ExecutionPlan(int workers, Placement placement, boolean pin, int e
         if (workers < 1) {
             throw new IllegalArgumentException("a schedule needs at least one worker, got " + workers);
         }
-        return new ExecutionPlan(workers, placement, pin, DEFAULT_EPOCH_STEPS, DEFAULT_RING_VECTORS);
+        return new ExecutionPlan(workers, placement, pin, DEFAULT_EPOCH_STEPS, DEFAULT_RING_VECTORS, Idle.BACKOFF);
+    }
+
+    /** This plan with workers waiting as {@code idle} says. */
+    public ExecutionPlan withIdle(Idle idle) {
+        return new ExecutionPlan(workers, placement, pin, epochSteps, ringVectors, idle);
     }
 
     public boolean isScheduled() {
@@ -58,6 +77,7 @@ public record ExecutionPlan(int workers, Placement placement, boolean pin, int e
     @Override
     public String toString() {
         return isScheduled() ? "schedule, " + workers + " workers, placement " + placement.name().toLowerCase() + (pin ? ", pinned" : "")
+                + ", idle " + idle.name().toLowerCase()
                 : "fork-join";
     }
 }

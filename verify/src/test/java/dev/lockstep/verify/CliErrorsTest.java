@@ -75,6 +75,8 @@ class CliErrorsTest {
         assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "2", "--placement", "columns"},
                 "--placement must be experts or rows, got 'columns'");
         assertOneLineError(new String[]{"bench", "--model", MODEL, "--workers", "2", "--threads", "2"}, "give --threads (fork-join) or --workers");
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "2", "--idle", "nap"},
+                "--idle must be backoff, spin or yield, got 'nap'");
     }
 
     @Test

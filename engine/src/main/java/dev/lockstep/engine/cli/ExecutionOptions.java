@@ -19,6 +19,11 @@ final class ExecutionOptions {
             "rows = every matrix split by rows (default: ${DEFAULT-VALUE})."})
     String placement;
 
+    @Option(names = "--idle", paramLabel = "backoff|spin|yield", defaultValue = "backoff", description = {
+            "With --workers: how a worker waits for a message: spin, then yield, then park briefly (default);",
+            "spin only; or yield only."})
+    String idle;
+
     boolean scheduled() {
         return workers != null;
     }
@@ -35,13 +40,19 @@ final class ExecutionOptions {
             case "rows" -> ExecutionPlan.Placement.ROWS;
             default -> throw new IllegalArgumentException("--placement must be experts or rows, got '" + placement + "'");
         };
-        return options.withExecution(ExecutionPlan.scheduled(workers, p, pin));
+        ExecutionPlan.Idle i = switch (idle.trim().toLowerCase(java.util.Locale.ROOT)) {
+            case "backoff" -> ExecutionPlan.Idle.BACKOFF;
+            case "spin" -> ExecutionPlan.Idle.SPIN;
+            case "yield" -> ExecutionPlan.Idle.YIELD;
+            default -> throw new IllegalArgumentException("--idle must be backoff, spin or yield, got '" + idle + "'");
+        };
+        return options.withExecution(ExecutionPlan.scheduled(workers, p, pin).withIdle(i));
     }
 
     List<String> asArguments() {
         List<String> a = new ArrayList<>();
         if (workers != null) {
-            a.addAll(List.of("--workers", String.valueOf(workers), "--placement", placement));
+            a.addAll(List.of("--workers", String.valueOf(workers), "--placement", placement, "--idle", idle));
         }
         return a;
     }

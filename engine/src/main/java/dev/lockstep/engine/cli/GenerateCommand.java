@@ -126,14 +126,15 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
             // what `lockstep bench` measures, after warm-up.
             err.printf(Locale.ROOT,
                     "prompt tokens: %d, generated tokens: %d%s%n"
-                            + "load %.2f s, prefill %.0f ms (%d tokens), decode %.0f ms (%d steps, %.1f ms/step); threads: %d, kernels: %s%n"
+                            + "load %.2f s, prefill %.0f ms (%d tokens), decode %.0f ms (%d steps, %.1f ms/step); %s, kernels: %s%n"
                             + "(a fresh JVM: these times include JIT compilation; for throughput run ./lockstep bench)%n",
                     stats.promptTokens(), stats.generatedTokens(), (stats.stoppedAtEos() ? " (stopped at end-of-sequence)" : "")
                             + (engine.model().summary().quantizeNanos() > 0 ? String.format(Locale.ROOT, "; quantized to NVFP4 at load (%.2f s of CPU time)",
                             engine.model().summary().quantizeNanos() / 1e9) : ""),
                     loadNanos / 1e9, stats.prefillNanos() / 1e6, stats.promptTokens(), stats.decodeNanos() / 1e6, stats.decodeSteps(),
                     stats.decodeSteps() == 0 ? 0.0 : stats.decodeNanos() / 1e6 / stats.decodeSteps(),
-                    engine.threads(), engine.kernelsName());
+                    engine.model().executionPlan().isScheduled() ? "schedule workers: " + engine.model().executionPlan().workers()
+                            : "threads: " + engine.threads(), engine.kernelsName());
             if (scheduled != null) {
                 err.printf(Locale.ROOT, "schedule: %s%n", ScheduleReport.size(engine.model()));
                 if (last[2] > 0) {

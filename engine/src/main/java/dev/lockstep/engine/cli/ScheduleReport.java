@@ -16,8 +16,9 @@ final class ScheduleReport {
     static String size(CausalLm model) {
         ScheduleExecutor ex = model.scheduleExecutor();
         Schedule decode = model.schedule(1, 1);
-        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%d workers, placement %s, %s", ex.workers(),
-                model.executionPlan().placement().name().toLowerCase(Locale.ROOT), ex.pinning()));
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%d workers, placement %s, %s, idle %s", ex.workers(),
+                model.executionPlan().placement().name().toLowerCase(Locale.ROOT), ex.pinning(),
+                model.executionPlan().idle().name().toLowerCase(Locale.ROOT)));
         if (decode != null) {
             sb.append(String.format(Locale.ROOT, "; decode step: %d ops (", decode.totalOps()));
             for (int w = 0; w < decode.workers(); w++) {

@@ -34,7 +34,7 @@ final class ScheduledSteps implements AutoCloseable {
     ScheduledSteps(ExecutionPlan plan) {
         this.plan = plan;
         this.range = new RangeRegion();
-        this.executor = new ScheduleExecutor(plan.workers(), plan.ringVectors(), plan.epochSteps(), plan.pin(), ScheduleExecutor::defaultIdle);
+        this.executor = new ScheduleExecutor(plan.workers(), plan.ringVectors(), plan.epochSteps(), plan.pin(), plan.idle()::create);
     }
 
     int workers() {
