@@ -165,14 +165,14 @@ class ScheduleTest {
 
     /** A region of chunks, one per worker, that the coordinator takes over when their worker has not claimed them. */
     static final class Chunks implements RegionTask.Doorbells {
-        final java.util.concurrent.atomic.AtomicLongArray claims;
+        final dev.lockstep.interconnect.schedule.PartClaims claims;
         final boolean[] taken;
         final int[] doneBy; // per chunk: who ran it this step (0 or the owner)
         volatile int stallWorker = -1;
         volatile long stallMillis;
 
         Chunks(int workers) {
-            claims = new java.util.concurrent.atomic.AtomicLongArray(workers);
+            claims = new dev.lockstep.interconnect.schedule.PartClaims(workers);
             taken = new boolean[workers];
             doneBy = new int[workers];
         }
@@ -182,7 +182,7 @@ class ScheduleTest {
             if (worker == 0) {
                 doneBy[0] = 0;
                 for (int w = 1; w < taken.length; w++) {
-                    taken[w] = claim(w, stamp);
+                    taken[w] = claims.claim(w, stamp);
                     if (taken[w]) {
                         doneBy[w] = 0;
                     }
@@ -197,14 +197,9 @@ class ScheduleTest {
                     Thread.currentThread().interrupt();
                 }
             }
-            if (claim(worker, stamp)) {
+            if (claims.claim(worker, stamp)) {
                 doneBy[worker] = worker;
             }
-        }
-
-        private boolean claim(int w, long stamp) {
-            long seen = claims.get(w);
-            return seen < stamp && claims.compareAndSet(w, seen, stamp);
         }
 
         @Override

@@ -152,7 +152,7 @@ final class ScheduledSteps implements AutoCloseable {
     private final class RangeRegion implements RegionTask.Doorbells {
         WorkerPool.RangeTask task;
         int items;
-        private final java.util.concurrent.atomic.AtomicLongArray claims = new java.util.concurrent.atomic.AtomicLongArray(plan.workers());
+        private final dev.lockstep.interconnect.schedule.PartClaims claims = new dev.lockstep.interconnect.schedule.PartClaims(plan.workers());
         private final boolean[] taken = new boolean[plan.workers()];
 
         @Override
@@ -160,12 +160,12 @@ final class ScheduledSteps implements AutoCloseable {
             if (worker == 0) {
                 run(0, 0);
                 for (int w = 1; w < taken.length; w++) {
-                    taken[w] = chunkStart(w, items) < chunkStart(w + 1, items) && claim(w, stamp);
+                    taken[w] = chunkStart(w, items) < chunkStart(w + 1, items) && claims.claim(w, stamp);
                     if (taken[w]) {
                         run(w, 0); // on the coordinator: its scratch slot
                     }
                 }
-            } else if (claim(worker, stamp)) { // only then are task and items this run's
+            } else if (claims.claim(worker, stamp)) { // only then are task and items this run's
                 run(worker, worker);
             }
         }
@@ -175,11 +175,6 @@ final class ScheduledSteps implements AutoCloseable {
             if (s < e) {
                 task.run(worker, s, e);
             }
-        }
-
-        private boolean claim(int chunk, long stamp) {
-            long seen = claims.get(chunk);
-            return seen < stamp && claims.compareAndSet(chunk, seen, stamp);
         }
 
         @Override

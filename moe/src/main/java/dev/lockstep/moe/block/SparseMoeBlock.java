@@ -294,7 +294,7 @@ public final class SparseMoeBlock {
         /** Per worker >= 1, its own buffers (index 0 unused: the coordinator works in the shared scratch). */
         private WorkerBuffers[] local = new WorkerBuffers[0];
         /** Per expert: the stamp of the region run that claimed it (claims only move forward). */
-        private java.util.concurrent.atomic.AtomicLongArray claims = new java.util.concurrent.atomic.AtomicLongArray(0);
+        private final dev.lockstep.interconnect.schedule.PartClaims claims = new dev.lockstep.interconnect.schedule.PartClaims(0);
         /** On the coordinator, per worker: it took over every expert of that worker in this run. */
         private boolean[] taken = new boolean[0];
 
@@ -314,9 +314,7 @@ public final class SparseMoeBlock {
             this.workers = workers;
             this.nExperts = block.nExperts;
             this.hidden = block.hidden;
-            if (claims.length() < block.nExperts) {
-                claims = new java.util.concurrent.atomic.AtomicLongArray(block.nExperts);
-            }
+            claims.ensure(block.nExperts);
             if (taken.length < workers) {
                 taken = new boolean[workers];
             }
@@ -392,7 +390,7 @@ public final class SparseMoeBlock {
                         if (m == 0) {
                             continue;
                         }
-                        if (!claim(e, stamp)) {
+                        if (!claims.claim(e, stamp)) {
                             taken[w] = false;
                             break;
                         }
@@ -408,7 +406,7 @@ public final class SparseMoeBlock {
             for (int j = 0; j < k; j++) {
                 int m = (int) b.inbox[j];
                 if (m > 0) {
-                    if (!claim(e0 + j, stamp)) {
+                    if (!claims.claim(e0 + j, stamp)) {
                         break;
                     }
                     block.runExpert(kernels, e0 + j, b.inbox, k + a * block.hidden, m, b.g, b.u, b.y, a * block.hidden);
@@ -416,12 +414,6 @@ public final class SparseMoeBlock {
                 }
             }
             b.rows = a;
-        }
-
-        /** Claims expert {@code e} for this run of the region; false when the other end took it first. */
-        private boolean claim(int e, long stamp) {
-            long seen = claims.get(e);
-            return seen < stamp && claims.compareAndSet(e, seen, stamp);
         }
 
         @Override
