@@ -71,6 +71,10 @@ class CliErrorsTest {
         assertEquals(reference.out(), r.out(), "the same text as fork-join");
         assertTrue(r.err().contains("schedule: 2 workers, placement experts") && r.err().contains("decode step: ")
                 && r.err().contains("decode per token: p50 ") && r.err().contains("vectors moved"), r.err());
+        CliTest.Run inspect = CliTest.run("inspect", "--model", MODEL, "--no-tensors", "--workers", "2");
+        assertEquals(0, inspect.code(), inspect.err());
+        assertTrue(inspect.out().contains("decode step: 154 ops (w0 77, w1 77)") && inspect.out().contains("worker 1 (77 ops)")
+                && inspect.out().contains("RECV moe.l0.tokens w0->w1 frag 0 <= 13 vectors"), inspect.out());
         assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "0"}, "--workers must be in [1, 64], got 0");
         assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "2", "--placement", "columns"},
                 "--placement must be experts or rows, got 'columns'");

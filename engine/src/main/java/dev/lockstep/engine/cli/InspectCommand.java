@@ -42,6 +42,9 @@ final class InspectCommand extends LoadingCommand implements Callable<Integer> {
                 out().printf(Locale.ROOT, "  quantized to NVFP4 at load: %.2f s of CPU time%n", s.quantizeNanos() / 1e9);
             }
             TierOptions.print(out(), lm);
+            if (lm.executionPlan().isScheduled()) {
+                printDecodeSchedule(lm);
+            }
             out().printf(Locale.ROOT, "tensors: %d, %,d bytes%n", s.tensors().size(), s.totalBytes());
             byType.forEach((k, v) -> out().printf(Locale.ROOT, "  %-8s %5d tensors %,14d bytes%n", k, v[0], v[1]));
             if (!s.unusedTensors().isEmpty()) {
@@ -65,5 +68,23 @@ final class InspectCommand extends LoadingCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /**
+     * Under {@code --workers}: compiles the one-token decode step's schedule (two decode steps: the first is
+     * recorded, the second runs and verifies the compiled programs) and prints it, one op per line per worker.
+     */
+    private void printDecodeSchedule(CausalLm lm) {
+        try (dev.lockstep.moe.kv.KvCache cache = lm.newKvCache(2)) {
+            dev.lockstep.moe.ForwardState state = lm.newState(1);
+            float[] logits = new float[lm.vocabSize()];
+            int[] token = {0};
+            for (int i = 0; i < 2; i++) {
+                lm.forward(token, 0, 1, cache, state, logits, dev.lockstep.moe.LogitsMode.LAST, dev.lockstep.moe.ForwardObserver.NONE);
+            }
+        }
+        dev.lockstep.interconnect.schedule.Schedule decode = lm.schedule(1, 1);
+        out().printf(Locale.ROOT, "schedule (%s), verified: %s%n", lm.executionPlan(), ScheduleReport.size(lm));
+        out().print(decode.listing());
     }
 }

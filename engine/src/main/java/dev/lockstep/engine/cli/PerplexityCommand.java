@@ -50,8 +50,9 @@ final class PerplexityCommand extends LoadingCommand implements Callable<Integer
                 throw new LockstepException("perplexity needs at least 2 tokens; the input has " + tokens.length);
             }
             Perplexity.Result r = Perplexity.compute(engine.model(), tokens, window);
-            out().printf(Locale.ROOT, "ppl %.6f%nmean_nll %.8f nats%ntokens_scored %d%nnll_sum %.6f%ntokens %d, window %d, threads %d, time %.2f s (%.1f tok/s)%n",
-                    r.perplexity(), r.meanNll(), r.scored(), r.nllSum(), r.tokens(), r.window(), engine.threads(),
+            out().printf(Locale.ROOT, "ppl %.6f%nmean_nll %.8f nats%ntokens_scored %d%nnll_sum %.6f%ntokens %d, window %d, %s, time %.2f s (%.1f tok/s)%n",
+                    r.perplexity(), r.meanNll(), r.scored(), r.nllSum(), r.tokens(), r.window(), engine.model().executionPlan().isScheduled()
+                            ? "schedule workers " + engine.model().executionPlan().workers() : "threads " + engine.threads(),
                     r.nanos() / 1e9, r.tokens() * 1e9 / r.nanos());
         }
         return 0;
