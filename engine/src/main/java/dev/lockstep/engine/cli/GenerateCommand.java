@@ -77,6 +77,11 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                 ? EngineOptions.KernelChoice.SCALAR : EngineOptions.KernelChoice.PROVIDER;
         // A short scalar job: one compute thread. Its parallel regions are tiny, and a second core is worth more
         // to the JIT compiler in a fresh JVM (measured: 0.63-0.66 s vs 0.70-0.78 s for the README command).
+        if ("c1".equals(System.getProperty("lockstep.jit")) && choice != EngineOptions.KernelChoice.SCALAR) {
+            // the launcher guessed a short job from the arguments; the Vector API kernels need C2
+            err.println("lockstep: warning: this JVM runs C1 only (the launcher's short-job mode), which the vector kernels"
+                    + " run slowly under; run with LOCKSTEP_JIT=default");
+        }
         int computeThreads = threads != null ? threads
                 : choice == EngineOptions.KernelChoice.SCALAR && kernels == KernelMode.auto ? 1 : defaultThreads();
         try (Engine engine = loadEngine(computeThreads, choice)) {
