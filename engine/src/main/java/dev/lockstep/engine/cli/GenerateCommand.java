@@ -75,15 +75,17 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                 && QuantOptions.checkpointBytes(model) <= SHORT_JOB_MODEL_BYTES;
         EngineOptions.KernelChoice choice = kernels == KernelMode.scalar || (kernels == KernelMode.auto && shortJob)
                 ? EngineOptions.KernelChoice.SCALAR : EngineOptions.KernelChoice.PROVIDER;
-        // A short scalar job: one compute thread. Its parallel regions are tiny, and a second core is worth more
-        // to the JIT compiler in a fresh JVM (measured: 0.63-0.66 s vs 0.70-0.78 s for the README command).
-        if ("c1".equals(System.getProperty("lockstep.jit")) && choice != EngineOptions.KernelChoice.SCALAR) {
+        boolean c1Only = "c1".equals(System.getProperty("lockstep.jit"));
+        if (c1Only && choice != EngineOptions.KernelChoice.SCALAR) {
             // the launcher guessed a short job from the arguments; the Vector API kernels need C2
             err.println("lockstep: warning: this JVM runs C1 only (the launcher's short-job mode), which the vector kernels"
                     + " run slowly under; run with LOCKSTEP_JIT=default");
         }
+        // A short scalar job under tiered compilation: one compute thread, the second core is worth more to C2
+        // (0.63-0.66 s vs 0.70-0.78 s for the README command). Under the launcher's C1-only mode there is no C2
+        // to feed, and the second thread halves the decode (0.53 vs 0.60 s; BENCHMARKS.md).
         int computeThreads = threads != null ? threads
-                : choice == EngineOptions.KernelChoice.SCALAR && kernels == KernelMode.auto ? 1 : defaultThreads();
+                : choice == EngineOptions.KernelChoice.SCALAR && kernels == KernelMode.auto && !c1Only ? 1 : defaultThreads();
         try (Engine engine = loadEngine(computeThreads, choice)) {
             long loadNanos = System.nanoTime() - loadStart;
             int[] ids = engine.tokenizer().encode(text);
