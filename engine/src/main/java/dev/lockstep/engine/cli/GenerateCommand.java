@@ -19,7 +19,7 @@ import java.util.concurrent.Callable;
 @Command(name = "generate", mixinStandardHelpOptions = true, description = "Generate text: streams the continuation to stdout, statistics to stderr.")
 final class GenerateCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = "--threads", paramLabel = "N", description = {"Compute threads (default: available processors; 1 for a",
-            "short job on the scalar kernels, which leaves the other cores to the JIT compiler)."})
+            "short job on the scalar kernels under tiered compilation, which leaves the other cores to the JIT compiler)."})
     Integer threads;
 
     @Option(names = {"-p", "--prompt"}, paramLabel = "TEXT", description = "Prompt text (default: read stdin).")
