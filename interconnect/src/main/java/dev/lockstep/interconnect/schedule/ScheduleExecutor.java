@@ -114,7 +114,7 @@ public final class ScheduleExecutor implements AutoCloseable {
             int cpu = w % Affinity.cpusAtStart();
             threads[w - 1] = Thread.ofPlatform().daemon().name("lockstep-schedule-worker-" + w).unstarted(() -> {
                 if (pin) {
-                    Affinity.pinCurrentThread(cpu);
+                    pinned(Affinity.pinCurrentThread(cpu));
                 }
                 workerLoop(state);
             });
@@ -134,6 +134,25 @@ public final class ScheduleExecutor implements AutoCloseable {
 
     public int ringVectors() {
         return ringVectors;
+    }
+
+    private static final System.Logger LOG = System.getLogger("dev.lockstep.interconnect");
+    private static final java.util.concurrent.atomic.AtomicBoolean PIN_REFUSAL_LOGGED = new java.util.concurrent.atomic.AtomicBoolean();
+
+    /** Records a worker's pinning: the first refusal is what {@link #pinning()} reports, and is logged once per JVM. */
+    private void pinned(Affinity.Result r) {
+        synchronized (this) {
+            if (!r.pinned()) {
+                if (!pinning.startsWith("unpinned (")) {
+                    pinning = "unpinned (" + r.why() + ")";
+                }
+                if (PIN_REFUSAL_LOGGED.compareAndSet(false, true)) {
+                    LOG.log(System.Logger.Level.WARNING, "schedule workers run unpinned: " + r.why());
+                }
+            } else if (pinning.equals("unpinned")) {
+                pinning = "pinned";
+            }
+        }
     }
 
     /** "pinned", "unpinned", or why pinning was refused (known once a step has run). */
@@ -168,8 +187,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         if (pin && pinnedCoordinator != Thread.currentThread()) {
             // the coordinator is whichever thread drives the steps (an engine's scheduler thread, a benchmark's)
             pinnedCoordinator = Thread.currentThread();
-            Affinity.Result r = Affinity.pinCurrentThread(0);
-            pinning = r.pinned() ? "pinned" : "unpinned (" + r.why() + ")";
+            pinned(Affinity.pinCurrentThread(0));
         }
         current = s;
         currentId = id;
