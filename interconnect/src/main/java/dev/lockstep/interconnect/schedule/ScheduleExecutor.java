@@ -69,7 +69,6 @@ public final class ScheduleExecutor implements AutoCloseable {
     private final int[] owedHead, owedCount;
     private long deferredReceives;
     private Schedule current;
-    private int currentId;
     private long stepStartNs;
     private long steps;
 
@@ -190,7 +189,6 @@ public final class ScheduleExecutor implements AutoCloseable {
             pinned(Affinity.pinCurrentThread(0));
         }
         current = s;
-        currentId = id;
         stepStartNs = System.nanoTime();
         coordinator.start(s, id, false);
         runOps(coordinator, StepGraph.STEP_REGION, null);
