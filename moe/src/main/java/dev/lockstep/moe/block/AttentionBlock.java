@@ -94,6 +94,17 @@ public final class AttentionBlock {
         int n = batch.size();
         int qDim = qDim(), kvDim = kvDim();
         s.ensure(n, qDim, kvDim, c.workers(), nHeads / nKvHeads, batch.maxPosition() + 1);
+        if (c.workers() > 1 && nKvHeads % c.workers() == 0 && headDim % wq.tileRows() == 0 && headDim % wk.tileRows() == 0
+                && headDim % wv.tileRows() == 0) {
+            // one region, split by kv head: each worker projects its heads' q, k, v rows, norms and rotates them,
+            // appends its head's K and V and attends over it; one barrier where the steps below take two
+            Call call = s.call.set(this, c.kernels(), layer, batch, s);
+            call.x = x;
+            c.forRange("attention.by_head", nKvHeads, call.phase(Call.BY_HEAD));
+            call.clear();
+            c.matmul(wo, s.context, n, out);
+            return;
+        }
         // qkv
         c.matmul3(x, n, wq, s.q, wk, s.k, wv, s.v);
         Call call = s.call.set(this, c.kernels(), layer, batch, s);
@@ -128,12 +139,14 @@ public final class AttentionBlock {
     static final class Call extends PhasedTask {
         static final int NORM_ROPE = 0;
         static final int ATTEND = 1;
+        static final int BY_HEAD = 2;
 
         private AttentionBlock block;
         private Kernels kernels;
         private ForwardBatch batch;
         private Scratch scratch;
         private int layer;
+        float[] x;
 
         Call set(AttentionBlock block, Kernels kernels, int layer, ForwardBatch batch, Scratch scratch) {
             this.block = block;
@@ -149,14 +162,60 @@ public final class AttentionBlock {
             block = null;
             batch = null;
             scratch = null;
+            x = null;
         }
 
         @Override
         void run(int phase, int worker, int start, int end) {
-            if (phase == NORM_ROPE) {
-                block.normAndRope(this, start, end);
-            } else {
-                block.attend(this, worker, start, end);
+            switch (phase) {
+                case NORM_ROPE -> block.normAndRope(this, start, end);
+                case ATTEND -> block.attend(this, worker, start, end);
+                default -> block.byHead(this, worker, start, end);
+            }
+        }
+    }
+
+    /**
+     * KV heads {@code [h0, h1)} from the normed hidden state to the attention context: their q, k, v rows (whole
+     * tiles: a head's rows are a multiple of the tile height), q/k norm and RoPE, their slice of every token's K and
+     * V appended to the caches, then attention over them. Each value is computed as the split steps compute it.
+     */
+    private void byHead(Call call, int worker, int h0, int h1) {
+        Scratch s = call.scratch;
+        Kernels kn = call.kernels;
+        ForwardBatch batch = call.batch;
+        int n = batch.size(), layer = call.layer;
+        int qDim = qDim(), kvDim = kvDim(), group = nHeads / nKvHeads, hidden = wq.cols();
+        for (int h = h0; h < h1; h++) {
+            kn.matmul(wq, call.x, 0, hidden, n, s.q, 0, qDim, h * group * headDim, (h + 1) * group * headDim);
+            kn.matmul(wk, call.x, 0, hidden, n, s.k, 0, kvDim, h * headDim, (h + 1) * headDim);
+            kn.matmul(wv, call.x, 0, hidden, n, s.v, 0, kvDim, h * headDim, (h + 1) * headDim);
+            for (int t = 0; t < n; t++) {
+                int pos = batch.position(t);
+                for (int g = 0; g < group; g++) {
+                    int off = t * qDim + (h * group + g) * headDim;
+                    if (qNorm != null) {
+                        kn.rmsNorm(s.q, off, qNorm, normEps, s.q, off, headDim);
+                    }
+                    rope.apply(s.q, off, pos);
+                }
+                int off = t * kvDim + h * headDim;
+                if (kNorm != null) {
+                    kn.rmsNorm(s.k, off, kNorm, normEps, s.k, off, headDim);
+                }
+                rope.apply(s.k, off, pos);
+                KvCache cache = batch.cache(t);
+                int block = KvBlockDescriptor.blockOf(pos), slot = KvBlockDescriptor.slotOf(pos);
+                MemorySegment keys = cache.keyBlock(layer, block);
+                long keyBase = cache.keyBlockOffsetBytes(layer, block);
+                for (int d = 0; d < headDim; d++) {
+                    keys.set(ValueLayout.JAVA_FLOAT, keyBase + KvBlockDescriptor.keyOffsetBytes(headDim, h, d, slot), s.k[off + d]);
+                }
+                MemorySegment.copy(s.v, off, cache.valueBlock(layer, block), ValueLayout.JAVA_FLOAT,
+                        cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(nKvHeads, headDim, slot, h, 0), headDim);
+            }
+            for (int j = 0; j < n; j++) {
+                attend(call, worker, j * nKvHeads + h, j * nKvHeads + h + 1);
             }
         }
     }
