@@ -73,7 +73,7 @@ class CliErrorsTest {
                 && r.err().contains("decode per token: p50 ") && r.err().contains("vectors moved"), r.err());
         CliTest.Run inspect = CliTest.run("inspect", "--model", MODEL, "--no-tensors", "--workers", "2");
         assertEquals(0, inspect.code(), inspect.err());
-        assertTrue(inspect.out().contains("decode step: 154 ops (w0 77, w1 77)") && inspect.out().contains("worker 1 (77 ops)")
+        assertTrue(inspect.out().contains("decode step: 118 ops (w0 59, w1 59)") && inspect.out().contains("worker 1 (59 ops)")
                 && inspect.out().contains("RECV moe.l0.tokens w0->w1 frag 0 <= 13 vectors"), inspect.out());
         assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "0"}, "--workers must be in [1, 64], got 0");
         assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--workers", "2", "--placement", "columns"},
