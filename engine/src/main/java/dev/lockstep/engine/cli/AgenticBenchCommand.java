@@ -57,7 +57,7 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         AgenticBench.Workload w = new AgenticBench.Workload(sessions, systemTokens, turns, toolTokens, genTokens, fanout, seed);
         int t = threads != null ? threads : defaultThreads();
         checkThreads(t);
-        EngineOptions base = kvOptions.apply(new EngineOptions(t).withBatchTokens(batchTokens));
+        EngineOptions base = kvOptions.apply(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions()).withBatchTokens(batchTokens));
         // warm-up: the JIT compiles the batched paths before anything is measured
         try (Engine engine = loadEngine(base)) {
             checkContext(engine, w);

@@ -61,18 +61,19 @@ public final class Compute implements AutoCloseable {
         return schedule != null ? schedule.executor() : null;
     }
 
-    /** The compiled schedule of batch shape {@code key} (see {@link #beginStep}), or null. */
-    public dev.lockstep.interconnect.schedule.Schedule schedule(long key) {
-        return schedule != null ? schedule.schedule(key) : null;
+    /** The compiled schedule a batch of {@code tokens} tokens and {@code logitsRows} logits rows runs, or null. */
+    public dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
+        return schedule != null ? schedule.schedule(tokens, logitsRows) : null;
     }
 
     /**
-     * Starts a forward of batch shape {@code key} (every region's size follows from it). Under a schedule the
-     * first step of a shape is recorded and compiled, later ones run its programs; fork-join ignores it.
+     * Starts a forward of {@code tokens} tokens with {@code logitsRows} logits rows (every region's size follows
+     * from them). Under a schedule the first step of a shape bucket is recorded and compiled, later ones run its
+     * programs; fork-join ignores it.
      */
-    public void beginStep(long key) {
+    public void beginStep(int tokens, int logitsRows) {
         if (schedule != null) {
-            schedule.begin(key);
+            schedule.begin(tokens, logitsRows);
         }
     }
 

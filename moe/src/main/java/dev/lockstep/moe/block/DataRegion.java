@@ -9,8 +9,11 @@ import dev.lockstep.interconnect.schedule.StepGraph;
  * runs whole on the coordinator while the step is being recorded.
  */
 public interface DataRegion extends RegionTask {
-    /** Adds this region's parts, weight groups and messages to {@code g} as region {@code region}. */
-    void declare(StepGraph g, int region);
+    /**
+     * Adds this region's parts, weight groups and messages to {@code g} as region {@code region}, its messages
+     * sized for batches of up to {@code maxTokens} tokens (the schedule serves every batch of its bucket).
+     */
+    void declare(StepGraph g, int region, int maxTokens);
 
     /** Runs the whole region on the calling thread (worker 0), as a one-worker step would. */
     void runAll();

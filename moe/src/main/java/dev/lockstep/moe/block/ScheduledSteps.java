@@ -12,8 +12,8 @@ import dev.lockstep.moe.ExecutionPlan;
 
 /**
  * A forward's regions on a {@link ScheduleExecutor}. The step's program is not written by hand: the first
- * step of each batch shape runs on the coordinator alone while its regions are recorded into a
- * {@link StepGraph}; the graph is compiled, verified and cached by shape, and every later step of that shape
+ * step of each bucket of batch shapes runs on the coordinator alone while its regions are recorded into a
+ * {@link StepGraph}; the graph is compiled, verified and cached by bucket, and every later step of that bucket
  * runs the compiled programs. A region of independent items is split statically (worker {@code w} takes chunk
  * {@code w} of {@code workers}, as {@link WorkerPool} numbers them) and its workers are ordered by doorbell
  * messages, its data staying in shared memory; a {@link DataRegion} moves its data as vectors.
@@ -27,6 +27,7 @@ final class ScheduledSteps implements AutoCloseable {
     private final RangeRegion range;
     private Mode mode = Mode.IDLE;
     private long key;
+    private int maxTokens;
     private StepGraph recording;
     private Schedule running;
     private int region;
@@ -49,22 +50,37 @@ final class ScheduledSteps implements AutoCloseable {
         return executor;
     }
 
-    /** The schedule of batch shape {@code key}, if compiled. */
-    Schedule schedule(long key) {
-        return compiled.get(key);
+    /** The schedule that runs a batch of {@code tokens} tokens and {@code logitsRows} logits rows, if compiled. */
+    Schedule schedule(int tokens, int logitsRows) {
+        return compiled.get(shapeKey(tokens, logitsRows));
+    }
+
+    /**
+     * Batches share a schedule when their forwards have the same regions: one token (its regions of tokens run
+     * inline) or a power-of-two bucket of tokens, with or without logits rows. A bucket's schedule is compiled for
+     * its largest batch (messages sized for it), and every region of two or more items involves every worker, so
+     * any batch of the bucket fits it: about 2 log2(batch) schedules instead of one per (tokens, rows).
+     */
+    private static long shapeKey(int tokens, int logitsRows) {
+        return (long) bucketTokens(tokens) << 1 | (logitsRows > 0 ? 1 : 0);
+    }
+
+    private static int bucketTokens(int tokens) {
+        return tokens <= 1 ? 1 : Integer.highestOneBit(tokens - 1) << 1;
     }
 
     int compiledShapes() {
         return compiled.size();
     }
 
-    void begin(long shapeKey) {
+    void begin(int tokens, int logitsRows) {
         if (mode != Mode.IDLE) {
             throw new IllegalStateException("a step is already running");
         }
-        key = shapeKey;
+        key = shapeKey(tokens, logitsRows);
+        maxTokens = bucketTokens(tokens);
         region = 0;
-        running = compiled.get(shapeKey);
+        running = compiled.get(key);
         if (running == null) {
             recording = new StepGraph(plan.workers());
             mode = Mode.RECORD;
@@ -105,13 +121,13 @@ final class ScheduledSteps implements AutoCloseable {
         }
         if (mode == Mode.RECORD) {
             int r = recording.region(name);
+            // every worker takes part (a smaller batch of the bucket may leave a chunk empty: that worker then only
+            // rings the doorbells), so the schedule fits every batch of its bucket
             for (int w = 0; w < plan.workers(); w++) {
-                if (chunkStart(w, items) < chunkStart(w + 1, items)) {
-                    recording.part(r, w, StepGraph.NO_WEIGHTS);
-                    if (w > 0) {
-                        recording.message(name + ".go", r, 0, w, MessageSpec.Kind.INPUT, 0);
-                        recording.message(name + ".done", r, w, 0, MessageSpec.Kind.OUTPUT, 0);
-                    }
+                recording.part(r, w, StepGraph.NO_WEIGHTS);
+                if (w > 0) {
+                    recording.message(name + ".go", r, 0, w, MessageSpec.Kind.INPUT, 0);
+                    recording.message(name + ".done", r, w, 0, MessageSpec.Kind.OUTPUT, 0);
                 }
             }
             task.run(0, 0, items);
@@ -130,7 +146,7 @@ final class ScheduledSteps implements AutoCloseable {
     /** A region whose data moves as messages. */
     void dataRegion(String name, DataRegion r) {
         if (mode == Mode.RECORD) {
-            r.declare(recording, recording.region(name));
+            r.declare(recording, recording.region(name), maxTokens);
             r.runAll();
         } else if (mode == Mode.RUN) {
             executor.region(++region, r);

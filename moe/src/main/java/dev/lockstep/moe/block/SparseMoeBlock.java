@@ -353,7 +353,7 @@ public final class SparseMoeBlock {
         }
 
         @Override
-        public void declare(StepGraph g, int region) {
+        public void declare(StepGraph g, int region, int maxTokens) {
             for (int w = 0; w < workers; w++) {
                 int e0 = first(w), e1 = first(w + 1);
                 if (e0 == e1) {
@@ -365,7 +365,7 @@ public final class SparseMoeBlock {
                 g.owns(w, group);
                 g.part(region, w, group);
                 if (w > 0) {
-                    int rows = maxRows(w), k = e1 - e0;
+                    int rows = maxTokens * Math.min(block.topK, e1 - e0), k = e1 - e0;
                     g.message("moe.l" + layer + ".tokens", region, 0, w, MessageSpec.Kind.INPUT, k + rows * block.hidden);
                     g.message("moe.l" + layer + ".out", region, w, 0, MessageSpec.Kind.OUTPUT, rows * block.hidden);
                 }

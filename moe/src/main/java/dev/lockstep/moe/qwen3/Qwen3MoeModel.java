@@ -119,8 +119,8 @@ public final class Qwen3MoeModel implements CausalLm {
             }
             State state = (State) forwardState;
             validate(batch, logits);
-            // one compiled schedule per batch shape: every region's size follows from the tokens and logits rows
-            compute.beginStep(((long) batch.size() << 32) | batch.logitsRows()); // see schedule(tokens, rows)
+            // one compiled schedule per bucket of batch shapes: every region follows from the tokens and logits rows
+            compute.beginStep(batch.size(), batch.logitsRows());
             boolean done = false;
             try {
                 forwardLocked(batch, state, logits, observer);
@@ -271,7 +271,7 @@ public final class Qwen3MoeModel implements CausalLm {
 
     @Override
     public dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
-        return compute.schedule(((long) tokens << 32) | logitsRows);
+        return compute.schedule(tokens, logitsRows);
     }
 
     /** The compute this model runs on (its execution plan, the schedule executor and compiled schedules when scheduled). */
