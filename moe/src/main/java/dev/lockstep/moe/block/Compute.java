@@ -1,8 +1,11 @@
 package dev.lockstep.moe.block;
 
+import dev.lockstep.interconnect.schedule.Schedule;
+import dev.lockstep.interconnect.schedule.ScheduleExecutor;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.kernels.WorkerPool;
+import dev.lockstep.moe.ExecutionPlan;
 
 /**
  * The kernels and the workers a forward pass runs on, with the parallel shapes blocks use. Blocks describe
@@ -26,7 +29,7 @@ public final class Compute implements AutoCloseable {
     }
 
     /** As {@code plan} says: fork-join on {@code pool}, or a compiled schedule on workers of its own. */
-    public Compute(Kernels kernels, WorkerPool pool, dev.lockstep.moe.ExecutionPlan plan) {
+    public Compute(Kernels kernels, WorkerPool pool, ExecutionPlan plan) {
         this.kernels = kernels;
         this.pool = pool;
         this.schedule = plan.isScheduled() ? new ScheduledSteps(plan) : null;
@@ -42,27 +45,27 @@ public final class Compute implements AutoCloseable {
     }
 
     /** How forwards run: fork-join, or the schedule's plan. */
-    public dev.lockstep.moe.ExecutionPlan plan() {
-        return schedule != null ? schedule.plan() : dev.lockstep.moe.ExecutionPlan.FORK_JOIN;
+    public ExecutionPlan plan() {
+        return schedule != null ? schedule.plan() : ExecutionPlan.FORK_JOIN;
     }
 
     /** True when MoE experts are split by expert over schedule workers, their tokens moving as messages. */
     public boolean expertParallel() {
-        return schedule != null && schedule.plan().placement() == dev.lockstep.moe.ExecutionPlan.Placement.EXPERTS;
+        return schedule != null && schedule.plan().placement() == ExecutionPlan.Placement.EXPERTS;
     }
 
     /** True when MoE experts are split by rows (any schedule with row placement). */
     public boolean expertRows() {
-        return schedule != null && schedule.plan().placement() == dev.lockstep.moe.ExecutionPlan.Placement.ROWS;
+        return schedule != null && schedule.plan().placement() == ExecutionPlan.Placement.ROWS;
     }
 
     /** The schedule executor, or null when fork-join. */
-    public dev.lockstep.interconnect.schedule.ScheduleExecutor scheduleExecutor() {
+    public ScheduleExecutor scheduleExecutor() {
         return schedule != null ? schedule.executor() : null;
     }
 
     /** The compiled schedule a batch of {@code tokens} tokens and {@code logitsRows} logits rows runs, or null. */
-    public dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
+    public Schedule schedule(int tokens, int logitsRows) {
         return schedule != null ? schedule.schedule(tokens, logitsRows) : null;
     }
 

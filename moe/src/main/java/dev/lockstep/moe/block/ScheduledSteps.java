@@ -1,6 +1,7 @@
 package dev.lockstep.moe.block;
 
 import dev.lockstep.interconnect.schedule.MessageSpec;
+import dev.lockstep.interconnect.schedule.PartClaims;
 import dev.lockstep.interconnect.schedule.RegionTask;
 import dev.lockstep.interconnect.schedule.Schedule;
 import dev.lockstep.interconnect.schedule.ScheduleCompiler;
@@ -168,7 +169,7 @@ final class ScheduledSteps implements AutoCloseable {
     private final class RangeRegion implements RegionTask.Doorbells {
         WorkerPool.RangeTask task;
         int items;
-        private final dev.lockstep.interconnect.schedule.PartClaims claims = new dev.lockstep.interconnect.schedule.PartClaims(plan.workers());
+        private final PartClaims claims = new PartClaims(plan.workers());
         private final boolean[] taken = new boolean[plan.workers()];
 
         @Override

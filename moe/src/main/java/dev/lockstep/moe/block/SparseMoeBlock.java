@@ -1,6 +1,7 @@
 package dev.lockstep.moe.block;
 
 import dev.lockstep.interconnect.schedule.MessageSpec;
+import dev.lockstep.interconnect.schedule.PartClaims;
 import dev.lockstep.interconnect.schedule.StepGraph;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
@@ -294,7 +295,7 @@ public final class SparseMoeBlock {
         /** Per worker >= 1, its own buffers (index 0 unused: the coordinator works in the shared scratch). */
         private WorkerBuffers[] local = new WorkerBuffers[0];
         /** Per expert: the stamp of the region run that claimed it (claims only move forward). */
-        private final dev.lockstep.interconnect.schedule.PartClaims claims = new dev.lockstep.interconnect.schedule.PartClaims(0);
+        private final PartClaims claims = new PartClaims(0);
         /** On the coordinator, per worker: it took over every expert of that worker in this run. */
         private boolean[] taken = new boolean[0];
 

@@ -1,9 +1,12 @@
 package dev.lockstep.moe.qwen3;
 
+import dev.lockstep.interconnect.schedule.Schedule;
+import dev.lockstep.interconnect.schedule.ScheduleExecutor;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.memory.TierPlacement;
 import dev.lockstep.moe.CausalLm;
+import dev.lockstep.moe.ExecutionPlan;
 import dev.lockstep.memory.KvPagePool;
 import dev.lockstep.memory.MemoryTier;
 import dev.lockstep.moe.ForwardBatch;
@@ -260,17 +263,17 @@ public final class Qwen3MoeModel implements CausalLm {
     }
 
     @Override
-    public dev.lockstep.moe.ExecutionPlan executionPlan() {
+    public ExecutionPlan executionPlan() {
         return compute.plan();
     }
 
     @Override
-    public dev.lockstep.interconnect.schedule.ScheduleExecutor scheduleExecutor() {
+    public ScheduleExecutor scheduleExecutor() {
         return compute.scheduleExecutor();
     }
 
     @Override
-    public dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
+    public Schedule schedule(int tokens, int logitsRows) {
         return compute.schedule(tokens, logitsRows);
     }
 
