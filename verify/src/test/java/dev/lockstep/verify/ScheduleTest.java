@@ -256,6 +256,24 @@ class ScheduleTest {
         }
     }
 
+    @Test
+    void aMessageHeaderRoundTripsAndAnythingElseIsNamed() {
+        try (java.lang.foreign.Arena arena = java.lang.foreign.Arena.ofConfined()) {
+            MemorySegment v = arena.allocate(dev.lockstep.interconnect.VectorDescriptor.VECTOR_BYTES, 64);
+            assertEquals("no message header (0x0)", dev.lockstep.interconnect.schedule.MessageDescriptor.describe(v, 0));
+            dev.lockstep.interconnect.schedule.MessageDescriptor.writeHeader(v, 0, 12, 3, 161, 1000, 7, true, 1L << 40);
+            assertTrue(dev.lockstep.interconnect.schedule.MessageDescriptor.matches(v, 0, 12, 3));
+            assertTrue(!dev.lockstep.interconnect.schedule.MessageDescriptor.matches(v, 0, 12, 2));
+            assertEquals(161, dev.lockstep.interconnect.schedule.MessageDescriptor.floats(v, 0));
+            assertEquals(1000, dev.lockstep.interconnect.schedule.MessageDescriptor.total(v, 0));
+            assertEquals(7, dev.lockstep.interconnect.schedule.MessageDescriptor.schedule(v, 0));
+            assertTrue(dev.lockstep.interconnect.schedule.MessageDescriptor.aborted(v, 0));
+            assertEquals(1L << 40, dev.lockstep.interconnect.schedule.MessageDescriptor.stamp(v, 0));
+            assertEquals(4, dev.lockstep.interconnect.schedule.MessageDescriptor.fragmentVectors(161)); // header + 3 payload vectors
+            assertEquals("fragment 3 of message 12", dev.lockstep.interconnect.schedule.MessageDescriptor.describe(v, 0));
+        }
+    }
+
     // ------------------------------------------------------------------ the verifier rejects, naming the op
 
     /** Two workers, one region; messages: 1 = x (0 -> 1, input, 160 floats), 2 = y (1 -> 0, output, 160 floats). */

@@ -9,7 +9,6 @@ import org.agrona.concurrent.IdleStrategy;
 
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
-import java.lang.foreign.ValueLayout;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicIntegerArray;
@@ -21,8 +20,8 @@ import java.util.function.Supplier;
  * Runs compiled {@link Schedule}s: worker 0 is the calling thread (the coordinator, which drives the step
  * region by region), workers {@code 1..N-1} are platform threads, optionally pinned to CPUs, that each run
  * their straight-line program every step. Workers talk only through a full mesh of {@link VectorRing}s, one per
- * ordered pair; every message is a header vector (message, fragment, payload size, schedule, flags) and its
- * payload vectors, claimed and committed at once. A worker waits only at a RECV (and at the epoch barrier),
+ * ordered pair; every message is a header vector and its payload vectors ({@link MessageDescriptor}), claimed
+ * and committed at once. A worker waits only at a RECV (and at the epoch barrier),
  * with an Agrona {@link IdleStrategy}; between steps it spins a little, then parks until the coordinator's
  * next step-start message.
  *
@@ -35,11 +34,7 @@ import java.util.function.Supplier;
  * throws the failure from {@link #end}. {@link #abort} does the same for a coordinator whose driver failed.
  */
 public final class ScheduleExecutor implements AutoCloseable {
-    private static final int MAGIC = 0x5354_4550; // "STEP"
-    private static final int FLAG_ABORTED = 1;
     private static final long PARK_AFTER_NS = 200_000;
-    private static final int H_MAGIC = 0, H_MESSAGE = 1, H_FRAGMENT = 2, H_FLOATS = 3, H_TOTAL = 4, H_SCHEDULE = 5, H_FLAGS = 6;
-    private static final long H_STAMP_BYTES = 32; // a long: the region run the message belongs to
 
     private final int workers;
     private final int ringVectors;
@@ -322,9 +317,9 @@ public final class ScheduleExecutor implements AutoCloseable {
             }
             MemorySegment seg = start.segment();
             long h = start.slotOffset(start.readIndex());
-            int id = seg.get(ValueLayout.JAVA_INT, h + H_SCHEDULE * 4L);
+            int id = MessageDescriptor.schedule(seg, h);
             Schedule s = schedules.get(id);
-            st.start(s, id, (seg.get(ValueLayout.JAVA_INT, h + H_FLAGS * 4L) & FLAG_ABORTED) != 0);
+            st.start(s, id, MessageDescriptor.aborted(seg, h));
             try {
                 runOps(st, -1, null);
             } catch (Throwable t) {
@@ -421,7 +416,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         int vectors = VectorDescriptor.vectorsForFloats(floats);
         VectorRing ring = links[m.from() * workers + m.to()];
         long first;
-        while ((first = ring.tryClaim(1 + vectors)) == VectorRing.INSUFFICIENT_CAPACITY) {
+        while ((first = ring.tryClaim(MessageDescriptor.HEADER_VECTORS + vectors)) == VectorRing.INSUFFICIENT_CAPACITY) {
             if (shutdown || (st.worker == 0 && !threads[m.to() - 1].isAlive())) {
                 throw new ScheduleException("worker " + m.to() + " no longer takes " + m);
             }
@@ -434,14 +429,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         st.idle.reset();
         MemorySegment seg = ring.segment();
         long h = ring.slotOffset(first);
-        seg.set(ValueLayout.JAVA_INT, h + H_MAGIC * 4L, MAGIC);
-        seg.set(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L, m.id());
-        seg.set(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L, fragment);
-        seg.set(ValueLayout.JAVA_INT, h + H_FLOATS * 4L, floats);
-        seg.set(ValueLayout.JAVA_INT, h + H_TOTAL * 4L, total);
-        seg.set(ValueLayout.JAVA_INT, h + H_SCHEDULE * 4L, st.scheduleId);
-        seg.set(ValueLayout.JAVA_INT, h + H_FLAGS * 4L, st.aborted ? FLAG_ABORTED : 0);
-        seg.set(ValueLayout.JAVA_LONG, h + H_STAMP_BYTES, st.stamp);
+        MessageDescriptor.writeHeader(seg, h, m.id(), fragment, floats, total, st.scheduleId, st.aborted, st.stamp);
         if (floats > 0) {
             RegionTask task = task(st, r, region, coordinatorTask);
             // payload vectors first+1 .. first+vectors, in at most two runs (the ring may wrap)
@@ -455,7 +443,7 @@ public final class ScheduleExecutor implements AutoCloseable {
             }
         }
         ring.commit();
-        vectorsSent.lazySet(st.worker * 16, vectorsSent.get(st.worker * 16) + 1 + vectors);
+        vectorsSent.lazySet(st.worker * 16, vectorsSent.get(st.worker * 16) + MessageDescriptor.HEADER_VECTORS + vectors);
     }
 
     private void recv(WorkerState st, MessageSpec m, int fragment, int r, int region, RegionTask coordinatorTask) {
@@ -482,21 +470,18 @@ public final class ScheduleExecutor implements AutoCloseable {
         MemorySegment seg = ring.segment();
         long first = ring.readIndex();
         long h = ring.slotOffset(first);
-        int magic = seg.get(ValueLayout.JAVA_INT, h + H_MAGIC * 4L);
-        int id = seg.get(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L);
-        int frag = seg.get(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L);
-        if (magic != MAGIC || id != m.id() || frag != fragment) {
+        if (!MessageDescriptor.matches(seg, h, m.id(), fragment)) {
             throw new ScheduleException("worker " + st.worker + " expected fragment " + fragment + " of " + m + " but its link delivered "
-                    + (magic != MAGIC ? "no message header" : "fragment " + frag + " of message " + id));
+                    + MessageDescriptor.describe(seg, h));
         }
-        int floats = seg.get(ValueLayout.JAVA_INT, h + H_FLOATS * 4L);
-        int total = seg.get(ValueLayout.JAVA_INT, h + H_TOTAL * 4L);
-        if ((seg.get(ValueLayout.JAVA_INT, h + H_FLAGS * 4L) & FLAG_ABORTED) != 0) {
+        int floats = MessageDescriptor.floats(seg, h);
+        int total = MessageDescriptor.total(seg, h);
+        if (MessageDescriptor.aborted(seg, h)) {
             st.aborted = true;
         }
         int vectors = VectorDescriptor.vectorsForFloats(floats);
         if (st.worker != 0 && m.kind() == MessageSpec.Kind.INPUT) {
-            st.stamp = seg.get(ValueLayout.JAVA_LONG, h + H_STAMP_BYTES);
+            st.stamp = MessageDescriptor.stamp(seg, h);
         }
         if (floats > 0 && !st.aborted) {
             int perFragment = st.schedule.fragmentVectors() * VectorDescriptor.FLOATS_PER_VECTOR;
@@ -516,7 +501,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                 st.aborted = true;
             }
         }
-        ring.release(1 + vectors);
+        ring.release(MessageDescriptor.HEADER_VECTORS + vectors);
     }
 
     /** Records that the coordinator owes a RECV of fragment {@code fragment} of {@code m}. */
@@ -561,13 +546,11 @@ public final class ScheduleExecutor implements AutoCloseable {
             MemorySegment seg = ring.segment();
             long h = ring.slotOffset(ring.readIndex());
             int id = q[2 * owedHead[from]], fragment = q[2 * owedHead[from] + 1];
-            if (seg.get(ValueLayout.JAVA_INT, h + H_MAGIC * 4L) != MAGIC || seg.get(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L) != id
-                    || seg.get(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L) != fragment) {
+            if (!MessageDescriptor.matches(seg, h, id, fragment)) {
                 throw new ScheduleException("the coordinator expected deferred fragment " + fragment + " of message " + id + " from worker "
-                        + from + " but its link delivered fragment " + seg.get(ValueLayout.JAVA_INT, h + H_FRAGMENT * 4L) + " of message "
-                        + seg.get(ValueLayout.JAVA_INT, h + H_MESSAGE * 4L));
+                        + from + " but its link delivered " + MessageDescriptor.describe(seg, h));
             }
-            ring.release(1 + VectorDescriptor.vectorsForFloats(seg.get(ValueLayout.JAVA_INT, h + H_FLOATS * 4L)));
+            ring.release(MessageDescriptor.fragmentVectors(MessageDescriptor.floats(seg, h)));
             owedHead[from] = (owedHead[from] + 1) % slots;
             owedCount[from]--;
         }
