@@ -223,8 +223,20 @@ public final class ScheduleExecutor implements AutoCloseable {
                         + current.describe(0, coordinator.pc / Schedule.OP_INTS) + "): the driver and the compiled schedule disagree");
             }
             runOps(coordinator, -1, null);
+            drainAllOwed();
         } finally {
             finishStep();
+        }
+    }
+
+    /**
+     * Receives everything deferred before the step ends. A worker may lag within a step (its parts taken over) but
+     * never into the next one: the next step may run another schedule whose region at the same index is another
+     * task, and a late worker would give an old message to it.
+     */
+    private void drainAllOwed() {
+        for (int w = 1; w < workers; w++) {
+            drainOwed(w, true);
         }
     }
 
@@ -236,6 +248,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         coordinator.aborted = true;
         try {
             runOps(coordinator, -1, null);
+            drainAllOwed();
         } finally {
             // the driver's own failure is the one to report; a worker's, if any, is dropped with the step
             for (int w = 0; w < workers; w++) {
