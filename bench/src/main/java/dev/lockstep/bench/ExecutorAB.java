@@ -18,7 +18,8 @@ import java.util.Locale;
 /**
  * The fork-join executor against compiled schedules (experts and rows placement), in one JVM, alternating:
  * each round decodes {@code steps} tokens from an empty context on each executor in turn (the order rotating
- * every round), a timer around each step. Prints per executor the step latency p50/p99/p999 over all rounds,
+ * every round), a timer around each step (the first 16 of a round left out: the previous executor's workers are
+ * still spinning out their 200 us). Prints per executor the step latency p50/p99/p999 over all rounds,
  * and the ratio of each schedule's p50 to fork-join's. On a noisy host only these same-run ratios mean anything.
  *
  * <pre>java -cp bench/target/benchmarks.jar dev.lockstep.bench.ExecutorAB [model] [workers] [rounds] [steps] [pin]</pre>
@@ -90,6 +91,9 @@ public final class ExecutorAB {
         }
     }
 
+    /** Steps of each round left out of the histograms: the previous executor's workers are still spinning out. */
+    static final int SETTLE_STEPS = 16;
+
     private static void decode(CausalLm m, int steps, Histogram h) {
         try (KvCache cache = m.newKvCache(steps)) {
             ForwardState state = m.newState(1);
@@ -99,7 +103,7 @@ public final class ExecutorAB {
                 long t0 = System.nanoTime();
                 m.forward(token, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
                 long t1 = System.nanoTime();
-                if (h != null) {
+                if (h != null && i >= SETTLE_STEPS) {
                     h.recordValue(t1 - t0);
                 }
                 token[0] = (token[0] * 31 + 7) % m.vocabSize();
