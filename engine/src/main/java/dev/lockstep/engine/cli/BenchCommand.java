@@ -109,10 +109,10 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                 }
             }
             if (scheduled != null) {
-                out().printf(Locale.ROOT, "| %s | %d | schedule | | | | %s; moved %.1f vectors/step on average (%d steps, all tests); epoch drift %s |%n",
+                out().printf(Locale.ROOT, "| %s | %d | schedule | | | | %s; moved %.1f vectors/step on average (%d steps, all tests); executor step latency (every step, warm-up included) %s; epoch drift %s |%n",
                         engine.modelDir().getFileName(), t, ScheduleReport.size(engine.model()),
                         (scheduled.vectorsSent() - vectorsBefore) / (double) Math.max(1, scheduled.steps() - stepsBefore),
-                        scheduled.steps() - stepsBefore, ScheduleReport.drift(scheduled));
+                        scheduled.steps() - stepsBefore, ScheduleReport.latency(scheduled.stepLatencyNs()), ScheduleReport.drift(scheduled));
             }
             // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.
             double bandwidth = dev.lockstep.kernels.ReadBandwidth.measure(t, 1L << 30, 5);

@@ -21,13 +21,9 @@ public record MessageSpec(int id, String name, int region, int from, int to, Kin
         }
     }
 
-    /** Payload vectors of {@code floats} float32 values (80 per 320-byte vector, the last one padded). */
-    public static int vectorsFor(int floats) {
-        return VectorDescriptor.vectorsForFloats(floats);
-    }
-
+    /** Payload vectors of the largest payload (80 floats per 320-byte vector, the last one padded). */
     public int maxPayloadVectors() {
-        return vectorsFor(maxFloats);
+        return VectorDescriptor.vectorsForFloats(maxFloats);
     }
 
     @Override

@@ -70,10 +70,6 @@ final class ScheduledSteps implements AutoCloseable {
         return tokens <= 1 ? 1 : Integer.highestOneBit(tokens - 1) << 1;
     }
 
-    int compiledShapes() {
-        return compiled.size();
-    }
-
     void begin(int tokens, int logitsRows) {
         if (mode != Mode.IDLE) {
             throw new IllegalStateException("a step is already running");
@@ -134,9 +130,7 @@ final class ScheduledSteps implements AutoCloseable {
             task.run(0, 0, items);
             return;
         }
-        range.task = task;
-        range.items = items;
-        java.util.Arrays.fill(range.taken, false); // the coordinator may have no chunk of its own to run, and so no takeover
+        range.start(task, items);
         try {
             executor.region(++region, range);
         } finally {
@@ -171,6 +165,13 @@ final class ScheduledSteps implements AutoCloseable {
         int items;
         private final PartClaims claims = new PartClaims(plan.workers());
         private final boolean[] taken = new boolean[plan.workers()];
+
+        /** This run's work; no chunk taken over yet (the coordinator may have no chunk of its own, and so take none). */
+        void start(WorkerPool.RangeTask task, int items) {
+            this.task = task;
+            this.items = items;
+            java.util.Arrays.fill(taken, false);
+        }
 
         @Override
         public void compute(int worker, long stamp) {
