@@ -56,41 +56,34 @@ final class Nvfp4VectorKernel {
     static String description() {
         return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
                 : "8-entry magnitude permute + sign bit")
-                + " + fma per column, block scale once per 16; 4 tiles (decode) or " + (WIDE_TABLE ? 8 : 4) + " tokens (prefill) per pass";
+                + " + fma per column, block scale once per 16; 4 tiles (one token) or 4 tokens (prefill, two chains per token) per pass";
     }
 
     static void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                        float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         WeightFormat.requireVectorTiles(w, LANES);
         int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
-        if (nTokens == 1 && WIDE_TABLE) {
-            for (int j = tile0; j < tile1; j += 4) {
-                fourTilesWide(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
-            }
-        } else if (nTokens == 1) {
-            for (int j = tile0; j < tile1; j += 4) {
-                fourTiles(w, j, Math.min(4, tile1 - j), x, xOff, out, outOff, rowStart, rowEnd);
-            }
-        } else if (WIDE_TABLE) {
-            // groups of 8 tokens; a remainder of 1-4 takes the 4-chain body: an expert sees few tokens in a prefill
-            // (about top_k * n / experts, e.g. 8), and an 8-chain pass over 3 tokens would compute 5 for nothing
+        // Tokens in groups of four (the four-token body: each decoded column feeds eight fma chains); a remainder
+        // of one or two tokens runs the one-token body per token, which costs less than a four-token pass that
+        // computes two or three chains for nothing (JMH 768x2048 on Zen 5: 1 token 31 us, 2-4 tokens 73-76 us).
+        // A bigger body (eight tokens: 24 accumulators) spills registers or waits on the fma latency: 4-6% slower
+        // per token than two four-token passes. Every body follows the definition, so the grouping changes no bit.
+        int singles = nTokens % 4 == 3 ? 0 : nTokens % 4, grouped = nTokens - singles;
+        if (grouped > 0) {
             for (int j = tile0; j < tile1; j++) {
-                for (int t = 0; t < nTokens; ) {
-                    int valid = Math.min(8, nTokens - t);
-                    if (valid > 4) {
-                        eightTokens(w, j, valid, x, xOff + t * xStride, xStride, out, outOff + t * outStride, outStride, rowStart, rowEnd);
-                        t += valid;
-                    } else {
-                        fourTokens(w, j, valid, x, xOff + t * xStride, xStride, out, outOff + t * outStride, outStride, rowStart, rowEnd);
-                        t += valid;
-                    }
+                for (int t = 0; t < grouped; t += 4) {
+                    fourTokens(w, j, Math.min(4, grouped - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
+                            outStride, rowStart, rowEnd);
                 }
             }
-        } else {
-            for (int j = tile0; j < tile1; j++) {
-                for (int t = 0; t < nTokens; t += 4) {
-                    fourTokens(w, j, Math.min(4, nTokens - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
-                            outStride, rowStart, rowEnd);
+        }
+        for (int t = grouped; t < nTokens; t++) {
+            int xt = xOff + t * xStride, ot = outOff + t * outStride;
+            for (int j = tile0; j < tile1; j += 4) {
+                if (WIDE_TABLE) {
+                    fourTilesWide(w, j, Math.min(4, tile1 - j), x, xt, out, ot, rowStart, rowEnd);
+                } else {
+                    fourTiles(w, j, Math.min(4, tile1 - j), x, xt, out, ot, rowStart, rowEnd);
                 }
             }
         }
@@ -251,86 +244,9 @@ final class Nvfp4VectorKernel {
     }
 
     /**
-     * Prefill with 16 lanes: tile {@code j} against tokens {@code 0 .. valid-1} (valid in 1..8) from {@code x[xOff]};
-     * each column is decoded once (shift + lookup) and feeds eight fma chains. Unused chains recompute the last
-     * valid token.
-     */
-    private static void eightTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
-                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        MemorySegment seg = w.data();
-        int blocks = w.cols() / BLOCK;
-        long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
-        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
-        int lastX = xOff + (valid - 1) * xStride;
-        int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
-        int x4 = Math.min(x0 + 4 * xStride, lastX), x5 = Math.min(x0 + 5 * xStride, lastX);
-        int x6 = Math.min(x0 + 6 * xStride, lastX), x7 = Math.min(x0 + 7 * xStride, lastX);
-        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
-        for (int b = 0; b < blocks; b++) {
-            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, bs4 = bs0, bs5 = bs0, bs6 = bs0, bs7 = bs0;
-            FloatVector lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0, lo4 = bs0, lo5 = bs0, lo6 = bs0, lo7 = bs0;
-            // all 16 columns of the block: one (constant) shift and one lookup each, then eight fmas
-            IntVector wordLo = IntVector.fromMemorySegment(I, seg, c + 2L * b * wordBytes, LE);
-            IntVector wordHi = IntVector.fromMemorySegment(I, seg, c + (2L * b + 1) * wordBytes, LE);
-            for (int kk = 0; kk < BLOCK; kk++) {
-                if (kk == 8) { // the block's second chain per token (see fourTiles)
-                    lo0 = bs0;
-                    lo1 = bs1;
-                    lo2 = bs2;
-                    lo3 = bs3;
-                    lo4 = bs4;
-                    lo5 = bs5;
-                    lo6 = bs6;
-                    lo7 = bs7;
-                    bs0 = FloatVector.zero(F);
-                    bs1 = bs0;
-                    bs2 = bs0;
-                    bs3 = bs0;
-                    bs4 = bs0;
-                    bs5 = bs0;
-                    bs6 = bs0;
-                    bs7 = bs0;
-                }
-                IntVector word = kk < 8 ? wordLo : wordHi;
-                FloatVector wv = (FloatVector) word.lanewise(VectorOperators.LSHR, 4 * (kk & 7)).selectFrom(TABLE).reinterpretAsFloats();
-                int k = b * BLOCK + kk;
-                bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
-                bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
-                bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
-                bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
-                bs4 = wv.fma(FloatVector.broadcast(F, x[x4 + k]), bs4);
-                bs5 = wv.fma(FloatVector.broadcast(F, x[x5 + k]), bs5);
-                bs6 = wv.fma(FloatVector.broadcast(F, x[x6 + k]), bs6);
-                bs7 = wv.fma(FloatVector.broadcast(F, x[x7 + k]), bs7);
-            }
-            FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
-            a0 = sc.fma(lo0.add(bs0), a0);
-            a1 = sc.fma(lo1.add(bs1), a1);
-            a2 = sc.fma(lo2.add(bs2), a2);
-            a3 = sc.fma(lo3.add(bs3), a3);
-            a4 = sc.fma(lo4.add(bs4), a4);
-            a5 = sc.fma(lo5.add(bs5), a5);
-            a6 = sc.fma(lo6.add(bs6), a6);
-            a7 = sc.fma(lo7.add(bs7), a7);
-        }
-        float scale2 = w.tensorScale();
-        int lastRow = valid - 1, r0 = j * LANES;
-        VectorMask<Float> rows = F.indexInRange(r0 - rowStart, rowEnd - rowStart);
-        int o = outOff + r0;
-        a0.mul(scale2).intoArray(out, o, rows);
-        a1.mul(scale2).intoArray(out, o + Math.min(1, lastRow) * outStride, rows);
-        a2.mul(scale2).intoArray(out, o + Math.min(2, lastRow) * outStride, rows);
-        a3.mul(scale2).intoArray(out, o + Math.min(3, lastRow) * outStride, rows);
-        a4.mul(scale2).intoArray(out, o + Math.min(4, lastRow) * outStride, rows);
-        a5.mul(scale2).intoArray(out, o + Math.min(5, lastRow) * outStride, rows);
-        a6.mul(scale2).intoArray(out, o + Math.min(6, lastRow) * outStride, rows);
-        a7.mul(scale2).intoArray(out, o + Math.min(7, lastRow) * outStride, rows);
-    }
-
-    /**
      * Prefill: tile {@code j} against tokens {@code 0 .. valid-1} from {@code x[xOff]}: each column is decoded once
-     * and used by four fma chains. Unused chains recompute the last valid token.
+     * (both code words of the block at once) and feeds two fma chains per token, the block's columns 0-7 and
+     * 8-15. Unused chains recompute the last valid token.
      */
     private static void fourTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
@@ -342,34 +258,32 @@ final class Nvfp4VectorKernel {
         int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
         for (int b = 0; b < blocks; b++) {
+            // columns i (chains lo) and 8 + i (chains bs) of the block in one iteration: eight independent fma
+            // chains, each in the definition's order (four would wait on the fma latency: 3x slower than 4 x 1 token)
             FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0;
-            for (int half = 0; half < 2; half++) {
-                if (half == 1) {
-                    lo0 = bs0;
-                    lo1 = bs1;
-                    lo2 = bs2;
-                    lo3 = bs3;
-                    bs0 = FloatVector.zero(F);
-                    bs1 = bs0;
-                    bs2 = bs0;
-                    bs3 = bs0;
+            IntVector wordLo = IntVector.fromMemorySegment(I, seg, c + 2L * b * wordBytes, LE);
+            IntVector wordHi = IntVector.fromMemorySegment(I, seg, c + (2L * b + 1) * wordBytes, LE);
+            int k0 = b * BLOCK;
+            for (int i = 0; i < 8; i++) {
+                IntVector il = wordLo.lanewise(VectorOperators.LSHR, 4 * i), ih = wordHi.lanewise(VectorOperators.LSHR, 4 * i);
+                IntVector vl = SPLIT_TABLE ? il.selectFrom(TABLE).blend(il.selectFrom(TABLE_HIGH), il.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                        : il.selectFrom(TABLE);
+                IntVector vh = SPLIT_TABLE ? ih.selectFrom(TABLE).blend(ih.selectFrom(TABLE_HIGH), ih.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                        : ih.selectFrom(TABLE);
+                if (!WIDE_TABLE) { // 8 or 4 entries hold magnitudes: the nibble's sign (bit 3) goes to bit 31
+                    vl = vl.or(wordLo.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
+                    vh = vh.or(wordHi.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
                 }
-                IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
-                int k0 = b * BLOCK + 8 * half;
-                for (int i = 0; i < 8; i++) {
-                    IntVector idx = word.lanewise(VectorOperators.LSHR, 4 * i);
-                    IntVector v = SPLIT_TABLE ? idx.selectFrom(TABLE).blend(idx.selectFrom(TABLE_HIGH), idx.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
-                            : idx.selectFrom(TABLE);
-                    if (!WIDE_TABLE) {
-                        v = v.or(word.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
-                    }
-                    FloatVector wv = (FloatVector) v.reinterpretAsFloats();
-                    int k = k0 + i;
-                    bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
-                    bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
-                    bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
-                    bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
-                }
+                FloatVector wl = (FloatVector) vl.reinterpretAsFloats(), wh = (FloatVector) vh.reinterpretAsFloats();
+                int k = k0 + i;
+                lo0 = wl.fma(FloatVector.broadcast(F, x[x0 + k]), lo0);
+                bs0 = wh.fma(FloatVector.broadcast(F, x[x0 + k + 8]), bs0);
+                lo1 = wl.fma(FloatVector.broadcast(F, x[x1 + k]), lo1);
+                bs1 = wh.fma(FloatVector.broadcast(F, x[x1 + k + 8]), bs1);
+                lo2 = wl.fma(FloatVector.broadcast(F, x[x2 + k]), lo2);
+                bs2 = wh.fma(FloatVector.broadcast(F, x[x2 + k + 8]), bs2);
+                lo3 = wl.fma(FloatVector.broadcast(F, x[x3 + k]), lo3);
+                bs3 = wh.fma(FloatVector.broadcast(F, x[x3 + k + 8]), bs3);
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);

@@ -87,7 +87,7 @@ class KernelMatrixTest {
         Stream.Builder<Arguments> b = Stream.builder();
         for (DenseFormat f : new DenseFormat[]{WeightFormat.F32, WeightFormat.BF16, WeightFormat.F16}) {
             for (int cols : SIZES) {
-                for (int tokens : new int[]{1, 3, 4, 9}) {
+                for (int tokens : new int[]{1, 2, 3, 4, 9, 11}) {
                     b.add(Arguments.of(f, cols, tokens));
                 }
             }

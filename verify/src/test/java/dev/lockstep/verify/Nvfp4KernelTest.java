@@ -77,7 +77,7 @@ class Nvfp4KernelTest {
     static Stream<Arguments> cases() {
         Stream.Builder<Arguments> b = Stream.builder();
         for (int cols : new int[]{16, 32, 48, 272, 1040}) {
-            for (int tokens : new int[]{1, 3, 4, 5, 9}) {
+            for (int tokens : new int[]{1, 2, 3, 4, 5, 6, 9}) {
                 b.add(Arguments.of(cols, tokens));
             }
         }
