@@ -57,14 +57,15 @@ public interface Kernels {
     void softmax(float[] x, int off, int n);
 
     /**
-     * Attention scores against one KV block (layout in {@code KvBlockDescriptor}): for query head {@code h} in
-     * {@code [0, nHeads)} (vector {@code q[qOff + h*headDim ..]}) and slot {@code s} in {@code [0, 16)}:
-     * {@code scores[scoresOff + h*scoresStride + s] = acc}, {@code acc = 0} then for {@code d = 0..headDim-1}
-     * in order {@code acc = fma(q[d], key[d][s], acc)}; keys from {@code keys} at {@code keyHeadOffsetBytes}
-     * ({@code [headDim][16]} floats). Bit-identical across implementations.
+     * Attention scores against {@code nBlocks} KV blocks of one kv head (layout in {@code KvBlockDescriptor}): block
+     * {@code i}'s keys ({@code [headDim][16]} floats) start at {@code keyOffsetsBytes[i]} in {@code keys[i]}; for query
+     * head {@code h} in {@code [0, nHeads)} (vector {@code q[qOff + h*headDim ..]}), block {@code i} and slot {@code s}
+     * in {@code [0, 16)}: {@code scores[scoresOff + h*scoresStride + 16*i + s] = acc}, {@code acc = 0} then for
+     * {@code d = 0..headDim-1} in order {@code acc = fma(q[d], key[d][s], acc)}. Blocks are independent, so an
+     * implementation may run several blocks' chains at once. Bit-identical across implementations.
      */
-    void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
-                         float[] scores, int scoresOff, int scoresStride);
+    void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment[] keys, long[] keyOffsetsBytes,
+                         int nBlocks, float[] scores, int scoresOff, int scoresStride);
 
     /**
      * Weighted sum of the value rows of one KV block, for the {@code nHeads} query heads that share one kv head

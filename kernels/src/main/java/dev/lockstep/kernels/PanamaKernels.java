@@ -437,60 +437,99 @@ public final class PanamaKernels implements Kernels {
     private static final ScalarKernels REFERENCE = new ScalarKernels();
 
     @Override
-    public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
-                                float[] scores, int scoresOff, int scoresStride) {
+    public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment[] keys, long[] keyOffsetsBytes,
+                                int nBlocks, float[] scores, int scoresOff, int scoresStride) {
         if (LANES > BLOCK || BLOCK % LANES != 0) {
-            REFERENCE.attentionScores(q, qOff, nHeads, headDim, keys, keyHeadOffsetBytes, scores, scoresOff, scoresStride);
+            REFERENCE.attentionScores(q, qOff, nHeads, headDim, keys, keyOffsetsBytes, nBlocks, scores, scoresOff, scoresStride);
             return;
         }
-        // Query heads in pairs (two heads share each key load), then one left over for an odd group.
+        // Query heads in pairs (two heads share each key load; one left over for an odd group) against four blocks
+        // at a time: eight independent fma chains (one block alone gives two, which wait on the fma latency).
         for (int h = 0; h < nHeads; h += 2) {
-            attentionKernel(SCORES, q, qOff + h * headDim, h + 1 < nHeads, headDim, keys, keyHeadOffsetBytes, 0L, scores,
-                    scoresOff + h * scoresStride, scoresStride);
+            for (int i = 0; i < nBlocks; i += 4) {
+                int last = Math.min(i + 4, nBlocks) - 1;
+                int i1 = Math.min(i + 1, last), i2 = Math.min(i + 2, last), i3 = Math.min(i + 3, last);
+                scoresKernel(q, qOff + h * headDim, h + 1 < nHeads, headDim,
+                        keys[i], keyOffsetsBytes[i], keys[i1], keyOffsetsBytes[i1], keys[i2], keyOffsetsBytes[i2], keys[i3], keyOffsetsBytes[i3],
+                        scores, scoresOff + h * scoresStride + i * BLOCK, i1 - i, i2 - i, i3 - i, scoresStride);
+            }
         }
     }
 
     @Override
     public void attentionValues(float[] p, int pOff, int pStride, int nHeads, int nSlots, MemorySegment values,
                                 long valueOffsetBytes, long valueRowBytes, float[] out, int outOff, int headDim) {
-        // Four output vectors stay in registers across all slots (one load and one store per block, not per
-        // slot); each out[d] still takes its fmas in slot order, the order Kernels defines. Every query head
-        // of the group reads the same kv-head rows.
+        // Four output vectors per head stay in registers across all slots (one load and one store per block, not
+        // per slot); each out[d] still takes its fmas in slot order, the order Kernels defines. Query heads go in
+        // pairs: both heads' eight chains read each value row once (one head alone: half the loads shared, and
+        // its four chains wait on the fma latency).
         int quad = 4 * LANES;
         int quadBound = headDim - headDim % quad;
-        for (int h = 0; h < nHeads; h++) {
+        for (int h = 0; h < nHeads; h += 2) {
+            boolean two = h + 1 < nHeads;
             int o = outOff + h * headDim;
             int pBase = pOff + h * pStride;
             for (int d = 0; d < quadBound; d += quad) {
-                attentionKernel(VALUES, p, pBase, false, nSlots, values, valueOffsetBytes + 4L * d, valueRowBytes, out, o + d, 0);
+                valuesKernel(p, pBase, two, nSlots, values, valueOffsetBytes + 4L * d, valueRowBytes, out, o + d, headDim, pStride);
             }
-            for (int d = quadBound; d < headDim; d++) {
-                float acc = out[o + d];
-                for (int s = 0; s < nSlots; s++) {
-                    acc = Math.fma(p[pBase + s], values.get(ScalarKernels.F32_NATIVE, valueOffsetBytes + s * valueRowBytes + 4L * d), acc);
+            for (int hh = h; hh < Math.min(h + 2, nHeads); hh++) {
+                int oh = outOff + hh * headDim, ph = pOff + hh * pStride;
+                for (int d = quadBound; d < headDim; d++) {
+                    float acc = out[oh + d];
+                    for (int s = 0; s < nSlots; s++) {
+                        acc = Math.fma(p[ph + s], values.get(ScalarKernels.F32_NATIVE, valueOffsetBytes + s * valueRowBytes + 4L * d), acc);
+                    }
+                    out[oh + d] = acc;
                 }
-                out[o + d] = acc;
             }
         }
     }
 
-    private static final int SCORES = 0;
-    private static final int VALUES = 1;
-
     /**
-     * The attention bodies in one method, larger than C2's FreqInlineSize so it is never inlined (see the row
-     * kernels' note).
-     * <ul>
-     *   <li>SCORES: one or two ({@code two}) query heads at {@code a[aOff]} (head dim {@code n}) against the key block
-     *       at {@code base} ({@code [n][16]} floats): {@code out[outOff + g]} (and {@code out[outOff + outStride + g]})
-     *       for the 16 slots g.</li>
-     *   <li>VALUES: 4 vectors of output dims at {@code out[outOff]} += sum over the {@code n} slots s, in order, of
-     *       {@code a[aOff + s] * value row s} (rows {@code rowBytes} apart from {@code base}).</li>
-     * </ul>
+     * Value sums of one or two ({@code two}) query heads, in one method larger than C2's FreqInlineSize so it is
+     * never inlined (see the row kernels' note): 4 vectors of output dims at {@code out[outOff]} += sum over the
+     * {@code n} slots s, in order, of {@code p[pOff + s] * value row s} (rows {@code rowBytes} apart from
+     * {@code base}); with {@code two}, the same for the second head at {@code out[outOff + outStride]} with weights
+     * at {@code p[pOff + pStride]}, from the same row loads.
      */
-    private static void attentionKernel(int mode, float[] a, int aOff, boolean two, int n, MemorySegment seg, long base,
-                                        long rowBytes, float[] out, int outOff, int outStride) {
-        if (mode == VALUES) {
+    private static void valuesKernel(float[] a, int aOff, boolean two, int n, MemorySegment seg, long base,
+                                     long rowBytes, float[] out, int outOff, int outStride, int aStride) {
+        if (two) {
+            int o1 = outOff + outStride, a1Off = aOff + aStride;
+            FloatVector a0 = FloatVector.fromArray(F, out, outOff);
+            FloatVector a1 = FloatVector.fromArray(F, out, outOff + LANES);
+            FloatVector a2 = FloatVector.fromArray(F, out, outOff + 2 * LANES);
+            FloatVector a3 = FloatVector.fromArray(F, out, outOff + 3 * LANES);
+            FloatVector b0 = FloatVector.fromArray(F, out, o1);
+            FloatVector b1 = FloatVector.fromArray(F, out, o1 + LANES);
+            FloatVector b2 = FloatVector.fromArray(F, out, o1 + 2 * LANES);
+            FloatVector b3 = FloatVector.fromArray(F, out, o1 + 3 * LANES);
+            long l1 = 4L * LANES, l2 = 2 * l1, l3 = 3 * l1;
+            for (int s = 0; s < n; s++) {
+                long row = base + s * rowBytes;
+                FloatVector w = FloatVector.broadcast(F, a[aOff + s]), u = FloatVector.broadcast(F, a[a1Off + s]);
+                FloatVector v0 = FloatVector.fromMemorySegment(F, seg, row, NATIVE);
+                FloatVector v1 = FloatVector.fromMemorySegment(F, seg, row + l1, NATIVE);
+                FloatVector v2 = FloatVector.fromMemorySegment(F, seg, row + l2, NATIVE);
+                FloatVector v3 = FloatVector.fromMemorySegment(F, seg, row + l3, NATIVE);
+                a0 = w.fma(v0, a0);
+                b0 = u.fma(v0, b0);
+                a1 = w.fma(v1, a1);
+                b1 = u.fma(v1, b1);
+                a2 = w.fma(v2, a2);
+                b2 = u.fma(v2, b2);
+                a3 = w.fma(v3, a3);
+                b3 = u.fma(v3, b3);
+            }
+            a0.intoArray(out, outOff);
+            a1.intoArray(out, outOff + LANES);
+            a2.intoArray(out, outOff + 2 * LANES);
+            a3.intoArray(out, outOff + 3 * LANES);
+            b0.intoArray(out, o1);
+            b1.intoArray(out, o1 + LANES);
+            b2.intoArray(out, o1 + 2 * LANES);
+            b3.intoArray(out, o1 + 3 * LANES);
+        } else {
             FloatVector a0 = FloatVector.fromArray(F, out, outOff);
             FloatVector a1 = FloatVector.fromArray(F, out, outOff + LANES);
             FloatVector a2 = FloatVector.fromArray(F, out, outOff + 2 * LANES);
@@ -508,27 +547,62 @@ public final class PanamaKernels implements Kernels {
             a1.intoArray(out, outOff + LANES);
             a2.intoArray(out, outOff + 2 * LANES);
             a3.intoArray(out, outOff + 3 * LANES);
-            return;
         }
+    }
+
+    /**
+     * Scores of one or two ({@code two}) query heads at {@code q[q0]} (head dim {@code n}) against four key blocks
+     * ({@code [n][16]} floats at {@code s0/b0 .. s3/b3}; a repeated block recomputes the same values): block
+     * {@code k}'s slots go to {@code out[outOff + 16*dk + g]} ({@code dk} = 0, {@code d1}, {@code d2}, {@code d3}), the
+     * second head's {@code outStride} further. Per (head, block, slot) one fma chain over d in order: eight chains.
+     */
+    private static void scoresKernel(float[] q, int q0, boolean two, int n, MemorySegment s0, long b0, MemorySegment s1, long b1,
+                                     MemorySegment s2, long b2, MemorySegment s3, long b3, float[] out, int outOff,
+                                     int d1, int d2, int d3, int outStride) {
         long keyRowBytes = 4L * BLOCK;
-        int q0 = aOff, q1 = aOff + n;
+        int q1 = q0 + n, o1 = outOff + BLOCK * d1, o2 = outOff + BLOCK * d2, o3 = outOff + BLOCK * d3;
         for (int g = 0; g < BLOCK; g += LANES) {
-            long kb = base + 4L * g;
+            long gb = 4L * g;
             if (two) {
-                FloatVector a0 = FloatVector.zero(F), a1 = a0;
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0, c0 = a0, c1 = a0, c2 = a0, c3 = a0;
                 for (int d = 0; d < n; d++) {
-                    FloatVector k = FloatVector.fromMemorySegment(F, seg, kb + d * keyRowBytes, NATIVE);
-                    a0 = FloatVector.broadcast(F, a[q0 + d]).fma(k, a0);
-                    a1 = FloatVector.broadcast(F, a[q1 + d]).fma(k, a1);
+                    long r = gb + d * keyRowBytes;
+                    FloatVector k0 = FloatVector.fromMemorySegment(F, s0, b0 + r, NATIVE);
+                    FloatVector k1 = FloatVector.fromMemorySegment(F, s1, b1 + r, NATIVE);
+                    FloatVector k2 = FloatVector.fromMemorySegment(F, s2, b2 + r, NATIVE);
+                    FloatVector k3 = FloatVector.fromMemorySegment(F, s3, b3 + r, NATIVE);
+                    FloatVector x = FloatVector.broadcast(F, q[q0 + d]), y = FloatVector.broadcast(F, q[q1 + d]);
+                    a0 = x.fma(k0, a0);
+                    c0 = y.fma(k0, c0);
+                    a1 = x.fma(k1, a1);
+                    c1 = y.fma(k1, c1);
+                    a2 = x.fma(k2, a2);
+                    c2 = y.fma(k2, c2);
+                    a3 = x.fma(k3, a3);
+                    c3 = y.fma(k3, c3);
                 }
                 a0.intoArray(out, outOff + g);
-                a1.intoArray(out, outOff + outStride + g);
+                a1.intoArray(out, o1 + g);
+                a2.intoArray(out, o2 + g);
+                a3.intoArray(out, o3 + g);
+                c0.intoArray(out, outOff + outStride + g);
+                c1.intoArray(out, o1 + outStride + g);
+                c2.intoArray(out, o2 + outStride + g);
+                c3.intoArray(out, o3 + outStride + g);
             } else {
-                FloatVector a0 = FloatVector.zero(F);
+                FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
                 for (int d = 0; d < n; d++) {
-                    a0 = FloatVector.broadcast(F, a[q0 + d]).fma(FloatVector.fromMemorySegment(F, seg, kb + d * keyRowBytes, NATIVE), a0);
+                    long r = gb + d * keyRowBytes;
+                    FloatVector x = FloatVector.broadcast(F, q[q0 + d]);
+                    a0 = x.fma(FloatVector.fromMemorySegment(F, s0, b0 + r, NATIVE), a0);
+                    a1 = x.fma(FloatVector.fromMemorySegment(F, s1, b1 + r, NATIVE), a1);
+                    a2 = x.fma(FloatVector.fromMemorySegment(F, s2, b2 + r, NATIVE), a2);
+                    a3 = x.fma(FloatVector.fromMemorySegment(F, s3, b3 + r, NATIVE), a3);
                 }
                 a0.intoArray(out, outOff + g);
+                a1.intoArray(out, o1 + g);
+                a2.intoArray(out, o2 + g);
+                a3.intoArray(out, o3 + g);
             }
         }
     }

@@ -80,16 +80,19 @@ public final class ScalarKernels implements Kernels {
     }
 
     @Override
-    public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment keys, long keyHeadOffsetBytes,
-                                float[] scores, int scoresOff, int scoresStride) {
-        long base = keyHeadOffsetBytes >> 2;
-        for (int h = 0; h < nHeads; h++) {
-            for (int s = 0; s < dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS; s++) {
-                float acc = 0f;
-                for (int d = 0; d < headDim; d++) {
-                    acc = Math.fma(q[qOff + h * headDim + d], keys.getAtIndex(F32_NATIVE, base + (long) d * 16 + s), acc);
+    public void attentionScores(float[] q, int qOff, int nHeads, int headDim, MemorySegment[] keys, long[] keyOffsetsBytes,
+                                int nBlocks, float[] scores, int scoresOff, int scoresStride) {
+        int block = dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS;
+        for (int i = 0; i < nBlocks; i++) {
+            long base = keyOffsetsBytes[i] >> 2;
+            for (int h = 0; h < nHeads; h++) {
+                for (int s = 0; s < block; s++) {
+                    float acc = 0f;
+                    for (int d = 0; d < headDim; d++) {
+                        acc = Math.fma(q[qOff + h * headDim + d], keys[i].getAtIndex(F32_NATIVE, base + (long) d * block + s), acc);
+                    }
+                    scores[scoresOff + h * scoresStride + i * block + s] = acc;
                 }
-                scores[scoresOff + h * scoresStride + s] = acc;
             }
         }
     }

@@ -364,8 +364,35 @@ class KernelMatrixTest {
             }
             for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
                 float[] scores = new float[expected.length];
-                k.attentionScores(q, 2, heads, headDim, keys, keyHead, scores, 1, stride);
+                k.attentionScores(q, 2, heads, headDim, new MemorySegment[]{keys}, new long[]{keyHead}, 1, scores, 1, stride);
                 assertArrayEquals(expected, scores, k.name() + " scores");
+            }
+            // 1-9 blocks, each in its own segment at its own offset (pages of a pool): four at a time, then the rest
+            for (int nBlocks : new int[]{2, 3, 4, 5, 9}) {
+                MemorySegment[] blockKeys = new MemorySegment[nBlocks];
+                long[] offsets = new long[nBlocks];
+                int blockStride = nBlocks * block;
+                float[] expectedBlocks = new float[heads * blockStride + 1];
+                for (int i = 0; i < nBlocks; i++) {
+                    offsets[i] = 64L * (i % 3) + keyHead;
+                    blockKeys[i] = arena.allocate(offsets[i] + KvBlockDescriptor.blockBytes(kvHeads, headDim), 64);
+                    float[] kb = random(headDim * block, 31 * i + heads);
+                    MemorySegment.copy(kb, 0, blockKeys[i], ValueLayout.JAVA_FLOAT, offsets[i], headDim * block);
+                    for (int h = 0; h < heads; h++) {
+                        for (int slot = 0; slot < block; slot++) {
+                            float acc = 0f;
+                            for (int d = 0; d < headDim; d++) {
+                                acc = Math.fma(q[2 + h * headDim + d], kb[d * block + slot], acc);
+                            }
+                            expectedBlocks[1 + h * blockStride + i * block + slot] = acc;
+                        }
+                    }
+                }
+                for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
+                    float[] scores = new float[expectedBlocks.length];
+                    k.attentionScores(q, 2, heads, headDim, blockKeys, offsets, nBlocks, scores, 1, blockStride);
+                    assertArrayEquals(expectedBlocks, scores, k.name() + " scores, " + nBlocks + " blocks");
+                }
             }
             long valueHead = KvBlockDescriptor.valueOffsetBytes(kvHeads, headDim, 0, 1, 0);
             long rowBytes = (long) kvHeads * headDim * Float.BYTES;

@@ -53,10 +53,14 @@ public final class AttentionBlock {
     public static final class Scratch {
         float[] q = new float[0], k = new float[0], v = new float[0], context = new float[0];
         float[][] scores = new float[0][];
+        /** Per worker: the key block (segment, offset) of each block of the context being attended. */
+        MemorySegment[][] keyBlocks = new MemorySegment[0][];
+        long[][] keyOffsetsBytes = new long[0][];
         final Call call = new Call();
 
         public void ensure(int nTokens, int qDim, int kvDim, int threads, int group, int positions) {
-            positions = group * KvBlockDescriptor.blocksFor(positions) * KvBlockDescriptor.BLOCK_TOKENS;
+            int blocks = KvBlockDescriptor.blocksFor(positions);
+            positions = group * blocks * KvBlockDescriptor.BLOCK_TOKENS;
             if (q.length < nTokens * qDim) {
                 q = new float[nTokens * qDim];
                 context = new float[nTokens * qDim];
@@ -67,6 +71,10 @@ public final class AttentionBlock {
             }
             if (scores.length < threads || scores[0].length < positions) {
                 scores = new float[threads][positions];
+            }
+            if (keyBlocks.length < threads || keyBlocks[0].length < blocks) {
+                keyBlocks = new MemorySegment[threads][blocks];
+                keyOffsetsBytes = new long[threads][blocks];
             }
         }
     }
@@ -267,15 +275,13 @@ public final class AttentionBlock {
             int qOff = t * qDim + kvh * group * headDim;
             long keyHead = KvBlockDescriptor.keyHeadOffsetBytes(headDim, kvh);
             long valueHead = KvBlockDescriptor.valueOffsetBytes(nKvHeads, headDim, 0, kvh, 0);
+            MemorySegment[] keys = s.keyBlocks[worker];
+            long[] keyOffsets = s.keyOffsetsBytes[worker];
             for (int b = 0; b < blocks; b++) {
-                MemorySegment keys = cache.keyBlock(layer, b);
-                long keyOff = cache.keyBlockOffsetBytes(layer, b) + keyHead;
-                for (int g = 0; g < group; g += 2) {
-                    int heads = Math.min(2, group - g);
-                    kn.attentionScores(s.q, qOff + g * headDim, heads, headDim, keys, keyOff, scores,
-                            g * stride + b * KvBlockDescriptor.BLOCK_TOKENS, stride);
-                }
+                keys[b] = cache.keyBlock(layer, b);
+                keyOffsets[b] = cache.keyBlockOffsetBytes(layer, b) + keyHead;
             }
+            kn.attentionScores(s.q, qOff, group, headDim, keys, keyOffsets, blocks, scores, 0, stride);
             for (int g = 0; g < group; g++) {
                 int o = g * stride;
                 for (int k = 0; k < len; k++) {
