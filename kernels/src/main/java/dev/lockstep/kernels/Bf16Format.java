@@ -53,6 +53,6 @@ public final class Bf16Format extends DenseFormat {
 
     @Override
     public String vectorKernel() {
-        return "bf16 tiled: shift/mask widen + fma, 4 tiles (decode) or 8 tokens (prefill) per pass";
+        return "bf16 tiled: shift/mask widen + fma, 4 tiles (one token) or 8 tokens (several; a remainder of 1-3 runs the one-token pass) per pass";
     }
 }

@@ -24,7 +24,7 @@ import java.nio.ByteOrder;
  * {@code vpermd} does in hardware), so the lookup itself keeps the low 4 (or 3) bits. E4M3 scale decode: the byte shifted left by 20 read as float32, times 2^120
  * (exact, see {@link E4M3}).
  *
- * <p>Vector code lives only in the two large body methods (never inlined, no vector crosses a call), as in
+ * <p>Vector code lives only in the large body methods (never inlined, no vector crosses a call), as in
  * {@link PanamaKernels}.
  */
 final class Nvfp4VectorKernel {
