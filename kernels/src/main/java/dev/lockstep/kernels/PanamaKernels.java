@@ -217,7 +217,7 @@ public final class PanamaKernels implements Kernels {
 
     /**
      * Several tokens: per tile, groups of 8 tokens (eight fma chains, one weight load per 8 tokens); a remainder of
-     * one to three tokens runs the one-token kernel per token instead. An eight-token pass costs the same for 2
+     * one to three tokens runs a two-token pass (four tiles, eight chains) and/or the one-token kernel instead. An eight-token pass costs the same for 2
      * valid tokens as for 8 (its chains wait on the fma latency, not on the tokens), about 3.7 one-token passes
      * (JMH 768x2048, Zen 5: 1 token 31 us, 2-8 tokens 113-116 us); an MoE expert in a batched decode step often
      * sees two or three tokens. Both kernels follow the same definition: the grouping changes no bit.
@@ -234,9 +234,60 @@ public final class PanamaKernels implements Kernels {
                 }
             }
         }
-        for (int t = grouped; t < nTokens; t++) {
+        int t = grouped;
+        if (nTokens - t >= 2 && (w.cols() & 1) == 0) {
+            for (int j = tile0; j < tile1; j += 2) {
+                matmulTwoTokens(w, j, Math.min(2, tile1 - j), x, xOff + t * xStride, xOff + (t + 1) * xStride, out,
+                        outOff + t * outStride, outOff + (t + 1) * outStride, rowStart, rowEnd);
+            }
+            t += 2;
+        }
+        for (; t < nTokens; t++) {
             matvecTiledBf16(w, x, xOff + t * xStride, out, outOff + t * outStride, rowStart, rowEnd);
         }
+    }
+
+    /**
+     * Tiles {@code j .. j+valid-1} (valid in 1..2; an unused chain recomputes the last valid tile) against two tokens
+     * ({@code x[xa..]} into {@code out[oa..]}, {@code x[xb..]} into {@code out[ob..]}): four fma chains, each
+     * weight word loaded and widened once for both tokens. Even column counts only. Four tiles (eight chains) or
+     * the odd column's code make this body too large for C1 ("out of virtual registers"; the JVM then keeps a tier-2 compile that runs the
+     * Vector API's allocating fallback for good, 370x slower), so odd widths take the one-token kernel.
+     */
+    private static void matmulTwoTokens(WeightMatrix w, int j, int valid, float[] x, int xa, int xb, float[] out, int oa, int ob,
+                                        int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int pairs = w.cols() / 2;
+        long pairBytes = 4L * LANES;
+        int t1 = Math.min(j + 1, j + valid - 1);
+        long b0 = w.tileOffsetBytes(j), b1 = w.tileOffsetBytes(t1);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, c0 = a0, c1 = a0;
+        for (int p = 0; p < pairs; p++) {
+            long o = p * pairBytes;
+            int k = 2 * p;
+            FloatVector x0 = FloatVector.broadcast(F, x[xa + k]), x1 = FloatVector.broadcast(F, x[xa + k + 1]);
+            FloatVector y0 = FloatVector.broadcast(F, x[xb + k]), y1 = FloatVector.broadcast(F, x[xb + k + 1]);
+            IntVector w0 = IntVector.fromMemorySegment(I, seg, b0 + o, LE);
+            IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
+            FloatVector lo0 = (FloatVector) w0.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            FloatVector lo1 = (FloatVector) w1.lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats();
+            a0 = lo0.fma(x0, a0);
+            c0 = lo0.fma(y0, c0);
+            a1 = lo1.fma(x0, a1);
+            c1 = lo1.fma(y0, c1);
+            FloatVector hi0 = (FloatVector) w0.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats();
+            FloatVector hi1 = (FloatVector) w1.lanewise(VectorOperators.AND, 0xffff0000).reinterpretAsFloats();
+            a0 = hi0.fma(x1, a0);
+            c0 = hi0.fma(y1, c0);
+            a1 = hi1.fma(x1, a1);
+            c1 = hi1.fma(y1, c1);
+        }
+        int span = rowEnd - rowStart;
+        VectorMask<Float> m0 = F.indexInRange(j * LANES - rowStart, span), m1 = F.indexInRange(t1 * LANES - rowStart, span);
+        a0.intoArray(out, oa + j * LANES, m0);
+        a1.intoArray(out, oa + t1 * LANES, m1);
+        c0.intoArray(out, ob + j * LANES, m0);
+        c1.intoArray(out, ob + t1 * LANES, m1);
     }
 
     /**
