@@ -84,18 +84,22 @@ public final class PanamaKernels implements Kernels {
         int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
         for (int t = 0; t < nTokens; t++) {
             for (int j = tile0; j < tile1; j += TILE) {
-                denseFourTiles(mode, w, j, Math.min(TILE, tile1 - j), x, xOff + t * xStride, out, outOff + t * outStride, rowStart, rowEnd);
+                if (mode == DENSE_F32) {
+                    denseF32FourTiles(w, j, Math.min(TILE, tile1 - j), x, xOff + t * xStride, out, outOff + t * outStride, rowStart, rowEnd);
+                } else {
+                    denseF16FourTiles(w, j, Math.min(TILE, tile1 - j), x, xOff + t * xStride, out, outOff + t * outStride, rowStart, rowEnd);
+                }
             }
         }
     }
 
     /**
-     * Tiles {@code j .. j+valid-1} of an F32 ({@code mode} DENSE_F32: one float per lane word) or F16 matrix (two
-     * halves per word, widened as {@link F16Format} describes) against one token; unused chains recompute the last
-     * valid tile (see matvecFourTiles).
+     * Tiles {@code j .. j+valid-1} of an F32 matrix (one float per lane word) against one token; unused chains
+     * recompute the last valid tile (see matvecFourTiles). F32 and F16 have a body each: in one method with a mode
+     * switch the body was too large for C1's tier 3 (KernelBodiesCompileAtC1Test).
      */
-    private static void denseFourTiles(int mode, WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
-                                       int rowStart, int rowEnd) {
+    private static void denseF32FourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
+                                          int rowStart, int rowEnd) {
         MemorySegment seg = w.data();
         int cols = w.cols();
         long wordBytes = 4L * LANES;
@@ -103,44 +107,61 @@ public final class PanamaKernels implements Kernels {
         long b0 = w.tileOffsetBytes(j), b1 = w.tileOffsetBytes(Math.min(j + 1, last));
         long b2 = w.tileOffsetBytes(Math.min(j + 2, last)), b3 = w.tileOffsetBytes(Math.min(j + 3, last));
         FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
-        if (mode == DENSE_F32) {
-            for (int k = 0; k < cols; k++) {
-                long o = k * wordBytes;
-                FloatVector xv = FloatVector.broadcast(F, x[xOff + k]);
-                a0 = FloatVector.fromMemorySegment(F, seg, b0 + o, LE).fma(xv, a0);
-                a1 = FloatVector.fromMemorySegment(F, seg, b1 + o, LE).fma(xv, a1);
-                a2 = FloatVector.fromMemorySegment(F, seg, b2 + o, LE).fma(xv, a2);
-                a3 = FloatVector.fromMemorySegment(F, seg, b3 + o, LE).fma(xv, a3);
-            }
-        } else {
-            for (int k = 0; k < cols; k += 2) {
-                long o = (k >> 1) * wordBytes;
-                boolean pair = k + 1 < cols;
-                FloatVector x0 = FloatVector.broadcast(F, x[xOff + k]);
-                FloatVector x1 = FloatVector.broadcast(F, pair ? x[xOff + k + 1] : 0f);
-                IntVector w0 = IntVector.fromMemorySegment(I, seg, b0 + o, LE);
-                IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
-                IntVector w2 = IntVector.fromMemorySegment(I, seg, b2 + o, LE);
-                IntVector w3 = IntVector.fromMemorySegment(I, seg, b3 + o, LE);
-                // low half: magnitude << 13 | sign << 16; high half: magnitude >> 3 | sign; then x 2^112 (exact)
-                a0 = ((FloatVector) w0.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
-                        .or(w0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a0);
-                a1 = ((FloatVector) w1.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
-                        .or(w1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a1);
-                a2 = ((FloatVector) w2.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
-                        .or(w2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a2);
-                a3 = ((FloatVector) w3.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
-                        .or(w3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a3);
-                if (pair) {
-                    a0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
-                            .or(w0.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a0);
-                    a1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
-                            .or(w1.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a1);
-                    a2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
-                            .or(w2.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a2);
-                    a3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
-                            .or(w3.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a3);
-                }
+        for (int k = 0; k < cols; k++) {
+            long o = k * wordBytes;
+            FloatVector xv = FloatVector.broadcast(F, x[xOff + k]);
+            a0 = FloatVector.fromMemorySegment(F, seg, b0 + o, LE).fma(xv, a0);
+            a1 = FloatVector.fromMemorySegment(F, seg, b1 + o, LE).fma(xv, a1);
+            a2 = FloatVector.fromMemorySegment(F, seg, b2 + o, LE).fma(xv, a2);
+            a3 = FloatVector.fromMemorySegment(F, seg, b3 + o, LE).fma(xv, a3);
+        }
+        int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last), span = rowEnd - rowStart;
+        a0.intoArray(out, outOff + j * LANES, F.indexInRange(j * LANES - rowStart, span));
+        a1.intoArray(out, outOff + t1 * LANES, F.indexInRange(t1 * LANES - rowStart, span));
+        a2.intoArray(out, outOff + t2 * LANES, F.indexInRange(t2 * LANES - rowStart, span));
+        a3.intoArray(out, outOff + t3 * LANES, F.indexInRange(t3 * LANES - rowStart, span));
+    }
+
+    /**
+     * Tiles {@code j .. j+valid-1} of an F16 matrix (two halves per lane word, widened as {@link F16Format}
+     * describes) against one token; unused chains recompute the last valid tile.
+     */
+    private static void denseF16FourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
+                                          int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int cols = w.cols();
+        long wordBytes = 4L * LANES;
+        int last = j + valid - 1;
+        long b0 = w.tileOffsetBytes(j), b1 = w.tileOffsetBytes(Math.min(j + 1, last));
+        long b2 = w.tileOffsetBytes(Math.min(j + 2, last)), b3 = w.tileOffsetBytes(Math.min(j + 3, last));
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int k = 0; k < cols; k += 2) {
+            long o = (k >> 1) * wordBytes;
+            boolean pair = k + 1 < cols;
+            FloatVector x0 = FloatVector.broadcast(F, x[xOff + k]);
+            FloatVector x1 = FloatVector.broadcast(F, pair ? x[xOff + k + 1] : 0f);
+            IntVector w0 = IntVector.fromMemorySegment(I, seg, b0 + o, LE);
+            IntVector w1 = IntVector.fromMemorySegment(I, seg, b1 + o, LE);
+            IntVector w2 = IntVector.fromMemorySegment(I, seg, b2 + o, LE);
+            IntVector w3 = IntVector.fromMemorySegment(I, seg, b3 + o, LE);
+            // low half: magnitude << 13 | sign << 16; high half: magnitude >> 3 | sign; then x 2^112 (exact)
+            a0 = ((FloatVector) w0.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
+                    .or(w0.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a0);
+            a1 = ((FloatVector) w1.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
+                    .or(w1.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a1);
+            a2 = ((FloatVector) w2.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
+                    .or(w2.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a2);
+            a3 = ((FloatVector) w3.lanewise(VectorOperators.LSHL, 13).lanewise(VectorOperators.AND, 0x0fffe000)
+                    .or(w3.lanewise(VectorOperators.LSHL, 16).lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x0, a3);
+            if (pair) {
+                a0 = ((FloatVector) w0.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
+                        .or(w0.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a0);
+                a1 = ((FloatVector) w1.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
+                        .or(w1.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a1);
+                a2 = ((FloatVector) w2.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
+                        .or(w2.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a2);
+                a3 = ((FloatVector) w3.lanewise(VectorOperators.LSHR, 3).lanewise(VectorOperators.AND, 0x0fffe000)
+                        .or(w3.lanewise(VectorOperators.AND, 0x80000000)).reinterpretAsFloats()).mul(0x1p112f).fma(x1, a3);
             }
         }
         int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last), span = rowEnd - rowStart;
