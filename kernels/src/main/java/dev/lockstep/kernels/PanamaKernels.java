@@ -238,10 +238,11 @@ public final class PanamaKernels implements Kernels {
 
     /**
      * Several tokens: per tile, groups of 8 tokens (eight fma chains, one weight load per 8 tokens); a remainder of
-     * one to three tokens runs a two-token pass (four tiles, eight chains) and/or the one-token kernel instead. An eight-token pass costs the same for 2
-     * valid tokens as for 8 (its chains wait on the fma latency, not on the tokens), about 3.7 one-token passes
-     * (JMH 768x2048, Zen 5: 1 token 31 us, 2-8 tokens 113-116 us); an MoE expert in a batched decode step often
-     * sees two or three tokens. Both kernels follow the same definition: the grouping changes no bit.
+     * one to three tokens runs a two-token pass and/or the one-token kernel instead. An eight-token pass costs the
+     * same for 2 valid tokens as for 8 (its chains wait on the fma latency, not on the tokens), about 3.7 one-token
+     * passes (JMH 768x2048, Zen 5: 1 token 31 us, 2-8 tokens 113-116 us, the two-token pass 46 us); an MoE expert
+     * in a batched decode step often sees two or three tokens. Every kernel follows the same definition: the
+     * grouping changes no bit.
      */
     private static void matmulTiledBf16(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
                                         float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
@@ -272,8 +273,9 @@ public final class PanamaKernels implements Kernels {
      * Tiles {@code j .. j+valid-1} (valid in 1..2; an unused chain recomputes the last valid tile) against two tokens
      * ({@code x[xa..]} into {@code out[oa..]}, {@code x[xb..]} into {@code out[ob..]}): four fma chains, each
      * weight word loaded and widened once for both tokens. Even column counts only. Four tiles (eight chains) or
-     * the odd column's code make this body too large for C1 ("out of virtual registers"; the JVM then keeps a tier-2 compile that runs the
-     * Vector API's allocating fallback for good, 370x slower), so odd widths take the one-token kernel.
+     * the odd column's code make this body too large for C1 ("out of virtual registers"; the JVM may then keep a
+     * tier-2 compile that runs the Vector API's allocating fallback for good, 370x slower; see
+     * KernelBodiesCompileAtC1Test), so odd widths take the one-token kernel.
      */
     private static void matmulTwoTokens(WeightMatrix w, int j, int valid, float[] x, int xa, int xb, float[] out, int oa, int ob,
                                         int rowStart, int rowEnd) {
@@ -564,10 +566,10 @@ public final class PanamaKernels implements Kernels {
      * {@code base}); with {@code two}, the same for the second head at {@code out[outOff + outStride]} with weights
      * at {@code p[pOff + pStride]}, from the same row loads.
      */
-    private static void valuesKernel(float[] a, int aOff, boolean two, int n, MemorySegment seg, long base,
-                                     long rowBytes, float[] out, int outOff, int outStride, int aStride) {
+    private static void valuesKernel(float[] p, int pOff, boolean two, int n, MemorySegment seg, long base,
+                                     long rowBytes, float[] out, int outOff, int outStride, int pStride) {
         if (two) {
-            int o1 = outOff + outStride, a1Off = aOff + aStride;
+            int o1 = outOff + outStride, p1 = pOff + pStride;
             FloatVector a0 = FloatVector.fromArray(F, out, outOff);
             FloatVector a1 = FloatVector.fromArray(F, out, outOff + LANES);
             FloatVector a2 = FloatVector.fromArray(F, out, outOff + 2 * LANES);
@@ -579,7 +581,7 @@ public final class PanamaKernels implements Kernels {
             long l1 = 4L * LANES, l2 = 2 * l1, l3 = 3 * l1;
             for (int s = 0; s < n; s++) {
                 long row = base + s * rowBytes;
-                FloatVector w = FloatVector.broadcast(F, a[aOff + s]), u = FloatVector.broadcast(F, a[a1Off + s]);
+                FloatVector w = FloatVector.broadcast(F, p[pOff + s]), u = FloatVector.broadcast(F, p[p1 + s]);
                 FloatVector v0 = FloatVector.fromMemorySegment(F, seg, row, NATIVE);
                 FloatVector v1 = FloatVector.fromMemorySegment(F, seg, row + l1, NATIVE);
                 FloatVector v2 = FloatVector.fromMemorySegment(F, seg, row + l2, NATIVE);
@@ -609,7 +611,7 @@ public final class PanamaKernels implements Kernels {
             long l1 = 4L * LANES, l2 = 2 * l1, l3 = 3 * l1;
             for (int s = 0; s < n; s++) {
                 long row = base + s * rowBytes;
-                FloatVector w = FloatVector.broadcast(F, a[aOff + s]);
+                FloatVector w = FloatVector.broadcast(F, p[pOff + s]);
                 a0 = w.fma(FloatVector.fromMemorySegment(F, seg, row, NATIVE), a0);
                 a1 = w.fma(FloatVector.fromMemorySegment(F, seg, row + l1, NATIVE), a1);
                 a2 = w.fma(FloatVector.fromMemorySegment(F, seg, row + l2, NATIVE), a2);
