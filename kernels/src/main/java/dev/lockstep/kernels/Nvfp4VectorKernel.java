@@ -68,12 +68,18 @@ final class Nvfp4VectorKernel {
         // computes two or three chains for nothing (JMH 768x2048 on Zen 5: 1 token 31 us, 2-4 tokens 73-76 us).
         // A bigger body (eight tokens: 24 accumulators) spills registers or waits on the fma latency: 4-6% slower
         // per token than two four-token passes. Every body follows the definition, so the grouping changes no bit.
-        int singles = nTokens % 4 == 3 ? 0 : nTokens % 4, grouped = nTokens - singles;
+        // With 8 or 4 lanes a remainder of three also takes the one-token body (-XX:UseAVX=2: 3 x 121 us vs 510 us).
+        int singles = nTokens % 4 == 3 && WIDE_TABLE ? 0 : nTokens % 4, grouped = nTokens - singles;
         if (grouped > 0) {
             for (int j = tile0; j < tile1; j++) {
                 for (int t = 0; t < grouped; t += 4) {
-                    fourTokens(w, j, Math.min(4, grouped - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
-                            outStride, rowStart, rowEnd);
+                    if (WIDE_TABLE) {
+                        fourTokensWide(w, j, Math.min(4, grouped - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
+                                outStride, rowStart, rowEnd);
+                    } else {
+                        fourTokens(w, j, Math.min(4, grouped - t), x, xOff + t * xStride, xStride, out, outOff + t * outStride,
+                                outStride, rowStart, rowEnd);
+                    }
                 }
             }
         }
@@ -244,11 +250,12 @@ final class Nvfp4VectorKernel {
     }
 
     /**
-     * Prefill: tile {@code j} against tokens {@code 0 .. valid-1} from {@code x[xOff]}: each column is decoded once
-     * (both code words of the block at once) and feeds two fma chains per token, the block's columns 0-7 and
-     * 8-15. Unused chains recompute the last valid token.
+     * Prefill with 16 lanes: tile {@code j} against tokens {@code 0 .. valid-1} from {@code x[xOff]}: each column is
+     * decoded once (both code words of the block at once) and feeds two fma chains per token, the block's columns
+     * 0-7 and 8-15, interleaved: eight chains. (With 8 lanes and AVX2's 16 registers this body spills: 2.2x slower
+     * than {@link #fourTokens} under {@code -XX:UseAVX=2}.)
      */
-    private static void fourTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
+    private static void fourTokensWide(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
@@ -265,16 +272,8 @@ final class Nvfp4VectorKernel {
             IntVector wordHi = IntVector.fromMemorySegment(I, seg, c + (2L * b + 1) * wordBytes, LE);
             int k0 = b * BLOCK;
             for (int i = 0; i < 8; i++) {
-                IntVector il = wordLo.lanewise(VectorOperators.LSHR, 4 * i), ih = wordHi.lanewise(VectorOperators.LSHR, 4 * i);
-                IntVector vl = SPLIT_TABLE ? il.selectFrom(TABLE).blend(il.selectFrom(TABLE_HIGH), il.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
-                        : il.selectFrom(TABLE);
-                IntVector vh = SPLIT_TABLE ? ih.selectFrom(TABLE).blend(ih.selectFrom(TABLE_HIGH), ih.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
-                        : ih.selectFrom(TABLE);
-                if (!WIDE_TABLE) { // 8 or 4 entries hold magnitudes: the nibble's sign (bit 3) goes to bit 31
-                    vl = vl.or(wordLo.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
-                    vh = vh.or(wordHi.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
-                }
-                FloatVector wl = (FloatVector) vl.reinterpretAsFloats(), wh = (FloatVector) vh.reinterpretAsFloats();
+                FloatVector wl = (FloatVector) wordLo.lanewise(VectorOperators.LSHR, 4 * i).selectFrom(TABLE).reinterpretAsFloats();
+                FloatVector wh = (FloatVector) wordHi.lanewise(VectorOperators.LSHR, 4 * i).selectFrom(TABLE).reinterpretAsFloats();
                 int k = k0 + i;
                 lo0 = wl.fma(FloatVector.broadcast(F, x[x0 + k]), lo0);
                 bs0 = wh.fma(FloatVector.broadcast(F, x[x0 + k + 8]), bs0);
@@ -284,6 +283,67 @@ final class Nvfp4VectorKernel {
                 bs2 = wh.fma(FloatVector.broadcast(F, x[x2 + k + 8]), bs2);
                 lo3 = wl.fma(FloatVector.broadcast(F, x[x3 + k]), lo3);
                 bs3 = wh.fma(FloatVector.broadcast(F, x[x3 + k + 8]), bs3);
+            }
+            FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            a0 = sc.fma(lo0.add(bs0), a0);
+            a1 = sc.fma(lo1.add(bs1), a1);
+            a2 = sc.fma(lo2.add(bs2), a2);
+            a3 = sc.fma(lo3.add(bs3), a3);
+        }
+        float scale2 = w.tensorScale();
+        int lastRow = valid - 1, r0 = j * LANES;
+        VectorMask<Float> rows = F.indexInRange(r0 - rowStart, rowEnd - rowStart);
+        int o = outOff + r0;
+        a0.mul(scale2).intoArray(out, o, rows);
+        a1.mul(scale2).intoArray(out, o + Math.min(1, lastRow) * outStride, rows);
+        a2.mul(scale2).intoArray(out, o + Math.min(2, lastRow) * outStride, rows);
+        a3.mul(scale2).intoArray(out, o + Math.min(3, lastRow) * outStride, rows);
+    }
+
+    /**
+     * Prefill with 8 or 4 lanes: tile {@code j} against tokens {@code 0 .. valid-1} from {@code x[xOff]}: each column
+     * is decoded once and used by four fma chains, the block's halves one after the other (fits AVX2's 16 registers).
+     * Unused chains recompute the last valid token.
+     */
+    private static void fourTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
+                                   float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK;
+        long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        int lastX = xOff + (valid - 1) * xStride;
+        int x0 = xOff, x1 = Math.min(x0 + xStride, lastX), x2 = Math.min(x0 + 2 * xStride, lastX), x3 = Math.min(x0 + 3 * xStride, lastX);
+        FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+        for (int b = 0; b < blocks; b++) {
+            FloatVector bs0 = FloatVector.zero(F), bs1 = bs0, bs2 = bs0, bs3 = bs0, lo0 = bs0, lo1 = bs0, lo2 = bs0, lo3 = bs0;
+            for (int half = 0; half < 2; half++) {
+                if (half == 1) {
+                    lo0 = bs0;
+                    lo1 = bs1;
+                    lo2 = bs2;
+                    lo3 = bs3;
+                    bs0 = FloatVector.zero(F);
+                    bs1 = bs0;
+                    bs2 = bs0;
+                    bs3 = bs0;
+                }
+                IntVector word = IntVector.fromMemorySegment(I, seg, c + (2L * b + half) * wordBytes, LE);
+                int k0 = b * BLOCK + 8 * half;
+                for (int i = 0; i < 8; i++) {
+                    IntVector idx = word.lanewise(VectorOperators.LSHR, 4 * i);
+                    IntVector v = SPLIT_TABLE ? idx.selectFrom(TABLE).blend(idx.selectFrom(TABLE_HIGH), idx.lanewise(VectorOperators.AND, 4).compare(VectorOperators.NE, 0))
+                            : idx.selectFrom(TABLE);
+                    if (!WIDE_TABLE) {
+                        v = v.or(word.lanewise(VectorOperators.LSHL, 28 - 4 * i).lanewise(VectorOperators.AND, 0x80000000));
+                    }
+                    FloatVector wv = (FloatVector) v.reinterpretAsFloats();
+                    int k = k0 + i;
+                    bs0 = wv.fma(FloatVector.broadcast(F, x[x0 + k]), bs0);
+                    bs1 = wv.fma(FloatVector.broadcast(F, x[x1 + k]), bs1);
+                    bs2 = wv.fma(FloatVector.broadcast(F, x[x2 + k]), bs2);
+                    bs3 = wv.fma(FloatVector.broadcast(F, x[x3 + k]), bs3);
+                }
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
                     .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
