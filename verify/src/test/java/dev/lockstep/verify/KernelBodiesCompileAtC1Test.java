@@ -64,6 +64,7 @@ class KernelBodiesCompileAtC1Test {
         assertTrue(out.contains("workout done"), out);
         List<String> skipped = out.lines()
                 .filter(l -> l.contains("COMPILE SKIPPED") && l.contains("dev.lockstep.kernels."))
+                .filter(l -> !l.contains("concurrent class loading")) // transient: the compile is retried
                 .toList();
         if (!skipped.isEmpty()) {
             fail("kernel bodies C1 could not compile (split or shrink them; see DESIGN.md, NVFP4 decisions):\n"
