@@ -19,10 +19,12 @@ import java.nio.ByteOrder;
  * width.
  *
  * <p>E2M1 decode: with 16 lanes a 16-entry table of float bits, indexed by the nibble (one {@code vpermd} on
- * AVX-512); 8 lanes look up the magnitude (8 entries) and move the nibble's sign bit to bit 31. No mask is
- * applied to the shifted code word: {@code selectFrom} wraps its indices modulo the lane count (as
- * {@code vpermd} does in hardware), so the lookup itself keeps the low 4 (or 3) bits. E4M3 scale decode: the byte shifted left by 20 read as float32, times 2^120
- * (exact, see {@link E4M3}).
+ * AVX-512); 8 lanes look up the magnitude (8 entries) and move the nibble's sign bit to bit 31. The code
+ * applies no mask to the shifted code word ({@code selectFrom} wraps its indices modulo the lane count), but C2
+ * implements that wrap with a {@code vpandd} before the {@code vpermd} (disassembly, JDK 25; the two-table
+ * {@code selectFrom} does the same before {@code vpermi2d}): a column of 16 rows costs a shift, an and, a permute
+ * and an fma (BENCHMARKS.md, "What the JIT makes of the NVFP4 bodies"). E4M3 scale decode: the byte shifted left
+ * by 20 read as float32, times 2^120 (exact, see {@link E4M3}).
  *
  * <p>Vector code lives only in the large body methods (never inlined, no vector crosses a call), as in
  * {@link PanamaKernels}.
@@ -103,8 +105,9 @@ final class Nvfp4VectorKernel {
      */
 
     /**
-     * Decode with 16 lanes: four tiles per pass, the block's 16 columns in one loop (constant shifts, both code
-     * words of each tile loaded once per block), the two half-block chains switched at column 8.
+     * Decode with 16 lanes: four tiles per pass, the block's 16 columns in one loop (both code words of each tile
+     * loaded once per block; C2 keeps the loop rolled, the shift count in a register), the two half-block chains
+     * switched at column 8.
      */
     private static void fourTilesWide(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                       int rowStart, int rowEnd) {
