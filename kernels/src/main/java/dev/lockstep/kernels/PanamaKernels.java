@@ -16,8 +16,8 @@ import java.nio.ByteOrder;
  *
  * <p>Matmul runs on {@link WeightLayout#TILED} bf16 weights with one vector lane per row, so each output
  * is a sequential fma chain over the columns (the definition in {@link Kernels#matmul}): no horizontal
- * reduction, bit-identical to {@link ScalarKernels} and to any other vector width. Working on 4 tiles
- * (decode) or 8 tokens (prefill) at a time only shares loads. F32 and F16 have their own bodies here, NVFP4
+ * reduction, bit-identical to {@link ScalarKernels} and to any other vector width. Working on 4 tiles (one
+ * token), 2 tiles (two tokens) or 8 tokens at a time only shares loads. F32 and F16 have their own bodies here, NVFP4
  * lives in {@link Nvfp4VectorKernel}; each format's {@link WeightFormat#matmulVector} picks its kernel.
  *
  * <p>There are no horizontal additions anywhere (only softmax's max, which is exact in any order):
