@@ -47,7 +47,8 @@ public final class AgenticBench {
     /** What one run measured (latencies in nanoseconds). */
     public record Report(Workload workload, boolean prefixCache, Histogram[] rootTtftByTurn, Histogram[] subagentTtftByTurn,
                          Histogram interToken, long wallNanos, long generatedTokens, long promptTokens, long cachedPromptTokens,
-                         int peakPages, long pageBytes, long steps, Histogram stepNanos, Histogram stepTokens) {
+                         int peakPages, long pageBytes, long steps, Histogram stepNanos, Histogram stepTokens,
+                         StepCostFit stepCosts) {
         public double tokensPerSecond() {
             return generatedTokens * 1e9 / wallNanos;
         }
@@ -91,6 +92,8 @@ public final class AgenticBench {
         long hits0 = engine.prefixCache() == null ? 0 : engine.prefixCache().hitPages();
         long steps0 = engine.schedulerSteps();
         Histogram[] steps0Histograms = engine.stepHistograms();
+        StepCostFit fit = new StepCostFit();
+        engine.stepListener(fit);
         List<Thread> roots = new ArrayList<>();
         List<Throwable> failures = java.util.Collections.synchronizedList(new ArrayList<>());
         long start = System.nanoTime();
@@ -106,6 +109,7 @@ public final class AgenticBench {
         }
         join(roots);
         long wall = System.nanoTime() - start;
+        engine.stepListener(null);
         if (!failures.isEmpty()) {
             RuntimeException e = new IllegalStateException("agentic benchmark: " + failures.size() + " agents failed; first: " + failures.getFirst(),
                     failures.getFirst());
@@ -115,7 +119,7 @@ public final class AgenticBench {
         return new Report(w, engine.prefixCache() != null, rootTtft, subTtft, interToken, wall, generated[0], prompt[0],
                 hits * dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS, engine.kvPool().peakUsedPages(),
                 engine.kvPool().pageBytes(), engine.schedulerSteps() - steps0, minus(engine.stepHistograms()[0], steps0Histograms[0]),
-                minus(engine.stepHistograms()[1], steps0Histograms[1]));
+                minus(engine.stepHistograms()[1], steps0Histograms[1]), fit);
     }
 
     /**

@@ -247,6 +247,15 @@ public final class Engine implements AutoCloseable {
         return scheduler.stepHistograms();
     }
 
+    /**
+     * Tells {@code l} about every step from the next one on (null: nobody); see {@link StepListener}. The call for a
+     * step comes after its tokens are delivered, so it may come after a {@code generate} has returned; once
+     * {@link #close} returns, every call has been made.
+     */
+    public void stepListener(StepListener l) {
+        scheduler.listener(l);
+    }
+
     /** Forward steps the scheduler has run. */
     public long schedulerSteps() {
         return scheduler.steps();

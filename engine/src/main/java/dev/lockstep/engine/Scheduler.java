@@ -43,6 +43,12 @@ final class Scheduler implements AutoCloseable {
     private volatile Throwable fatal;
     private long steps;
     private int batchTokensOfLastStep;
+    /** What the step being filled carries (see {@link StepListener}). */
+    private int decodeTokens;
+    private int prefillTokens;
+    private long decodeContext;
+    private long prefillAttend;
+    private volatile StepListener listener;
     /**
      * Wall time of each step (forward + sampling), nanoseconds, and its tokens; guarded by {@link #stepLock}.
      * Made on the scheduler's thread as it starts, off a cold start's critical path.
@@ -95,6 +101,10 @@ final class Scheduler implements AutoCloseable {
         return steps;
     }
 
+    void listener(StepListener l) {
+        listener = l;
+    }
+
     private void loop() {
         if (onStart != null) {
             onStart.run();
@@ -137,6 +147,7 @@ final class Scheduler implements AutoCloseable {
             if (batch.size() == 0) {
                 return;
             }
+            int sequences = inBatch.size();
             long t0 = System.nanoTime();
             batchTokensOfLastStep = batch.size();
             try {
@@ -167,6 +178,10 @@ final class Scheduler implements AutoCloseable {
                 stepTimes.recordValue(Math.min(t1 - t0, stepTimes.getHighestTrackableValue()));
                 stepTokens.recordValue(Math.min(batchTokensOfLastStep, stepTokens.getHighestTrackableValue()));
             }
+            StepListener l = listener;
+            if (l != null) {
+                l.onStep(decodeTokens, decodeContext, prefillTokens, prefillAttend, sequences, t1 - t0);
+            }
             return;
         }
     }
@@ -177,6 +192,8 @@ final class Scheduler implements AutoCloseable {
         inBatch.clear();
         pendingPages.clear();
         int budget = batchTokens;
+        decodeTokens = prefillTokens = 0;
+        decodeContext = prefillAttend = 0;
         for (int pass = 0; pass < 2; pass++) {
             for (int i = 0; i < active.size() && budget > 0; ) {
                 Request r = active.get(i);
@@ -220,6 +237,14 @@ final class Scheduler implements AutoCloseable {
                     i--;
                     r.finish(e);
                     continue;
+                }
+                long context = s.cache().length();
+                if (decode) {
+                    decodeTokens += n;
+                    decodeContext += n * context;
+                } else {
+                    prefillTokens += n;
+                    prefillAttend += n * context + (long) n * (n - 1) / 2;
                 }
                 int q = batch.addSequence(s.cache());
                 s.addTo(batch, q, n, n == unfed);

@@ -1,6 +1,7 @@
 package dev.lockstep.engine.cli;
 
 import dev.lockstep.engine.AgenticBench;
+import dev.lockstep.engine.StepCostFit;
 import dev.lockstep.engine.Engine;
 import dev.lockstep.engine.EngineOptions;
 import org.HdrHistogram.Histogram;
@@ -108,6 +109,10 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         double jitter = ms(on.interToken(), 99) / ms(on.interToken(), 50);
         out().printf(Locale.ROOT, "%nTTFT p50 off/on: %.1fx (target >= 5); aggregate decode tok/s %d sessions / 1: %.2fx (target >= 1.6); token p99/p50 with the cache: %.2f (target <= 1.5)%n",
                 ttftRatio, sessions, batching, jitter);
+        StepCostFit all = StepCostFit.pooled(on.stepCosts(), off.stepCosts(), single.stepCosts());
+        if (all.steps() >= 5 && on.stepCosts().steps() > 0) {
+            out().printf(Locale.ROOT, "%nwhere the token p99/p50 with the cache comes from: %s%n", on.stepCosts().explain(all.fit()).describe());
+        }
         return 0;
     }
 
