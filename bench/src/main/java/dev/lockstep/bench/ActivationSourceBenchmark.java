@@ -28,7 +28,8 @@ import java.util.concurrent.TimeUnit;
  * halves of a 16-column block, the shape of {@code Nvfp4VectorKernel.fourTokensWide}). This runs that loop shape
  * over float32 weights with the activations read from a {@code float[]} ({@code array}), from an off-heap segment
  * ({@code native}: a shared arena's, as the model's; {@code global}: the global arena's, never closed) and from a
- * segment over a {@code float[]} ({@code heap}); the weights are an off-heap segment in
+ * segment over a {@code float[]} ({@code heap}), and from an off-heap segment as whole vectors, each column's value
+ * broadcast from its lane by a permute ({@code native-lanes}: one checked load per token and block, 16 lanes only); the weights are an off-heap segment in
  * every case. Each segment read carries checks (bounds, the arena's liveness) that C2 does not hoist out of the short column
  * loop, where the array's broadcast is a load folded into the instruction.
  * Teardown checks every run against a scalar loop, bit for bit. Run: {@code java -jar bench/target/benchmarks.jar
@@ -51,7 +52,7 @@ public class ActivationSourceBenchmark {
     @Param({"768x2048"})
     public String shape;
 
-    @Param({"array", "native", "global", "heap"})
+    @Param({"array", "native", "global", "heap", "native-lanes"})
     public String source;
 
     private Arena arena;
@@ -129,6 +130,8 @@ public class ActivationSourceBenchmark {
     public float[] fourTokens() {
         if (source.equals("array")) {
             fromArray(xArray, out);
+        } else if (source.equals("native-lanes")) {
+            fromSegmentLanes(xSegment, out);
         } else {
             fromSegment(xSegment, out);
         }
@@ -155,6 +158,64 @@ public class ActivationSourceBenchmark {
                     hi2 = wh.fma(FloatVector.broadcast(F, x[x2 + k + 8]), hi2);
                     lo3 = wl.fma(FloatVector.broadcast(F, x[x3 + k]), lo3);
                     hi3 = wh.fma(FloatVector.broadcast(F, x[x3 + k + 8]), hi3);
+                }
+                a0 = a0.add(lo0.add(hi0));
+                a1 = a1.add(lo1.add(hi1));
+                a2 = a2.add(lo2.add(hi2));
+                a3 = a3.add(lo3.add(hi3));
+            }
+            a0.intoArray(out, j * LANES);
+            a1.intoArray(out, rows + j * LANES);
+            a2.intoArray(out, 2 * rows + j * LANES);
+            a3.intoArray(out, 3 * rows + j * LANES);
+        }
+    }
+
+    private static final jdk.incubator.vector.VectorShuffle<Float>[] LANE = lanes();
+
+    @SuppressWarnings("unchecked")
+    private static jdk.incubator.vector.VectorShuffle<Float>[] lanes() {
+        jdk.incubator.vector.VectorShuffle<Float>[] s = new jdk.incubator.vector.VectorShuffle[LANES];
+        for (int i = 0; i < LANES; i++) {
+            int lane = i;
+            s[i] = jdk.incubator.vector.VectorShuffle.fromOp(F, j -> lane);
+        }
+        return s;
+    }
+
+    /**
+     * The same loop with the activations read as whole vectors (one checked load per token and block) and each
+     * column's value broadcast from its lane by a permute (16 lanes only: a block is one vector).
+     */
+    private void fromSegmentLanes(MemorySegment x, float[] out) {
+        if (LANES != BLOCK) {
+            throw new IllegalStateException("the lane variant needs " + BLOCK + " lanes, this machine has " + LANES);
+        }
+        long tileBytes = 4L * cols * LANES;
+        for (int j = 0; j < rows / LANES; j++) {
+            FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
+            long x1 = 4L * cols, x2 = 8L * cols, x3 = 12L * cols;
+            for (int b = 0; b < cols / BLOCK; b++) {
+                FloatVector lo0 = FloatVector.zero(F), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
+                long xb = 4L * b * BLOCK;
+                FloatVector v0 = FloatVector.fromMemorySegment(F, x, xb, ByteOrder.LITTLE_ENDIAN);
+                FloatVector v1 = FloatVector.fromMemorySegment(F, x, x1 + xb, ByteOrder.LITTLE_ENDIAN);
+                FloatVector v2 = FloatVector.fromMemorySegment(F, x, x2 + xb, ByteOrder.LITTLE_ENDIAN);
+                FloatVector v3 = FloatVector.fromMemorySegment(F, x, x3 + xb, ByteOrder.LITTLE_ENDIAN);
+                for (int i = 0; i < 8; i++) {
+                    int k = b * BLOCK + i;
+                    long o = j * tileBytes + 4L * LANES * k;
+                    FloatVector wl = FloatVector.fromMemorySegment(F, w, o, ByteOrder.LITTLE_ENDIAN);
+                    FloatVector wh = FloatVector.fromMemorySegment(F, w, o + 32L * LANES, ByteOrder.LITTLE_ENDIAN);
+                    jdk.incubator.vector.VectorShuffle<Float> sl = LANE[i], sh = LANE[i + 8];
+                    lo0 = wl.fma(v0.rearrange(sl), lo0);
+                    hi0 = wh.fma(v0.rearrange(sh), hi0);
+                    lo1 = wl.fma(v1.rearrange(sl), lo1);
+                    hi1 = wh.fma(v1.rearrange(sh), hi1);
+                    lo2 = wl.fma(v2.rearrange(sl), lo2);
+                    hi2 = wh.fma(v2.rearrange(sh), hi2);
+                    lo3 = wl.fma(v3.rearrange(sl), lo3);
+                    hi3 = wh.fma(v3.rearrange(sh), hi3);
                 }
                 a0 = a0.add(lo0.add(hi0));
                 a1 = a1.add(lo1.add(hi1));
