@@ -32,7 +32,8 @@ import java.util.concurrent.TimeUnit;
  * broadcast from its lane by a permute ({@code native-lanes}: one checked load per token and block, 16 lanes only); the weights are an off-heap segment in
  * every case. Each segment read carries checks (bounds, the arena's liveness) that C2 does not hoist out of the short column
  * loop, where the array's broadcast is a load folded into the instruction.
- * Teardown checks every run against a scalar loop, bit for bit. Run: {@code java -jar bench/target/benchmarks.jar
+ * The loop is written out once per source on purpose (each as a kernel body would be, so the JIT sees what a kernel
+ * would give it). Teardown checks every run against a scalar loop, bit for bit. Run: {@code java -jar bench/target/benchmarks.jar
  * ActivationSourceBenchmark}.
  */
 @State(Scope.Thread)

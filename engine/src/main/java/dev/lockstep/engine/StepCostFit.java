@@ -12,23 +12,37 @@ import java.util.Arrays;
  */
 public final class StepCostFit implements StepListener {
     private static final int TERMS = 5;
-    private double[] steps = new double[(TERMS + 1) * 1024]; // per step: the terms (1 first), then the time in us
+    private static final int STRIDE = TERMS + 2;
+    private double[] steps = new double[STRIDE * 1024]; // per step: the terms (1 first), the time in us, the sequences
     private int n;
 
     @Override
     public synchronized void onStep(int decodeTokens, long decodeContextPositions, int prefillTokens, long prefillAttendPositions,
                                     int sequences, long stepNanos) {
-        if ((n + 1) * (TERMS + 1) > steps.length) {
+        if ((n + 1) * STRIDE > steps.length) {
             steps = Arrays.copyOf(steps, 2 * steps.length);
         }
-        int o = n++ * (TERMS + 1);
+        int o = n++ * STRIDE;
         steps[o] = 1;
         steps[o + 1] = decodeTokens;
         steps[o + 2] = decodeContextPositions;
         steps[o + 3] = prefillTokens;
         steps[o + 4] = prefillAttendPositions;
         steps[o + 5] = stepNanos / 1e3;
+        steps[o + 6] = sequences;
     }
+
+    /** Every step as a CSV row ({@code run,step,decode_tokens,...,step_us}), after {@link #CSV_HEADER}. */
+    public synchronized void writeCsv(Appendable out, String run) throws java.io.IOException {
+        for (int s = 0; s < n; s++) {
+            int o = s * STRIDE;
+            out.append(String.format(java.util.Locale.ROOT, "%s,%d,%d,%d,%d,%d,%d,%.1f%n", run, s, (long) steps[o + 1], (long) steps[o + 2],
+                    (long) steps[o + 3], (long) steps[o + 4], (long) steps[o + 6], steps[o + 5]));
+        }
+    }
+
+    /** The columns {@link #writeCsv} writes. */
+    public static final String CSV_HEADER = "run,step,decode_tokens,decode_context_positions,prefill_tokens,prefill_attend_positions,sequences,step_us";
 
     /** Steps seen. */
     public synchronized int steps() {
@@ -40,8 +54,8 @@ public final class StepCostFit implements StepListener {
         StepCostFit all = new StepCostFit();
         for (StepCostFit r : runs) {
             synchronized (r) {
-                all.steps = Arrays.copyOf(all.steps, Math.max(all.steps.length, (all.n + r.n) * (TERMS + 1)));
-                System.arraycopy(r.steps, 0, all.steps, all.n * (TERMS + 1), r.n * (TERMS + 1));
+                all.steps = Arrays.copyOf(all.steps, Math.max(all.steps.length, (all.n + r.n) * STRIDE));
+                System.arraycopy(r.steps, 0, all.steps, all.n * STRIDE, r.n * STRIDE);
                 all.n += r.n;
             }
         }
@@ -60,11 +74,11 @@ public final class StepCostFit implements StepListener {
     public synchronized Result explain(double[] c) {
         int decodeSteps = 0;
         for (int s = 0; s < n; s++) {
-            decodeSteps += steps[s * (TERMS + 1) + 1] > 0 ? 1 : 0;
+            decodeSteps += steps[s * STRIDE + 1] > 0 ? 1 : 0;
         }
         double[] time = new double[decodeSteps], cost = new double[decodeSteps], left = new double[decodeSteps], weight = new double[decodeSteps];
         for (int s = 0, k = 0; s < n; s++) {
-            int o = s * (TERMS + 1);
+            int o = s * STRIDE;
             if (steps[o + 1] > 0) {
                 double modelled = 0;
                 for (int i = 0; i < TERMS; i++) {
@@ -118,7 +132,7 @@ public final class StepCostFit implements StepListener {
         while (true) {
             double[][] a = new double[TERMS][TERMS + 1]; // normal equations, right-hand side in the last column
             for (int s = 0; s < n; s++) {
-                int o = s * (TERMS + 1);
+                int o = s * STRIDE;
                 for (int i = 0; i < TERMS; i++) {
                     if (used[i]) {
                         for (int j = 0; j < TERMS; j++) {

@@ -60,6 +60,19 @@ class StepCostFitTest {
     }
 
     @Test
+    void writesEveryStepAsACsvRow() throws java.io.IOException {
+        StepCostFit fit = new StepCostFit();
+        fit.onStep(3, 300, 16, 1_000, 4, 2_500_000);
+        fit.onStep(0, 0, 64, 2_016, 1, 9_333_600);
+        StringBuilder csv = new StringBuilder();
+        fit.writeCsv(csv, "cache on");
+        assertEquals("run,step,decode_tokens,decode_context_positions,prefill_tokens,prefill_attend_positions,sequences,step_us",
+                StepCostFit.CSV_HEADER);
+        assertEquals("cache on,0,3,300,16,1000,4,2500.0" + System.lineSeparator() + "cache on,1,0,0,64,2016,1,9333.6" + System.lineSeparator(),
+                csv.toString());
+    }
+
+    @Test
     void noCoefficientComesOutNegative() {
         StepCostFit fit = new StepCostFit();
         SplittableRandom r = new SplittableRandom(5);

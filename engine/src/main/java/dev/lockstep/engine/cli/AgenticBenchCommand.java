@@ -1,6 +1,7 @@
 package dev.lockstep.engine.cli;
 
 import dev.lockstep.engine.AgenticBench;
+import dev.lockstep.memory.LockstepException;
 import dev.lockstep.engine.StepCostFit;
 import dev.lockstep.engine.Engine;
 import dev.lockstep.engine.EngineOptions;
@@ -46,6 +47,10 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
     @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
     Integer threads;
 
+    @Option(names = "--step-log", paramLabel = "FILE",
+            description = "Also write every scheduler step of the three runs as CSV: what it carried and how long it took.")
+    java.nio.file.Path stepLog;
+
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the token ids (default ${DEFAULT-VALUE}).")
     long seed;
 
@@ -56,6 +61,14 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
                     + " and --fanout >= 0");
         }
         AgenticBench.Workload w = new AgenticBench.Workload(sessions, systemTokens, turns, toolTokens, genTokens, fanout, seed);
+        java.io.Writer csv = null;
+        if (stepLog != null) { // opened first: a path that cannot be written fails now, not after the runs
+            try {
+                csv = java.nio.file.Files.newBufferedWriter(stepLog);
+            } catch (java.io.IOException e) {
+                throw new LockstepException("cannot write the step log " + stepLog + ": " + e);
+            }
+        }
         int t = threads != null ? threads : defaultThreads();
         checkThreads(t);
         EngineOptions base = kvOptions.apply(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions()).withBatchTokens(batchTokens));
@@ -109,6 +122,17 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         double jitter = ms(on.interToken(), 99) / ms(on.interToken(), 50);
         out().printf(Locale.ROOT, "%nTTFT p50 off/on: %.1fx (target >= 5); aggregate decode tok/s %d sessions / 1: %.2fx (target >= 1.6); token p99/p50 with the cache: %.2f (target <= 1.5)%n",
                 ttftRatio, sessions, batching, jitter);
+        if (csv != null) {
+            try (java.io.Writer log = csv) {
+                log.write(StepCostFit.CSV_HEADER + System.lineSeparator());
+                on.stepCosts().writeCsv(log, "cache on");
+                off.stepCosts().writeCsv(log, "cache off");
+                single.stepCosts().writeCsv(log, "single session");
+            } catch (java.io.IOException e) {
+                throw new LockstepException("cannot write the step log " + stepLog + ": " + e);
+            }
+            out().printf(Locale.ROOT, "%nsteps written to %s%n", stepLog);
+        }
         StepCostFit all = StepCostFit.pooled(on.stepCosts(), off.stepCosts(), single.stepCosts());
         if (all.steps() >= 5 && on.stepCosts().steps() > 0) {
             out().printf(Locale.ROOT, "%nwhere the token p99/p50 with the cache comes from: %s%n", on.stepCosts().explain(all.fit()).describe());
