@@ -58,7 +58,8 @@ final class Nvfp4VectorKernel {
     static String description() {
         return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
                 : "8-entry magnitude permute + sign bit")
-                + " + fma per column, block scale once per 16; 4 tiles (one token) or 4 tokens (prefill, two chains per token) per pass";
+                + " + fma per column, block scale once per 16; 4 tiles (one token) or 4 tokens (prefill, two chains per token) per pass"
+                + (WIDE_TABLE ? ", 2 tiles x 2 tokens for a pair" : "");
     }
 
     static void matmul(WeightMatrix w, float[] x, int xOff, int xStride, int nTokens,
@@ -66,8 +67,8 @@ final class Nvfp4VectorKernel {
         WeightFormat.requireVectorTiles(w, LANES);
         int tile0 = rowStart / LANES, tile1 = (rowEnd + LANES - 1) / LANES;
         // Tokens in groups of four (the four-token body: each decoded column feeds eight fma chains); a remainder
-        // of one or two tokens runs the one-token body per token, which costs less than a four-token pass that
-        // computes two or three chains for nothing (JMH 768x2048 on Zen 5: 1 token 31 us, 2-4 tokens 73-76 us).
+        // of one token runs the one-token body, of two the two-token body on 16 lanes (JMH 768x2048 on Zen 5:
+        // 1 token 31 us, 2 tokens 43.6 us against 63 for two one-token passes, a four-token pass 73-76 us).
         // A bigger body (eight tokens: 24 accumulators) spills registers or waits on the fma latency: 4-6% slower
         // per token than two four-token passes. Every body follows the definition, so the grouping changes no bit.
         // With 8 or 4 lanes a remainder of three also takes the one-token body (-XX:UseAVX=2: 3 x 121 us vs 510 us).
@@ -85,7 +86,15 @@ final class Nvfp4VectorKernel {
                 }
             }
         }
-        for (int t = grouped; t < nTokens; t++) {
+        int t0 = grouped;
+        if (WIDE_TABLE && nTokens - grouped == 2) {
+            for (int j = tile0; j < tile1; j += 2) {
+                twoTokensWide(w, j, Math.min(2, tile1 - j), x, xOff + t0 * xStride, xStride, out, outOff + t0 * outStride, outStride,
+                        rowStart, rowEnd);
+            }
+            t0 += 2;
+        }
+        for (int t = t0; t < nTokens; t++) {
             int xt = xOff + t * xStride, ot = outOff + t * outStride;
             for (int j = tile0; j < tile1; j += 4) {
                 if (WIDE_TABLE) {
@@ -302,6 +311,64 @@ final class Nvfp4VectorKernel {
         a1.mul(scale2).intoArray(out, o + Math.min(1, lastRow) * outStride, rows);
         a2.mul(scale2).intoArray(out, o + Math.min(2, lastRow) * outStride, rows);
         a3.mul(scale2).intoArray(out, o + Math.min(3, lastRow) * outStride, rows);
+    }
+
+    /**
+     * Two tokens with 16 lanes: tiles {@code j} and {@code j+1} ({@code valid} 1..2; an unused tile recomputes the
+     * last valid one) against tokens {@code x[xOff..]} and {@code x[xOff + xStride..]}: each decoded column feeds both
+     * tokens, columns {@code i} and {@code 8 + i} of a block interleaved: eight chains, each in the definition's order.
+     * An MoE expert in a batched decode step sees two tokens about as often as one; this decodes its weights once.
+     */
+    private static void twoTokensWide(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
+                                      float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        MemorySegment seg = w.data();
+        int blocks = w.cols() / BLOCK;
+        int t1 = Math.min(j + 1, j + valid - 1);
+        long d1 = (t1 - j) * w.tileOffsetBytes(1);
+        long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
+        long wordBytes = 4L * LANES, scaleStride = Nvfp4Format.scaleStride(LANES);
+        int x0 = xOff, x1 = xOff + xStride;
+        FloatVector a00 = FloatVector.zero(F), a01 = a00, a10 = a00, a11 = a00; // a<tile><token>
+        for (int b = 0; b < blocks; b++) {
+            FloatVector lo00 = FloatVector.zero(F), lo01 = lo00, lo10 = lo00, lo11 = lo00, hi00 = lo00, hi01 = lo00, hi10 = lo00, hi11 = lo00;
+            long o = c + 2L * b * wordBytes;
+            IntVector l0 = IntVector.fromMemorySegment(I, seg, o, LE), h0 = IntVector.fromMemorySegment(I, seg, o + wordBytes, LE);
+            IntVector l1 = IntVector.fromMemorySegment(I, seg, o + d1, LE), h1 = IntVector.fromMemorySegment(I, seg, o + d1 + wordBytes, LE);
+            int k0 = b * BLOCK;
+            for (int i = 0; i < 8; i++) {
+                int shift = 4 * i, k = k0 + i;
+                FloatVector wl0 = (FloatVector) l0.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats();
+                FloatVector wh0 = (FloatVector) h0.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats();
+                FloatVector wl1 = (FloatVector) l1.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats();
+                FloatVector wh1 = (FloatVector) h1.lanewise(VectorOperators.LSHR, shift).selectFrom(TABLE).reinterpretAsFloats();
+                FloatVector xa = FloatVector.broadcast(F, x[x0 + k]), xah = FloatVector.broadcast(F, x[x0 + k + 8]);
+                FloatVector xb = FloatVector.broadcast(F, x[x1 + k]), xbh = FloatVector.broadcast(F, x[x1 + k + 8]);
+                lo00 = wl0.fma(xa, lo00);
+                hi00 = wh0.fma(xah, hi00);
+                lo01 = wl0.fma(xb, lo01);
+                hi01 = wh0.fma(xbh, hi01);
+                lo10 = wl1.fma(xa, lo10);
+                hi10 = wh1.fma(xah, hi10);
+                lo11 = wl1.fma(xb, lo11);
+                hi11 = wh1.fma(xbh, hi11);
+            }
+            long so = s + b * scaleStride;
+            FloatVector sc0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            FloatVector sc1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
+                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+            a00 = sc0.fma(lo00.add(hi00), a00);
+            a01 = sc0.fma(lo01.add(hi01), a01);
+            a10 = sc1.fma(lo10.add(hi10), a10);
+            a11 = sc1.fma(lo11.add(hi11), a11);
+        }
+        float scale2 = w.tensorScale();
+        int span = rowEnd - rowStart;
+        VectorMask<Float> m0 = F.indexInRange(j * LANES - rowStart, span), m1 = F.indexInRange(t1 * LANES - rowStart, span);
+        a00.mul(scale2).intoArray(out, outOff + j * LANES, m0);
+        a10.mul(scale2).intoArray(out, outOff + t1 * LANES, m1);
+        a01.mul(scale2).intoArray(out, outOff + outStride + j * LANES, m0);
+        a11.mul(scale2).intoArray(out, outOff + outStride + t1 * LANES, m1);
     }
 
     /**

@@ -39,7 +39,7 @@ class KernelBodiesCompileAtC1Test {
             "bf16, PanamaKernels::matvecFourTiles PanamaKernels::matmulEightTokens PanamaKernels::matmulTwoTokens",
             "f32, PanamaKernels::denseF32FourTiles",
             "f16, PanamaKernels::denseF16FourTiles",
-            "nvfp4, Nvfp4VectorKernel::PREFILL Nvfp4VectorKernel::DECODE",
+            "nvfp4, Nvfp4VectorKernel::PREFILL Nvfp4VectorKernel::DECODE Nvfp4VectorKernel::PAIR",
             "attention, PanamaKernels::scoresKernel PanamaKernels::valuesKernel",
             "rows, PanamaKernels::rowKernel"})
     void kernelBodiesCompileAtTierThree(String group, String bodies) throws Exception {
@@ -73,7 +73,8 @@ class KernelBodiesCompileAtC1Test {
         // the log covers the bodies: a renamed or bypassed body must not make this test pass vacuously
         for (String body : bodies.split(" ")) {
             boolean wide = new PanamaKernels().tileRows() >= 16; // 16 lanes have their own NVFP4 bodies
-            body = body.replace("DECODE", wide ? "fourTilesWide" : "fourTiles").replace("PREFILL", wide ? "fourTokensWide" : "fourTokens");
+            body = body.replace("DECODE", wide ? "fourTilesWide" : "fourTiles").replace("PREFILL", wide ? "fourTokensWide" : "fourTokens")
+                    .replace("PAIR", wide ? "twoTokensWide" : "fourTiles"); // two tokens: their own body at 16 lanes only
             assertTrue(out.contains("dev.lockstep.kernels." + body + " "), body + " was never compiled:\n" + out);
         }
     }
