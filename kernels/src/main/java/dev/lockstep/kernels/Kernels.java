@@ -44,6 +44,18 @@ public interface Kernels {
     void rmsNorm(float[] x, int xOff, float[] weight, float eps, float[] out, int outOff, int n);
 
     /**
+     * {@link #rmsNorm} of {@code rows} rows of {@code n}: row {@code r} of {@code x} at {@code xOff + r * xStride}
+     * into {@code out} at {@code outOff + r * outStride}, each row's bits exactly as {@link #rmsNorm} gives them (an
+     * implementation may run several rows' sums at once: each is its own sequential chain). Rows must not overlap.
+     */
+    default void rmsNormRows(float[] x, int xOff, int xStride, int rows, float[] weight, float eps, float[] out, int outOff,
+                             int outStride, int n) {
+        for (int r = 0; r < rows; r++) {
+            rmsNorm(x, xOff + r * xStride, weight, eps, out, outOff + r * outStride, n);
+        }
+    }
+
+    /**
      * SwiGLU activation: {@code out[i] = (gate[i] / (1 + exp(-gate[i]))) * up[i]}, float32, with
      * {@link Exp#exp}. Bit-identical across implementations.
      */

@@ -404,6 +404,35 @@ public final class PanamaKernels implements Kernels {
         rowKernel(RMS_SCALE, ScalarKernels.rmsInverse(x, xOff, eps, n), x, xOff, weight, 0, out, outOff, n);
     }
 
+    /**
+     * Four rows' sums of squares at once: four independent chains (each its row's sequential fma chain, as
+     * {@link #rmsNorm}) instead of one chain waiting on the fma latency per element.
+     */
+    @Override
+    public void rmsNormRows(float[] x, int xOff, int xStride, int rows, float[] weight, float eps, float[] out, int outOff,
+                            int outStride, int n) {
+        int r = 0;
+        for (; r + 4 <= rows; r += 4) {
+            int x0 = xOff + r * xStride, x1 = x0 + xStride, x2 = x1 + xStride, x3 = x2 + xStride;
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+            for (int i = 0; i < n; i++) {
+                float a = x[x0 + i], b = x[x1 + i], c = x[x2 + i], d = x[x3 + i];
+                s0 = Math.fma(a, a, s0);
+                s1 = Math.fma(b, b, s1);
+                s2 = Math.fma(c, c, s2);
+                s3 = Math.fma(d, d, s3);
+            }
+            int o = outOff + r * outStride;
+            rowKernel(RMS_SCALE, ScalarKernels.rmsInverseOfSum(s0, eps, n), x, x0, weight, 0, out, o, n);
+            rowKernel(RMS_SCALE, ScalarKernels.rmsInverseOfSum(s1, eps, n), x, x1, weight, 0, out, o + outStride, n);
+            rowKernel(RMS_SCALE, ScalarKernels.rmsInverseOfSum(s2, eps, n), x, x2, weight, 0, out, o + 2 * outStride, n);
+            rowKernel(RMS_SCALE, ScalarKernels.rmsInverseOfSum(s3, eps, n), x, x3, weight, 0, out, o + 3 * outStride, n);
+        }
+        for (; r < rows; r++) {
+            rmsNorm(x, xOff + r * xStride, weight, eps, out, outOff + r * outStride, n);
+        }
+    }
+
     @Override
     public void siluMul(float[] gate, int gateOff, float[] up, int upOff, float[] out, int outOff, int n) {
         rowKernel(SILU_MUL, 0f, gate, gateOff, up, upOff, out, outOff, n);

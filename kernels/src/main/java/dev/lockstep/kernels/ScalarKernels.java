@@ -59,6 +59,11 @@ public final class ScalarKernels implements Kernels {
         for (int i = 0; i < n; i++) {
             sumSquares = Math.fma(x[xOff + i], x[xOff + i], sumSquares);
         }
+        return rmsInverseOfSum(sumSquares, eps, n);
+    }
+
+    /** {@code 1 / sqrt(sumSquares / n + eps)}, as {@link #rmsInverse} finishes it. */
+    static float rmsInverseOfSum(float sumSquares, float eps, int n) {
         return (float) (1.0 / Math.sqrt(sumSquares / n + eps));
     }
 

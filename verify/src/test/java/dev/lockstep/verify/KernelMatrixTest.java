@@ -192,6 +192,22 @@ class KernelMatrixTest {
         }
     }
 
+    /** Several rows at once (the Vector API implementation runs four rows' chains together) give each row's own bits. */
+    @ParameterizedTest
+    @ValueSource(ints = {1, 2, 3, 4, 5, 8, 9})
+    void rmsNormRowsGiveEachRowsBits(int rows) {
+        for (int n : new int[] {7, 64, 256}) {
+            int xStride = n + 3, outStride = n + 5;
+            float[] x = random(3 + rows * xStride, 40L + rows + n), weight = random(n, 12);
+            float[] expected = new float[2 + rows * outStride], got = new float[expected.length];
+            for (int r = 0; r < rows; r++) {
+                SCALAR.rmsNorm(x, 3 + r * xStride, weight, 1e-6f, expected, 2 + r * outStride, n);
+            }
+            SIMD.rmsNormRows(x, 3, xStride, rows, weight, 1e-6f, got, 2, outStride, n);
+            assertArrayEquals(expected, got, rows + " rows of " + n);
+        }
+    }
+
     @ParameterizedTest
     @ValueSource(ints = {1, 7, 31, 32, 33, 255, 4097})
     void vectorOpsMatchScalar(int n) {

@@ -185,17 +185,13 @@ public final class Qwen3MoeModel implements CausalLm {
         for (int l = 0; l < layers.length; l++) {
             Layer layer = layers[l];
             // attention rmsnorm
-            for (int t = 0; t < n; t++) {
-                kn.rmsNorm(s.x, t * h, layer.inputNorm(), config.rmsNormEps(), s.xb, t * h, h);
-            }
+            kn.rmsNormRows(s.x, 0, h, n, layer.inputNorm(), config.rmsNormEps(), s.xb, 0, h, h);
             // self-attention (qkv, q/k norm, RoPE, append to each token's cache, causal GQA, o_proj)
             layer.attention().forward(compute, l, s.xb, batch, s.attention, s.branch);
             // residual
             kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
             // post-attention rmsnorm
-            for (int t = 0; t < n; t++) {
-                kn.rmsNorm(s.x, t * h, layer.postAttentionNorm(), config.rmsNormEps(), s.xb, t * h, h);
-            }
+            kn.rmsNormRows(s.x, 0, h, n, layer.postAttentionNorm(), config.rmsNormEps(), s.xb, 0, h, h);
             // sparse MoE (router, top-k, grouped experts) or dense MLP
             if (layer.moe() != null) {
                 layer.moe().forward(compute, l, s.xb, n, s.moe, s.branch, observer);
@@ -211,9 +207,7 @@ public final class Qwen3MoeModel implements CausalLm {
         }
 
         // final norm
-        for (int t = 0; t < n; t++) {
-            kn.rmsNorm(s.x, t * h, finalNorm, config.rmsNormEps(), s.xb, t * h, h);
-        }
+        kn.rmsNormRows(s.x, 0, h, n, finalNorm, config.rmsNormEps(), s.xb, 0, h, h);
         observer.onHidden(layers.length, s.xb, n, h);
 
         // lm_head, for the tokens that want logits (rows gathered when they are not all or one)
