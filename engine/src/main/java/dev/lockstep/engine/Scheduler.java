@@ -180,7 +180,14 @@ final class Scheduler implements AutoCloseable {
             }
             StepListener l = listener;
             if (l != null) {
-                l.onStep(decodeTokens, decodeContext, prefillTokens, prefillAttend, sequences, t1 - t0);
+                try {
+                    l.onStep(decodeTokens, decodeContext, prefillTokens, prefillAttend, sequences, t1 - t0);
+                } catch (RuntimeException e) { // user code: it loses its seat, the sessions keep theirs
+                    if (listener == l) {
+                        listener = null;
+                    }
+                    System.err.println("lockstep: step listener removed after it threw " + e);
+                }
             }
             return;
         }

@@ -3,7 +3,8 @@ package dev.lockstep.engine;
 /**
  * Told about every scheduler step after it ran: what the step carried and how long its forward and sampling took.
  * Called on the scheduler's thread between steps, so it delays the next one: keep it short and never block.
- * Primitives only, so a step allocates nothing for it.
+ * Primitives only, so a step allocates nothing for it. A listener that throws is removed (one line on standard
+ * error says so); the step and every session go on.
  */
 @FunctionalInterface
 public interface StepListener {

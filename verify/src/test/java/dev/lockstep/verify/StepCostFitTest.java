@@ -87,6 +87,24 @@ class StepCostFitTest {
     }
 
     @Test
+    void aListenerThatThrowsIsRemovedAndGenerationGoesOn() {
+        try (Engine engine = Engine.load(Golden.bundledModel(), new EngineOptions(1))) {
+            int[] calls = new int[1];
+            engine.stepListener((dec, decPos, pre, prePos, seqs, ns) -> {
+                calls[0]++;
+                throw new IllegalStateException("listener bug");
+            });
+            int[] got = new int[1];
+            try (Session s = engine.newSession(64)) {
+                s.generate(Golden.randomTokens(8, 10, engine.model().vocabSize()), 4, SamplingParams.GREEDY, StopCondition.IGNORE_EOS,
+                        (id, text) -> got[0] += id >= 0 ? 1 : 0);
+            }
+            assertEquals(4, got[0], "every token arrives");
+            assertEquals(1, calls[0], "called once, then removed");
+        }
+    }
+
+    @Test
     void theListenerSeesWhatEachStepCarries() {
         List<long[]> steps = java.util.Collections.synchronizedList(new ArrayList<>());
         try (Engine engine = Engine.load(Golden.bundledModel(), new EngineOptions(1))) {
