@@ -29,7 +29,7 @@ import java.util.concurrent.TimeUnit;
  * over float32 weights with the activations read from a {@code float[]} ({@code array}), from an off-heap segment
  * ({@code native}: a shared arena's, as the model's; {@code global}: the global arena's, never closed) and from a
  * segment over a {@code float[]} ({@code heap}), and from an off-heap segment as whole vectors, each column's value
- * broadcast from its lane by a permute ({@code native-lanes}: one checked load per token and block, 16 lanes only); the weights are an off-heap segment in
+ * broadcast from its lane by a permute ({@code native-lanes}: one or two checked loads per token and block, 8 or 16 lanes); the weights are an off-heap segment in
  * every case. Each segment read carries checks (bounds, the arena's liveness) that C2 does not hoist out of the short column
  * loop, where the array's broadcast is a load folded into the instruction.
  * The loop is written out once per source on purpose (each as a kernel body would be, so the JIT sees what a kernel
@@ -185,38 +185,43 @@ public class ActivationSourceBenchmark {
     }
 
     /**
-     * The same loop with the activations read as whole vectors (one checked load per token and block) and each
-     * column's value broadcast from its lane by a permute (16 lanes only: a block is one vector).
+     * The same loop with the activations read as whole vectors (per token and block one load with 16 lanes, two with 8)
+     * and each column's value broadcast from its lane by a permute.
      */
     private void fromSegmentLanes(MemorySegment x, float[] out) {
-        if (LANES != BLOCK) {
-            throw new IllegalStateException("the lane variant needs " + BLOCK + " lanes, this machine has " + LANES);
+        if (LANES < 8) {
+            throw new IllegalStateException("the lane variant needs 8 or 16 lanes, this machine's vectors have " + LANES);
         }
+        boolean oneVector = LANES >= BLOCK; // 16 lanes: a block's two halves in one vector; 8 lanes: one vector each
         long tileBytes = 4L * cols * LANES;
         for (int j = 0; j < rows / LANES; j++) {
             FloatVector a0 = FloatVector.zero(F), a1 = a0, a2 = a0, a3 = a0;
             long x1 = 4L * cols, x2 = 8L * cols, x3 = 12L * cols;
             for (int b = 0; b < cols / BLOCK; b++) {
                 FloatVector lo0 = FloatVector.zero(F), lo1 = lo0, lo2 = lo0, lo3 = lo0, hi0 = lo0, hi1 = lo0, hi2 = lo0, hi3 = lo0;
-                long xb = 4L * b * BLOCK;
+                long xb = 4L * b * BLOCK, xh = oneVector ? xb : xb + 32;
                 FloatVector v0 = FloatVector.fromMemorySegment(F, x, xb, ByteOrder.LITTLE_ENDIAN);
                 FloatVector v1 = FloatVector.fromMemorySegment(F, x, x1 + xb, ByteOrder.LITTLE_ENDIAN);
                 FloatVector v2 = FloatVector.fromMemorySegment(F, x, x2 + xb, ByteOrder.LITTLE_ENDIAN);
                 FloatVector v3 = FloatVector.fromMemorySegment(F, x, x3 + xb, ByteOrder.LITTLE_ENDIAN);
+                FloatVector u0 = FloatVector.fromMemorySegment(F, x, xh, ByteOrder.LITTLE_ENDIAN);
+                FloatVector u1 = FloatVector.fromMemorySegment(F, x, x1 + xh, ByteOrder.LITTLE_ENDIAN);
+                FloatVector u2 = FloatVector.fromMemorySegment(F, x, x2 + xh, ByteOrder.LITTLE_ENDIAN);
+                FloatVector u3 = FloatVector.fromMemorySegment(F, x, x3 + xh, ByteOrder.LITTLE_ENDIAN);
                 for (int i = 0; i < 8; i++) {
                     int k = b * BLOCK + i;
                     long o = j * tileBytes + 4L * LANES * k;
                     FloatVector wl = FloatVector.fromMemorySegment(F, w, o, ByteOrder.LITTLE_ENDIAN);
                     FloatVector wh = FloatVector.fromMemorySegment(F, w, o + 32L * LANES, ByteOrder.LITTLE_ENDIAN);
-                    jdk.incubator.vector.VectorShuffle<Float> sl = LANE[i], sh = LANE[i + 8];
+                    jdk.incubator.vector.VectorShuffle<Float> sl = LANE[i], sh = LANE[oneVector ? i + 8 : i];
                     lo0 = wl.fma(v0.rearrange(sl), lo0);
-                    hi0 = wh.fma(v0.rearrange(sh), hi0);
+                    hi0 = wh.fma(u0.rearrange(sh), hi0);
                     lo1 = wl.fma(v1.rearrange(sl), lo1);
-                    hi1 = wh.fma(v1.rearrange(sh), hi1);
+                    hi1 = wh.fma(u1.rearrange(sh), hi1);
                     lo2 = wl.fma(v2.rearrange(sl), lo2);
-                    hi2 = wh.fma(v2.rearrange(sh), hi2);
+                    hi2 = wh.fma(u2.rearrange(sh), hi2);
                     lo3 = wl.fma(v3.rearrange(sl), lo3);
-                    hi3 = wh.fma(v3.rearrange(sh), hi3);
+                    hi3 = wh.fma(u3.rearrange(sh), hi3);
                 }
                 a0 = a0.add(lo0.add(hi0));
                 a1 = a1.add(lo1.add(hi1));
