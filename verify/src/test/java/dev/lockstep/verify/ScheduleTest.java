@@ -319,26 +319,8 @@ class ScheduleTest {
      */
     @Test
     void aLateWorkerNeverMeetsTheNextStepsTasks() {
-        StepGraph a = new StepGraph(2);
-        int chunksA = a.region("chunks");
-        int dataA = a.region("data");
-        for (int w = 0; w < 2; w++) {
-            a.part(chunksA, w, StepGraph.NO_WEIGHTS).part(dataA, w, StepGraph.NO_WEIGHTS);
-        }
-        a.message("go", chunksA, 0, 1, MessageSpec.Kind.INPUT, 0);
-        a.message("done", chunksA, 1, 0, MessageSpec.Kind.OUTPUT, 0);
-        a.message("x", dataA, 0, 1, MessageSpec.Kind.INPUT, 80);
-        a.message("y", dataA, 1, 0, MessageSpec.Kind.OUTPUT, 80);
-        StepGraph b = new StepGraph(2);
-        int chunksB = b.region("chunks");
-        int bellsB = b.region("bells");
-        for (int w = 0; w < 2; w++) {
-            b.part(chunksB, w, StepGraph.NO_WEIGHTS).part(bellsB, w, StepGraph.NO_WEIGHTS);
-        }
-        b.message("go", chunksB, 0, 1, MessageSpec.Kind.INPUT, 0);
-        b.message("done", chunksB, 1, 0, MessageSpec.Kind.OUTPUT, 0);
-        b.message("go2", bellsB, 0, 1, MessageSpec.Kind.INPUT, 0);
-        b.message("done2", bellsB, 1, 0, MessageSpec.Kind.OUTPUT, 0);
+        StepGraph a = chunksThen("data", 80); // region 2 moves 80 floats each way
+        StepGraph b = chunksThen("bells", 0); // region 2 is doorbells only
         Schedule sa = ScheduleCompiler.compile(a, 16), sb = ScheduleCompiler.compile(b, 16);
         try (ScheduleExecutor ex = new ScheduleExecutor(2, 16, 1000, false, ScheduleExecutor::defaultIdle)) {
             ex.reserveRegions(3);
@@ -368,6 +350,24 @@ class ScheduleTest {
             }
             assertTrue(ex.deferredReceives() > 0, "the coordinator deferred what the late worker owed");
         }
+    }
+
+    /**
+     * Two workers, two regions: "chunks" (a doorbell each way), then {@code second}, whose messages carry {@code floats}
+     * floats each way (0: doorbells).
+     */
+    private static StepGraph chunksThen(String second, int floats) {
+        StepGraph g = new StepGraph(2);
+        int chunks = g.region("chunks");
+        int r = g.region(second);
+        for (int w = 0; w < 2; w++) {
+            g.part(chunks, w, StepGraph.NO_WEIGHTS).part(r, w, StepGraph.NO_WEIGHTS);
+        }
+        g.message("go", chunks, 0, 1, MessageSpec.Kind.INPUT, 0);
+        g.message("done", chunks, 1, 0, MessageSpec.Kind.OUTPUT, 0);
+        g.message(second + ".in", r, 0, 1, MessageSpec.Kind.INPUT, floats);
+        g.message(second + ".out", r, 1, 0, MessageSpec.Kind.OUTPUT, floats);
+        return g;
     }
 
     @Test
