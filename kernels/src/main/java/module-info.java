@@ -5,5 +5,7 @@
 module dev.lockstep.kernels {
     requires transitive dev.lockstep.memory;
     requires jdk.incubator.vector;
+    requires java.management; // JitState: the JIT's code list through the DiagnosticCommand MBean
+    requires jdk.management;  // ...which this module registers
     exports dev.lockstep.kernels;
 }

@@ -2,6 +2,7 @@ package dev.lockstep.engine;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import dev.lockstep.kernels.KernelProvider;
+import dev.lockstep.kernels.KernelWarmup;
 import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.ScalarKernels;
 import dev.lockstep.kernels.WorkerPool;
@@ -52,11 +53,13 @@ public final class Engine implements AutoCloseable {
     private final KvDiskStore kvDisk;       // null without a DISK tier
     private final PrefixCache prefixCache; // null when disabled
     private final Scheduler scheduler;
+    private final KernelWarmup.Report warmup; // null when off
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
     private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId, Kernels kernels,
-                   EngineOptions options) {
+                   EngineOptions options, KernelWarmup.Report warmup) {
         this.kernels = kernels;
+        this.warmup = warmup;
         this.modelDir = modelDir;
         this.pool = pool;
         this.model = model;
@@ -125,8 +128,10 @@ public final class Engine implements AutoCloseable {
             tokenizerLoad = new java.util.concurrent.FutureTask<>(() -> Tokenizer.load(modelDir, vocab));
             Thread.ofPlatform().daemon().name("lockstep-tokenizer-load").start(tokenizerLoad);
             model = ModelFamilies.load(config, kernels, pool, options.load());
+            // while the tokenizer may still be loading on its own thread: the kernel bodies to C2 (DESIGN.md, "Steady speed")
+            KernelWarmup.Report warmup = options.kernelWarmup() ? warmUp(kernels, model) : null;
             tokenizer = join(tokenizerLoad);
-            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels, options);
+            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels, options, warmup);
         } catch (RuntimeException | Error e) {
             if (tokenizer == null && tokenizerLoad != null) {
                 try {
@@ -148,6 +153,31 @@ public final class Engine implements AutoCloseable {
             }
             throw e;
         }
+    }
+
+    /** Longest the kernel warm-up at load may take; on 2 cores it takes 1-3 s (BENCHMARKS.md, "Steady speed"). */
+    static final long WARMUP_BUDGET_NANOS = 30_000_000_000L;
+
+    /**
+     * Runs the kernel warm-up for this model's matrices (format and columns of each), row lengths (every matrix's
+     * columns: the hidden size and the expert/MLP width) and head size.
+     */
+    private static KernelWarmup.Report warmUp(Kernels kernels, CausalLm model) {
+        java.util.Set<Integer> rows = new java.util.TreeSet<>();
+        for (var m : model.weightMatrices()) {
+            rows.add(m.cols());
+        }
+        // one block of a KV cache of the model's own kind: attention sees the memory it will read
+        try (var kv = model.newKvCache(dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS)) {
+            kv.reserve(1);
+            return KernelWarmup.run(kernels, model.weightMatrices(), rows, kv.keyBlock(0, 0), kv.keyBlockOffsetBytes(0, 0), kv.headDim(),
+                    WARMUP_BUDGET_NANOS);
+        }
+    }
+
+    /** What the kernel warm-up at load did and what the JIT said at its end; empty when the options turned it off. */
+    public java.util.Optional<KernelWarmup.Report> kernelWarmup() {
+        return java.util.Optional.ofNullable(warmup);
     }
 
     /** The tokenizer loaded on the other thread, its failure rethrown as it was. */

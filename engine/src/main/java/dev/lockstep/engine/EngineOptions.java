@@ -5,12 +5,13 @@ package dev.lockstep.engine;
  * of KV memory), a spill file for cold KV pages ({@code kvDiskBytes}, 0 for none; the DISK tier), the most
  * tokens one scheduler step batches ({@code batchTokens}), whether compute threads are pinned to CPUs
  * ({@code pinThreads}), whether full pages are shared through the prefix
- * cache ({@code prefixCache}); {@code threads} compute threads (the caller's thread is one of them) and which
+ * cache ({@code prefixCache}), whether loading ends with the kernel warm-up that brings every Vector API kernel body
+ * the model runs to C2 code before the first token ({@code kernelWarmup}, on by default; DESIGN.md, "Steady speed"); {@code threads} compute threads (the caller's thread is one of them) and which
  * kernels, and how weights are prepared at load ({@code load}: as stored, or quantized to NVFP4). Every choice of
  * kernels gives the same bits; they differ in speed only.
  */
 public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load, long kvCacheBytes,
-                            long kvDiskBytes, int batchTokens, boolean prefixCache, boolean pinThreads) {
+                            long kvDiskBytes, int batchTokens, boolean prefixCache, boolean pinThreads, boolean kernelWarmup) {
     /** Which kernels serve the forwards. */
     public enum KernelChoice {
         /** {@code KernelProvider}'s choice: the Vector API kernels when the module is present (the fast ones once compiled). */
@@ -54,7 +55,7 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
     public static final int DEFAULT_BATCH_TOKENS = 64;
 
     public EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load) {
-        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true, false);
+        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true, false, true);
     }
 
     public EngineOptions(int threads, KernelChoice kernels) {
@@ -63,22 +64,22 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
 
     /** These options with the weights prepared as {@code load} says. */
     public EngineOptions withLoad(dev.lockstep.moe.LoadOptions load) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup);
     }
 
     /** These options with a KV page pool of {@code bytes} (0: {@link Engine#DEFAULT_KV_CACHE_BYTES}). */
     public EngineOptions withKvCacheBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache, pinThreads);
+        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup);
     }
 
     /** These options with a DISK tier of {@code bytes} for the prefix cache's cold KV pages (0: none). */
     public EngineOptions withKvDiskBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache, pinThreads);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache, pinThreads, kernelWarmup);
     }
 
     /** These options with at most {@code tokens} tokens per scheduler step. */
     public EngineOptions withBatchTokens(int tokens) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache, pinThreads);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache, pinThreads, kernelWarmup);
     }
 
     /**
@@ -86,12 +87,21 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
      * where pinning is refused the engine says so once and runs unpinned.
      */
     public EngineOptions withPinnedThreads(boolean pin) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pin);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pin, kernelWarmup);
     }
 
     /** These options with the prefix cache on or off. */
     public EngineOptions withPrefixCache(boolean on) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on, pinThreads);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on, pinThreads, kernelWarmup);
+    }
+
+    /**
+     * These options with the kernel warm-up at load on (the default) or off. Off, a fresh JVM runs its first
+     * thousands of kernel calls on C1 code (a decode step can take twice as long for tens of seconds); the scalar
+     * kernels never need it.
+     */
+    public EngineOptions withKernelWarmup(boolean on) {
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, on);
     }
 
     public EngineOptions(int threads) {

@@ -28,6 +28,12 @@ public interface CausalLm extends AutoCloseable {
 
     int vocabSize();
 
+    /**
+     * Every matrix the forwards multiply, as the kernels run them (for the kernel warm-up at load, which runs the
+     * kernels on slices of these; read-only).
+     */
+    java.util.List<dev.lockstep.kernels.WeightMatrix> weightMatrices();
+
     /** Largest position the model was configured for ({@code max_position_embeddings}). */
     int maxPositions();
 

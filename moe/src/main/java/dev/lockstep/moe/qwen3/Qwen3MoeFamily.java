@@ -89,7 +89,8 @@ public final class Qwen3MoeFamily implements ModelFamily {
                 : w.matrix("lm_head.weight", c.vocabSize(), h);                                  // [vocab, hidden]
         w.finish();
         ModelSummary summary = summarize(c, w);
-        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool, options.execution()), weights, summary);
+        return new Qwen3MoeModel(c, embed, layers, finalNorm, lmHead, new Compute(kernels, pool, options.execution()), weights, summary,
+                List.copyOf(w.matrices()));
     }
 
     private static ModelSummary summarize(Qwen3MoeConfig c, WeightLoader w) {

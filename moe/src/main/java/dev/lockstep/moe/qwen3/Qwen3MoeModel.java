@@ -45,12 +45,14 @@ public final class Qwen3MoeModel implements CausalLm {
     private final Compute compute;
     private final TierPlacement packedWeights;
     private final ModelSummary summary;
+    private final java.util.List<WeightMatrix> matrices;
     /** Serializes forwards: the blocks share task objects, RoPE tables and the worker pool. */
     private final ReentrantLock forwardLock = new ReentrantLock();
     private boolean closed; // guarded by forwardLock
 
     Qwen3MoeModel(Qwen3MoeConfig config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
-                  Compute compute, TierPlacement packedWeights, ModelSummary summary) {
+                  Compute compute, TierPlacement packedWeights, ModelSummary summary, java.util.List<WeightMatrix> matrices) {
+        this.matrices = matrices;
         this.config = config;
         this.embed = embed;
         this.layers = layers;
@@ -230,6 +232,11 @@ public final class Qwen3MoeModel implements CausalLm {
     @Override
     public TierPlacement placement() {
         return packedWeights;
+    }
+
+    @Override
+    public java.util.List<WeightMatrix> weightMatrices() {
+        return matrices;
     }
 
     @Override
