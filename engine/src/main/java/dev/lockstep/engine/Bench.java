@@ -42,6 +42,12 @@ public final class Bench {
         public double max() {
             return Arrays.stream(tokensPerSecond).max().orElse(0);
         }
+
+        /** The runs' spread: slowest and fastest run over the median. */
+        public String spread() {
+            double m = median();
+            return String.format(java.util.Locale.ROOT, "min/median %.2f, max/median %.2f", min() / m, max() / m);
+        }
     }
 
     private Bench() {
@@ -73,6 +79,12 @@ public final class Bench {
      */
     public static List<Result> run(CausalLm model, int prefillTokens, int decodeTokens, int depth, int repetitions, int warmups,
                                    long warmupNanos) {
+        return run(model, prefillTokens, decodeTokens, depth, repetitions, warmups, warmupNanos, () -> { });
+    }
+
+    /** As {@link #run(CausalLm, int, int, int, int, int, long)}, calling {@code afterWarmup} between the warm-up and the first measured run. */
+    public static List<Result> run(CausalLm model, int prefillTokens, int decodeTokens, int depth, int repetitions, int warmups,
+                                   long warmupNanos, Runnable afterWarmup) {
         int vocab = model.vocabSize();
         float[] logits = new float[vocab];
         List<Test> tests = new ArrayList<>();
@@ -119,6 +131,7 @@ public final class Bench {
             for (int warmed = 0; warmed < warmups || System.nanoTime() - warmupStart < warmupNanos; warmed++) {
                 tests.forEach(t -> t.body().run());
             }
+            afterWarmup.run();
             List<Result> results = new ArrayList<>();
             for (Test t : tests) {
                 results.add(measure(t, repetitions));

@@ -50,6 +50,11 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
     @Option(names = "--in-process", description = "Run every thread count in this JVM instead of one fresh JVM each.")
     boolean inProcess;
 
+    @Option(names = "--jvms", paramLabel = "N", defaultValue = "1", description = {
+            "Fresh JVMs per thread count (default ${DEFAULT-VALUE}), the thread counts alternating; then each JVM's median",
+            "per test and their spread: how much a restart changes the speed."})
+    int jvms;
+
     @Override
     boolean pinWorkers() {
         return pin;
@@ -57,6 +62,9 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        if (jvms < 1 || (jvms > 1 && inProcess)) {
+            throw new IllegalArgumentException("--jvms must be >= 1 and needs fresh JVMs (not --in-process), got " + jvms);
+        }
         if (repetitions < 1 || warmups < 0 || prefillTokens < 0 || decodeTokens < 0 || depth < 0 || !(warmupSeconds >= 0)) {
             throw new IllegalArgumentException("need -r >= 1, --warmup >= 0, --warmup-seconds >= 0, -p >= 0, -n >= 0, -d >= 0");
         }
@@ -70,18 +78,49 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
         for (int t : counts) {
             checkThreads(t);
         }
-        out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max | heap B/token |%n|---|---:|---|---:|---:|---:|---|%n");
-        for (int t : counts) {
-            if (inProcess) {
-                runHere(t, warmupNanos);
-            } else {
-                runForked(t);
+        out().printf(Locale.ROOT, "| model | threads | test | t/s median | min | max | heap B/token | spread of the runs |%n|---|---:|---|---:|---:|---:|---|---|%n");
+        // test rows of every JVM, by (threads, test): each JVM's median
+        java.util.Map<String, List<Double>> medians = new java.util.LinkedHashMap<>();
+        for (int j = 0; j < jvms; j++) {
+            for (int t : counts) {
+                if (inProcess) {
+                    runHere(t, warmupNanos);
+                } else {
+                    for (String row : runForked(t)) {
+                        java.util.regex.Matcher m = TEST_ROW.matcher(row);
+                        if (m.find()) {
+                            medians.computeIfAbsent(m.group(1) + " | " + m.group(2), k -> new ArrayList<>()).add(Double.parseDouble(m.group(3)));
+                        }
+                    }
+                }
             }
+        }
+        if (jvms > 1) {
+            printJvmSpread(medians);
         }
         out().printf(Locale.ROOT, "kernels: %s, runs: %d measured per test after >= %d warm-up runs each and >= %.1f s of alternating warm-up; executor: %s%n",
                 dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups, warmupSeconds,
                 executionOptions.scheduled() ? "compiled schedule over --workers (threads column: workers)" : "fork-join");
         return 0;
+    }
+
+    /** A test row as the child prints it: threads, test, median. */
+    private static final java.util.regex.Pattern TEST_ROW =
+            java.util.regex.Pattern.compile("^\\| [^|]+ \\| (\\d+) \\| ((?:pp|tg)\\d+(?: @ d\\d+)?) \\| ([0-9.]+) \\|");
+
+    /** Each JVM's median per test, in run order, and their spread (the slowest and fastest JVM over the median JVM). */
+    private void printJvmSpread(java.util.Map<String, List<Double>> medians) {
+        out().printf(Locale.ROOT, "%n| model | threads | test | JVMs | each JVM's median t/s, in run order | median JVM | slowest/median | fastest/median |%n"
+                + "|---|---:|---|---:|---|---:|---:|---:|%n");
+        String name = model.getFileName() == null ? model.toString() : model.getFileName().toString();
+        medians.forEach((key, values) -> {
+            double[] sorted = values.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+            int n = sorted.length;
+            double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+            out().printf(Locale.ROOT, "| %s | %s | %d | %s | %.1f | %.2f | %.2f |%n", name, key, n,
+                    String.join(", ", values.stream().map(v -> String.format(Locale.ROOT, "%.1f", v)).toList()), median,
+                    sorted[0] / median, sorted[n - 1] / median);
+        });
     }
 
     /** Runs the tests for {@code t} threads in this JVM. */
@@ -101,7 +140,17 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
             var scheduled = engine.model().scheduleExecutor();
             long vectorsBefore = scheduled == null ? 0 : scheduled.vectorsSent(), stepsBefore = scheduled == null ? 0 : scheduled.steps();
             Bench.Result decode = null;
-            for (Bench.Result r : Bench.run(engine.model(), prefillTokens, decodeTokens, depth, repetitions, warmups, warmupNanos)) {
+            engine.kernelWarmup().ifPresent(w -> out().printf(Locale.ROOT, "| %s | %d | jit at load | | | | | %s |%n",
+                    engine.modelDir().getFileName(), t, w.describe()));
+            String[] jitBeforeMeasuring = {""};
+            Runnable afterWarmup = () -> jitBeforeMeasuring[0] = dev.lockstep.kernels.JitState.snapshot().map(s -> {
+                List<List<String>> split = dev.lockstep.kernels.KernelWarmup.split(s);
+                return split.get(0).size() + " of " + (split.get(0).size() + split.get(1).size()) + " kernel methods run C2 code"
+                        + (split.get(1).isEmpty() ? "" : "; not yet: " + dev.lockstep.kernels.KernelWarmup.shortNames(split.get(1)));
+            }).orElse("the JIT's code list is not available in this JVM");
+            List<Bench.Result> results = Bench.run(engine.model(), prefillTokens, decodeTokens, depth, repetitions, warmups, warmupNanos, afterWarmup);
+            out().printf(Locale.ROOT, "| %s | %d | jit before measuring | | | | | %s |%n", engine.modelDir().getFileName(), t, jitBeforeMeasuring[0]);
+            for (Bench.Result r : results) {
                 print(engine, t, r);
                 if (r.test().startsWith("tg")) {
                     decode = r;
@@ -163,7 +212,7 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
      * Runs the tests for {@code t} threads in a fresh JVM with this JVM's flags (as JMH forks): code the
      * JIT compiled for another thread count (or another test order) must not colour the numbers.
      */
-    private void runForked(int t) {
+    private List<String> runForked(int t) {
         List<String> cmd = new ArrayList<>();
         cmd.add(ProcessHandle.current().info().command().orElse(Path.of(System.getProperty("java.home"), "bin", "java").toString()));
         cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
@@ -196,8 +245,10 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                     });
                 }
             });
+            List<String> rows = new ArrayList<>();
             try (var lines = child.inputReader(java.nio.charset.StandardCharsets.UTF_8).lines()) {
                 lines.filter(l -> l.startsWith("| ") && !l.startsWith("| model")).forEach(l -> {
+                    rows.add(l);
                     out().println(l);
                     out().flush();
                 });
@@ -211,6 +262,7 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                 }
                 throw new LockstepException("bench for " + t + " threads failed in its child JVM (exit " + code + ")" + why);
             }
+            return rows;
         } catch (java.io.IOException e) {
             throw new LockstepException("cannot start a child JVM for the benchmark: " + e.getMessage(), e);
         } catch (InterruptedException e) {
@@ -220,8 +272,8 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
     }
 
     private void print(Engine engine, int threads, Bench.Result r) {
-        out().printf(Locale.ROOT, "| %s | %d | %s | %.1f | %.1f | %.1f | %.0f |%n", engine.modelDir().getFileName(), threads, r.test(),
-                r.median(), r.min(), r.max(), r.allocatedBytesPerToken());
+        out().printf(Locale.ROOT, "| %s | %d | %s | %.1f | %.1f | %.1f | %.0f | %s |%n", engine.modelDir().getFileName(), threads, r.test(),
+                r.median(), r.min(), r.max(), r.allocatedBytesPerToken(), r.spread());
         out().flush();
     }
 }
