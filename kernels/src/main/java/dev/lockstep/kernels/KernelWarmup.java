@@ -39,14 +39,22 @@ public final class KernelWarmup {
      * @param jitVisible whether this JVM reported its code list; if not, the lists below are empty
      * @param runningC2 kernel methods the calls reached that run C2 code at the end
      * @param notYet    kernel methods the calls reached that still run C1 code (or interpreted) at the end
+     * @param skipped   why no warm-up ran (this JVM has no C2 to wait for), else null
      */
-    public record Report(long nanos, long rounds, boolean jitVisible, List<String> runningC2, List<String> notYet) {
+    public record Report(long nanos, long rounds, boolean jitVisible, List<String> runningC2, List<String> notYet, String skipped) {
+        public Report(long nanos, long rounds, boolean jitVisible, List<String> runningC2, List<String> notYet) {
+            this(nanos, rounds, jitVisible, runningC2, notYet, null);
+        }
+
         public boolean complete() {
             return jitVisible && notYet.isEmpty() && !runningC2.isEmpty();
         }
 
         /** One line: time, and what the JIT says. */
         public String describe() {
+            if (skipped != null) {
+                return "no kernel warm-up: " + skipped;
+            }
             if (!jitVisible) {
                 return String.format(Locale.ROOT, "kernel warm-up %.2f s (%d rounds); the JIT's code list is not available in this JVM: C2 state unknown",
                         nanos / 1e9, rounds);
@@ -77,6 +85,10 @@ public final class KernelWarmup {
         long start = System.nanoTime();
         if (!(kernels instanceof PanamaKernels)) {
             return new Report(0, 0, true, List.of(), List.of());
+        }
+        String noC2 = c2Unavailable();
+        if (noC2 != null) { // nothing to wait for: say so instead of spinning until the budget
+            return new Report(0, 0, false, List.of(), List.of(), noC2);
         }
         int t = kernels.tileRows();
         java.util.Map<List<Object>, WeightMatrix> chosen = new java.util.LinkedHashMap<>();
@@ -158,6 +170,26 @@ public final class KernelWarmup {
             List<List<String>> s = split(last.get());
             return new Report(nanos, rounds, true, s.get(0), s.get(1));
         }
+    }
+
+    /**
+     * Why this JVM will never run C2 code ({@code -Xint}, {@code -XX:TieredStopAtLevel} below 4, as the launcher's
+     * short-job mode sets), or null when it will.
+     */
+    static String c2Unavailable() {
+        try {
+            var hotspot = java.lang.management.ManagementFactory.getPlatformMXBean(com.sun.management.HotSpotDiagnosticMXBean.class);
+            if (!Boolean.parseBoolean(hotspot.getVMOption("UseCompiler").getValue())) {
+                return "this JVM interprets only (-Xint)";
+            }
+            if (Boolean.parseBoolean(hotspot.getVMOption("TieredCompilation").getValue())
+                    && Integer.parseInt(hotspot.getVMOption("TieredStopAtLevel").getValue()) < 4) {
+                return "this JVM stops at C1 (-XX:TieredStopAtLevel=" + hotspot.getVMOption("TieredStopAtLevel").getValue() + ")";
+            }
+        } catch (RuntimeException e) {
+            return null; // no HotSpot flags to read: assume C2, and the code list will say
+        }
+        return null;
     }
 
     /** The kernel methods the JIT has compiled at all, split into those running C2 code and the rest. */
