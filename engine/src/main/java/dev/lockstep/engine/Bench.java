@@ -29,10 +29,7 @@ public final class Bench {
     public record Result(String test, int tokens, double[] tokensPerSecond, double allocatedBytesPerToken,
                          org.HdrHistogram.Histogram stepNanos) {
         public double median() {
-            double[] s = tokensPerSecond.clone();
-            Arrays.sort(s);
-            int n = s.length;
-            return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+            return Bench.median(tokensPerSecond);
         }
 
         public double min() {
@@ -51,6 +48,14 @@ public final class Bench {
     }
 
     private Bench() {
+    }
+
+    /** The median of {@code values} (the mean of the middle two for an even count); {@code values} is not changed. */
+    public static double median(double[] values) {
+        double[] s = values.clone();
+        Arrays.sort(s);
+        int n = s.length;
+        return n % 2 == 1 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
     }
 
     private static final com.sun.management.ThreadMXBean THREADS =

@@ -63,11 +63,6 @@ public final class JitState {
         public boolean compiled(String method) {
             return byMethod.containsKey(method);
         }
-
-        /** The highest tier among the method's in-use nmethods, 0 for none (interpreted). */
-        public int tier(String method) {
-            return byMethod.getOrDefault(method, List.of()).stream().filter(Nmethod::inUse).mapToInt(Nmethod::tier).max().orElse(0);
-        }
     }
 
     private JitState() {

@@ -59,8 +59,8 @@ public final class KernelWarmup {
                 return String.format(Locale.ROOT, "kernel warm-up %.2f s (%d rounds); the JIT's code list is not available in this JVM: C2 state unknown",
                         nanos / 1e9, rounds);
             }
-            return String.format(Locale.ROOT, "kernel warm-up %.2f s (%d rounds): %d of %d kernel methods run C2 code%s", nanos / 1e9, rounds,
-                    runningC2.size(), runningC2.size() + notYet.size(), notYet.isEmpty() ? "" : "; not yet: " + shortNames(notYet));
+            return String.format(Locale.ROOT, "kernel warm-up %.2f s (%d rounds): %s", nanos / 1e9, rounds,
+                    new Split(runningC2, notYet).describe());
         }
     }
 
@@ -98,78 +98,75 @@ public final class KernelWarmup {
             }
             chosen.merge(List.of(m.format(), m.cols(), m.data().getClass()), m, (a, b) -> b.rows() > a.rows() ? b : a);
         }
-        {
-            List<Runnable> calls = new ArrayList<>();
-            for (WeightMatrix m : chosen.values()) {
-                int cols = m.cols(), rows = Math.min(m.rows(), 5 * t + 3);
-                float[] x = new float[8 * cols], out = new float[8 * rows];
-                for (int tokens : new int[]{1, 2, 3, 4, 5, 7}) {
-                    calls.add(() -> kernels.matmul(m, x, 0, cols, tokens, out, 0, rows, 0, rows));
-                }
-                if (rows > t) { // a thread's slice of a matrix: from the second tile on
-                    calls.add(() -> kernels.matmul(m, x, 0, cols, 1, out, 0, rows, t, rows));
-                }
+        List<Runnable> calls = new ArrayList<>();
+        for (WeightMatrix m : chosen.values()) {
+            int cols = m.cols(), rows = Math.min(m.rows(), 5 * t + 3);
+            float[] x = new float[8 * cols], out = new float[8 * rows];
+            for (int tokens : new int[]{1, 2, 3, 4, 5, 7}) {
+                calls.add(() -> kernels.matmul(m, x, 0, cols, tokens, out, 0, rows, 0, rows));
             }
-            // besides the model's row lengths, short ones: softmax over a few positions or experts (a vector loop
-            // that runs zero times or once must have been seen too, or its first real call traps and recompiles)
-            TreeSet<Integer> lengths = new TreeSet<>(rowLengths);
-            lengths.addAll(List.of(1, 3, 17, 40, 64, 128));
-            for (int n : lengths) {
-                float[] a = new float[5 * n], b = new float[5 * n], o = new float[5 * n], w = new float[n];
-                java.util.Arrays.fill(a, 0.5f);
-                java.util.Arrays.fill(w, 1f);
-                calls.add(() -> kernels.rmsNorm(a, 0, w, 1e-6f, o, 0, n));
-                calls.add(() -> kernels.rmsNormRows(a, 0, n, 4, w, 1e-6f, o, 0, n, n));
-                calls.add(() -> kernels.rmsNormRows(a, 0, n, 5, w, 1e-6f, o, 0, n, n));
-                calls.add(() -> kernels.axpy(1f, a, 0, b, 0, n));
-                calls.add(() -> kernels.siluMul(a, 0, a, 0, o, 0, n));
-                calls.add(() -> kernels.softmax(o, 0, n));
+            if (rows > t) { // a thread's slice of a matrix: from the second tile on
+                calls.add(() -> kernels.matmul(m, x, 0, cols, 1, out, 0, rows, t, rows));
             }
-            if (headDim > 0 && kvBlock != null) {
-                int block = KvBlockDescriptor.BLOCK_TOKENS, heads = 3;
-                MemorySegment kv = kvBlock;
-                MemorySegment[] blocks = {kv, kv, kv, kv, kv};
-                long[] offsets = new long[5];
-                java.util.Arrays.fill(offsets, kvBlockOffset);
-                float[] q = new float[heads * headDim], scores = new float[heads * 5 * block], context = new float[heads * headDim];
-                for (int nBlocks = 1; nBlocks <= 5; nBlocks++) {
-                    int nb = nBlocks;
-                    calls.add(() -> kernels.attentionScores(q, 0, heads, headDim, blocks, offsets, nb, scores, 0, 5 * block));
-                }
-                for (int h = 1; h <= heads; h++) {
-                    int nh = h;
-                    calls.add(() -> kernels.attentionValues(scores, 0, 5 * block, nh, block, kv, kvBlockOffset, (long) headDim * Float.BYTES, context, 0, headDim));
-                    calls.add(() -> kernels.attentionValues(scores, 0, 5 * block, nh, 5, kv, kvBlockOffset, (long) headDim * Float.BYTES, context, 0, headDim));
-                }
-                calls.add(() -> kernels.softmax(scores, 0, 5 * block));
-            }
-            long rounds = 0;
-            int completeLooks = 0;
-            Optional<JitState.Snapshot> last = Optional.empty();
-            while (true) {
-                for (Runnable c : calls) {
-                    c.run();
-                }
-                rounds++;
-                if (rounds >= MIN_ROUNDS && rounds % CHECK_EVERY == 0) {
-                    last = JitState.snapshot();
-                    if (last.isEmpty()) {
-                        break; // nothing to wait for: the minimum rounds ran
-                    }
-                    // two looks in a row with every reached method on C2: an OSR compile alone is not taken for it
-                    completeLooks = split(last.get()).get(1).isEmpty() ? completeLooks + 1 : 0;
-                    if (completeLooks >= 2 || System.nanoTime() - start > budgetNanos) {
-                        break;
-                    }
-                }
-            }
-            long nanos = System.nanoTime() - start;
-            if (last.isEmpty()) {
-                return new Report(nanos, rounds, false, List.of(), List.of());
-            }
-            List<List<String>> s = split(last.get());
-            return new Report(nanos, rounds, true, s.get(0), s.get(1));
         }
+        // besides the model's row lengths, short ones: softmax over a few positions or experts (a vector loop
+        // that runs zero times or once must have been seen too, or its first real call traps and recompiles)
+        TreeSet<Integer> lengths = new TreeSet<>(rowLengths);
+        lengths.addAll(List.of(1, 3, 17, 40, 64, 128));
+        for (int n : lengths) {
+            float[] a = new float[5 * n], b = new float[5 * n], o = new float[5 * n], w = new float[n];
+            java.util.Arrays.fill(a, 0.5f);
+            java.util.Arrays.fill(w, 1f);
+            calls.add(() -> kernels.rmsNorm(a, 0, w, 1e-6f, o, 0, n));
+            calls.add(() -> kernels.rmsNormRows(a, 0, n, 4, w, 1e-6f, o, 0, n, n));
+            calls.add(() -> kernels.rmsNormRows(a, 0, n, 5, w, 1e-6f, o, 0, n, n));
+            calls.add(() -> kernels.axpy(1f, a, 0, b, 0, n));
+            calls.add(() -> kernels.siluMul(a, 0, a, 0, o, 0, n));
+            calls.add(() -> kernels.softmax(o, 0, n));
+        }
+        if (headDim > 0 && kvBlock != null) {
+            int block = KvBlockDescriptor.BLOCK_TOKENS, heads = 3;
+            MemorySegment[] blocks = {kvBlock, kvBlock, kvBlock, kvBlock, kvBlock};
+            long[] offsets = new long[5];
+            java.util.Arrays.fill(offsets, kvBlockOffset);
+            float[] q = new float[heads * headDim], scores = new float[heads * 5 * block], context = new float[heads * headDim];
+            for (int nBlocks = 1; nBlocks <= 5; nBlocks++) {
+                int nb = nBlocks;
+                calls.add(() -> kernels.attentionScores(q, 0, heads, headDim, blocks, offsets, nb, scores, 0, 5 * block));
+            }
+            for (int h = 1; h <= heads; h++) {
+                int nh = h;
+                calls.add(() -> kernels.attentionValues(scores, 0, 5 * block, nh, block, kvBlock, kvBlockOffset, (long) headDim * Float.BYTES, context, 0, headDim));
+                calls.add(() -> kernels.attentionValues(scores, 0, 5 * block, nh, 5, kvBlock, kvBlockOffset, (long) headDim * Float.BYTES, context, 0, headDim));
+            }
+            calls.add(() -> kernels.softmax(scores, 0, 5 * block));
+        }
+        long rounds = 0;
+        int completeLooks = 0;
+        Optional<JitState.Snapshot> last = Optional.empty();
+        while (true) {
+            for (Runnable c : calls) {
+                c.run();
+            }
+            rounds++;
+            if (rounds >= MIN_ROUNDS && rounds % CHECK_EVERY == 0) {
+                last = JitState.snapshot();
+                if (last.isEmpty()) {
+                    break; // nothing to wait for: the minimum rounds ran
+                }
+                // two looks in a row with every reached method on C2: an OSR compile alone is not taken for it
+                completeLooks = Split.of(last.get()).notYet().isEmpty() ? completeLooks + 1 : 0;
+                if (completeLooks >= 2 || System.nanoTime() - start > budgetNanos) {
+                    break;
+                }
+            }
+        }
+        long nanos = System.nanoTime() - start;
+        if (last.isEmpty()) {
+            return new Report(nanos, rounds, false, List.of(), List.of());
+        }
+        Split split = Split.of(last.get());
+        return new Report(nanos, rounds, true, split.runningC2(), split.notYet());
     }
 
     /**
@@ -193,18 +190,31 @@ public final class KernelWarmup {
     }
 
     /** The kernel methods the JIT has compiled at all, split into those running C2 code and the rest. */
-    public static List<List<String>> split(JitState.Snapshot snapshot) {
-        List<String> c2 = new ArrayList<>(), notYet = new ArrayList<>();
-        for (String m : JitState.kernelMethods()) {
-            if (snapshot.compiled(m)) {
-                (snapshot.runsC2(m) ? c2 : notYet).add(m);
+    public record Split(List<String> runningC2, List<String> notYet) {
+        public static Split of(JitState.Snapshot snapshot) {
+            List<String> c2 = new ArrayList<>(), notYet = new ArrayList<>();
+            for (String m : JitState.kernelMethods()) {
+                if (snapshot.compiled(m)) {
+                    (snapshot.runsC2(m) ? c2 : notYet).add(m);
+                }
             }
+            return new Split(List.copyOf(c2), List.copyOf(notYet));
         }
-        return List.of(c2, notYet);
+
+        /** The JIT's state now, in words (or that this JVM does not tell). */
+        public static String describeNow() {
+            return JitState.snapshot().map(s -> of(s).describe()).orElse("the JIT's code list is not available in this JVM");
+        }
+
+        /** "N of M kernel methods run C2 code[; not yet: ...]". */
+        public String describe() {
+            return runningC2.size() + " of " + (runningC2.size() + notYet.size()) + " kernel methods run C2 code"
+                    + (notYet.isEmpty() ? "" : "; not yet: " + shortNames(notYet));
+        }
     }
 
     /** {@code Class.method} without package and descriptor, for messages. */
-    public static String shortNames(List<String> methods) {
+    static String shortNames(List<String> methods) {
         return String.join(", ", methods.stream().map(m -> {
             String s = m.substring(0, m.indexOf('('));
             int dot = s.lastIndexOf('.', s.lastIndexOf('.') - 1);

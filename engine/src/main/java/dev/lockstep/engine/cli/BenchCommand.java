@@ -114,12 +114,11 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                 + "|---|---:|---|---:|---|---:|---:|---:|%n");
         String name = model.getFileName() == null ? model.toString() : model.getFileName().toString();
         medians.forEach((key, values) -> {
-            double[] sorted = values.stream().mapToDouble(Double::doubleValue).sorted().toArray();
-            int n = sorted.length;
-            double median = n % 2 == 1 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
-            out().printf(Locale.ROOT, "| %s | %s | %d | %s | %.1f | %.2f | %.2f |%n", name, key, n,
+            double[] each = values.stream().mapToDouble(Double::doubleValue).toArray();
+            double median = Bench.median(each);
+            out().printf(Locale.ROOT, "| %s | %s | %d | %s | %.1f | %.2f | %.2f |%n", name, key, each.length,
                     String.join(", ", values.stream().map(v -> String.format(Locale.ROOT, "%.1f", v)).toList()), median,
-                    sorted[0] / median, sorted[n - 1] / median);
+                    java.util.Arrays.stream(each).min().orElseThrow() / median, java.util.Arrays.stream(each).max().orElseThrow() / median);
         });
     }
 
@@ -143,11 +142,7 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
             engine.kernelWarmup().ifPresent(w -> out().printf(Locale.ROOT, "| %s | %d | jit at load | | | | | %s |%n",
                     engine.modelDir().getFileName(), t, w.describe()));
             String[] jitBeforeMeasuring = {""};
-            Runnable afterWarmup = () -> jitBeforeMeasuring[0] = dev.lockstep.kernels.JitState.snapshot().map(s -> {
-                List<List<String>> split = dev.lockstep.kernels.KernelWarmup.split(s);
-                return split.get(0).size() + " of " + (split.get(0).size() + split.get(1).size()) + " kernel methods run C2 code"
-                        + (split.get(1).isEmpty() ? "" : "; not yet: " + dev.lockstep.kernels.KernelWarmup.shortNames(split.get(1)));
-            }).orElse("the JIT's code list is not available in this JVM");
+            Runnable afterWarmup = () -> jitBeforeMeasuring[0] = dev.lockstep.kernels.KernelWarmup.Split.describeNow();
             List<Bench.Result> results = Bench.run(engine.model(), prefillTokens, decodeTokens, depth, repetitions, warmups, warmupNanos, afterWarmup);
             out().printf(Locale.ROOT, "| %s | %d | jit before measuring | | | | | %s |%n", engine.modelDir().getFileName(), t, jitBeforeMeasuring[0]);
             for (Bench.Result r : results) {
