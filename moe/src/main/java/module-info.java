@@ -6,6 +6,8 @@ module dev.lockstep.moe {
     requires transitive com.fasterxml.jackson.databind; // ModelConfigJson hands out JsonNodes
     exports dev.lockstep.moe;
     exports dev.lockstep.moe.block;
+    exports dev.lockstep.moe.decoder;
+    exports dev.lockstep.moe.families;
     exports dev.lockstep.moe.kv;
     exports dev.lockstep.moe.qwen3;
 }

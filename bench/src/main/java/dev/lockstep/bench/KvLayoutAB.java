@@ -32,7 +32,7 @@ public final class KvLayoutAB {
         int rounds = args.length > 3 ? Integer.parseInt(args[3]) : 40;
         int steps = args.length > 4 ? Integer.parseInt(args[4]) : 50;
         try (WorkerPool pool = new WorkerPool(threads); CausalLm m = ModelFamilies.load(model, pool)) {
-            var config = ((dev.lockstep.moe.qwen3.Qwen3MoeModel) m).config();
+            var config = ((dev.lockstep.moe.decoder.DecoderModel) m).spec();
             KvCache paged = m.newKvCache(depth + 1);
             KvCache contiguous = new ContiguousKvCache(config.nLayers(), config.nKvHeads(), config.headDim(), depth + 1);
             ForwardState state = m.newState(256);

@@ -82,7 +82,11 @@ public final class TierPlacement implements AutoCloseable {
 
     /** Memory for {@code tensor}, in SRAM when it is hot and fits, else in HBM (which refuses when full). */
     public synchronized MemorySegment allocate(String purpose, long bytes, long alignmentBytes) {
-        Role role = Role.of(purpose);
+        return allocate(purpose, Role.of(purpose), bytes, alignmentBytes);
+    }
+
+    /** As {@link #allocate(String, long, long)} with the role the family declared for the tensor. */
+    public synchronized MemorySegment allocate(String purpose, Role role, long bytes, long alignmentBytes) {
         String tensor = tensorName(purpose);
         if (role.hot() && sram != null) {
             long charged = bytes + alignmentBytes - 1;
@@ -108,7 +112,11 @@ public final class TierPlacement implements AutoCloseable {
      * monomorphic, which is worth more than a tier that is DRAM either way.
      */
     public synchronized void recordMapped(String purpose, long bytes) {
-        Role role = Role.of(purpose);
+        recordMapped(purpose, Role.of(purpose), bytes);
+    }
+
+    /** As {@link #recordMapped(String, long)} with the role the family declared for the tensor. */
+    public synchronized void recordMapped(String purpose, Role role, long bytes) {
         String tensor = tensorName(purpose);
         decisions.add(new Decision(tensor, bytes, role, MemoryTier.HBM, (role.hot() ? "hot, " : role.coldReason() + ", ")
                 + "mapped from the packed-weights cache"));

@@ -43,6 +43,12 @@ public final class ModelConfigJson {
         return file;
     }
 
+    /** The file and, once known, the family: {@code path/config.json (mixtral)}, the prefix of every config error. */
+    public String where() {
+        JsonNode t = root.get("model_type");
+        return t != null && t.isTextual() ? file + " (" + t.asText() + ")" : file.toString();
+    }
+
     public boolean has(String key) {
         JsonNode n = root.get(key);
         return n != null && !n.isNull();
@@ -66,7 +72,7 @@ public final class ModelConfigJson {
     public String requireString(String key) {
         JsonNode n = first(key);
         if (n == null || !n.isTextual()) {
-            throw new ConfigException(file + ": key '" + key + "' must be a string" + got(n));
+            throw new ConfigException(where() + ": key '" + key + "' must be a string" + got(n));
         }
         return n.asText();
     }
@@ -74,7 +80,7 @@ public final class ModelConfigJson {
     public int requirePositiveInt(String... keys) {
         JsonNode n = first(keys);
         if (n == null) {
-            throw new ConfigException(file + ": missing key " + names(keys) + " (a positive integer)");
+            throw new ConfigException(where() + ": missing key " + names(keys) + " (a positive integer)");
         }
         return positiveInt(n, names(keys));
     }
@@ -86,7 +92,7 @@ public final class ModelConfigJson {
 
     private int positiveInt(JsonNode n, String name) {
         if (!n.isIntegralNumber() || !n.canConvertToInt() || n.asInt() <= 0) {
-            throw new ConfigException(file + ": key " + name + " must be a positive integer" + got(n));
+            throw new ConfigException(where() + ": key " + name + " must be a positive integer" + got(n));
         }
         return n.asInt();
     }
@@ -105,7 +111,7 @@ public final class ModelConfigJson {
 
     private int checkRange(int v, int min, int max, String name) {
         if (v < min || v > max) {
-            throw new ConfigException(file + ": key " + name + " is " + v + ", outside the supported range [" + min + ", " + max + "]");
+            throw new ConfigException(where() + ": key " + name + " is " + v + ", outside the supported range [" + min + ", " + max + "]");
         }
         return v;
     }
@@ -114,7 +120,7 @@ public final class ModelConfigJson {
     public double requireDoubleInRange(double min, double max, String... keys) {
         double v = requirePositiveDouble(keys);
         if (!(v >= min && v <= max)) {
-            throw new ConfigException(file + ": key " + names(keys) + " is " + v + ", outside the supported range [" + min + ", " + max + "]");
+            throw new ConfigException(where() + ": key " + names(keys) + " is " + v + ", outside the supported range [" + min + ", " + max + "]");
         }
         return v;
     }
@@ -122,10 +128,10 @@ public final class ModelConfigJson {
     public double requirePositiveDouble(String... keys) {
         JsonNode n = first(keys);
         if (n == null) {
-            throw new ConfigException(file + ": missing key " + names(keys) + " (a positive number)");
+            throw new ConfigException(where() + ": missing key " + names(keys) + " (a positive number)");
         }
         if (!n.isNumber() || !(n.asDouble() > 0) || Double.isInfinite(n.asDouble())) {
-            throw new ConfigException(file + ": key " + names(keys) + " must be a positive number" + got(n));
+            throw new ConfigException(where() + ": key " + names(keys) + " must be a positive number" + got(n));
         }
         return n.asDouble();
     }
@@ -136,7 +142,7 @@ public final class ModelConfigJson {
             return fallback;
         }
         if (!n.isBoolean()) {
-            throw new ConfigException(file + ": key '" + key + "' must be true or false" + got(n));
+            throw new ConfigException(where() + ": key '" + key + "' must be true or false" + got(n));
         }
         return n.asBoolean();
     }
@@ -147,12 +153,12 @@ public final class ModelConfigJson {
             return fallback;
         }
         if (!n.isArray()) {
-            throw new ConfigException(file + ": key '" + key + "' must be a list of integers" + got(n));
+            throw new ConfigException(where() + ": key '" + key + "' must be a list of integers" + got(n));
         }
         List<Integer> out = new ArrayList<>();
         for (JsonNode e : n) {
             if (!e.isIntegralNumber() || !e.canConvertToInt() || e.asInt() < 0) {
-                throw new ConfigException(file + ": key '" + key + "' must be a list of non-negative integers" + got(n));
+                throw new ConfigException(where() + ": key '" + key + "' must be a list of non-negative integers" + got(n));
             }
             out.add(e.asInt());
         }
@@ -163,7 +169,7 @@ public final class ModelConfigJson {
     public JsonNode object(String key) {
         JsonNode n = first(key);
         if (n != null && !n.isObject()) {
-            throw new ConfigException(file + ": key '" + key + "' must be an object" + got(n));
+            throw new ConfigException(where() + ": key '" + key + "' must be an object" + got(n));
         }
         return n;
     }

@@ -5,6 +5,11 @@ import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.LockstepException;
+import dev.lockstep.moe.families.GptOssFamily;
+import dev.lockstep.moe.families.GraniteMoeFamily;
+import dev.lockstep.moe.families.MixtralFamily;
+import dev.lockstep.moe.families.OlmoeFamily;
+import dev.lockstep.moe.families.Qwen2MoeFamily;
 import dev.lockstep.moe.qwen3.Qwen3MoeFamily;
 
 import java.nio.file.Files;
@@ -18,7 +23,8 @@ public final class ModelFamilies {
     private static final Map<String, ModelFamily> FAMILIES = new LinkedHashMap<>();
 
     static {
-        for (ModelFamily f : List.<ModelFamily>of(new Qwen3MoeFamily())) {
+        for (ModelFamily f : List.<ModelFamily>of(new Qwen3MoeFamily(), new MixtralFamily(), new Qwen2MoeFamily(), new OlmoeFamily(),
+                new GraniteMoeFamily(), new GptOssFamily())) {
             FAMILIES.put(f.modelType(), f);
         }
     }

@@ -75,6 +75,20 @@ public final class Nvfp4Recipe {
     }
 
     /**
+     * Whether the experts of the fused 3-D tensor {@code tensor} (Granite's {@code input_linear.weight}, gpt-oss's
+     * {@code gate_up_proj}) are quantized: always, unless an exclude pattern names the module.
+     */
+    public boolean quantizesExpert(String tensor) {
+        String m = tensor.endsWith(".weight") ? module(tensor) : tensor;
+        for (Pattern p : exclude) {
+            if (p.matcher(m).matches()) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    /**
      * The weight tensors that share {@code tensor}'s input and so its {@code weight_scale_2}, {@code tensor}
      * included, in a fixed order; {@code exists} filters to the tensors the checkpoint has.
      */

@@ -42,7 +42,7 @@ import java.util.concurrent.atomic.AtomicLong;
  * been copied ({@link MemorySegment#unload()}), so peak memory stays near the size of the packed model rather
  * than twice it. A family must call {@link #finish()} before it uses any matrix.
  */
-public final class WeightLoader {
+public final class WeightLoader implements AutoCloseable {
     private static final long ALIGNMENT_BYTES = 64;
     private static final ValueLayout.OfFloat FLOAT_LE = ValueLayout.JAVA_FLOAT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
@@ -58,6 +58,12 @@ public final class WeightLoader {
     private final Map<WeightMatrix, TensorView> unchecked = new java.util.IdentityHashMap<>();
     private final List<WeightMatrix> matrices = new ArrayList<>();
     private final AtomicLong quantizeNanos = new AtomicLong();
+    /** The role each declared matrix has in the tier plan, as its family declared it. */
+    private final Map<String, TierPlacement.Role> roles = new java.util.HashMap<>();
+    private final Set<String> fetched = new HashSet<>();
+    private long vectorElements;
+    /** Row-major copies of expert matrices a 3-D tensor holds strided or transposed; freed after {@link #finish()}. */
+    private final java.lang.foreign.Arena staging = java.lang.foreign.Arena.ofShared();
 
     /** Packed-weights cache: bumped whenever a packed layout changes, so old cache files stop matching. */
     static final int CACHE_LAYOUT_VERSION = 2;
@@ -135,6 +141,11 @@ public final class WeightLoader {
      * (then there is nothing to copy: returns the slice and records the hit), else fresh arena memory.
      */
     private MemorySegment allocate(String purpose, long bytes) {
+        return allocate(purpose, roles.getOrDefault(purpose.substring(0, Math.max(0, purpose.indexOf(' '))), null), bytes);
+    }
+
+    private MemorySegment allocate(String purpose, TierPlacement.Role declared, long bytes) {
+        TierPlacement.Role role = declared != null ? declared : TierPlacement.Role.of(purpose);
         if (allocations.containsKey(purpose)) {
             throw new IllegalStateException("two packed allocations named " + purpose);
         }
@@ -143,11 +154,11 @@ public final class WeightLoader {
         if (e != null && e.bytes() == bytes) {
             // Every tensor stays in the mapping, hot ones too: weights of one segment kind keep the kernels' call
             // sites monomorphic (mapped and arena segments mixed cost synth decode a third: BENCHMARKS.md).
-            placement.recordMapped(purpose, bytes);
+            placement.recordMapped(purpose, role, bytes);
             seg = cacheMapping.asSlice(e.offset(), bytes);
             hits.put(purpose, e);
         } else {
-            seg = placement.allocate(purpose, bytes, ALIGNMENT_BYTES);
+            seg = placement.allocate(purpose, role, bytes, ALIGNMENT_BYTES);
         }
         allocations.put(purpose, seg);
         return seg;
@@ -178,7 +189,9 @@ public final class WeightLoader {
                     v.info().file() + ": tensor '" + name + "' has shape " + v.info().shapeString() + ", but " + family
                             + " with this config.json expects " + Arrays.toString(shape));
         }
-        used.add(v.info());
+        if (fetched.add(name)) {
+            used.add(v.info());
+        }
         return v;
     }
 
@@ -189,6 +202,12 @@ public final class WeightLoader {
      * when the load options ask for it and {@link Nvfp4Recipe} quantizes it. Filled by {@link #finish()}.
      */
     public WeightMatrix matrix(String name, int rows, int cols) {
+        return matrix(name, TierPlacement.Role.of(name), rows, cols);
+    }
+
+    /** As {@link #matrix(String, int, int)}, with the role in the tier plan the family declares for it. */
+    public WeightMatrix matrix(String name, TierPlacement.Role role, int rows, int cols) {
+        roles.put(name, role);
         String module = Nvfp4Recipe.module(name);
         if (module != null && checkpoint.contains(module + ".weight_scale")) {
             return nvfp4(name, module, rows, cols);
@@ -554,12 +573,155 @@ public final class WeightLoader {
                             + " expects one of F32, BF16, F16");
         }
         float[] out = new float[n];
+        vectorElements += n;
         WeightMatrix m = finite(new WeightMatrix(name, format, 1, n, v.data()), v);
         reading(name, () -> {
             m.rowToFloat(0, out, 0);
             return out;
         });
         return out;
+    }
+
+    /** Elements of the vectors fetched (norms, biases, sinks): the parameters that are not matrices. */
+    public long vectorElements() {
+        return vectorElements;
+    }
+
+    /** A 1-D tensor if the checkpoint has it, else null (optional biases). */
+    public float[] vectorIfPresent(String name, int n) {
+        return has(name) ? vector(name, n) : null;
+    }
+
+    /** A {@code [rows, cols]} tensor of vectors (per-expert biases) decoded to float32, one array per row. */
+    public float[][] vectors(String name, int rows, int cols) {
+        TensorView v = fetch(name, rows, cols);
+        DenseFormat format = WeightFormat.of(v.dtype());
+        if (format == null) {
+            throw new CheckpointException(CheckpointException.Problem.DTYPE_MISMATCH,
+                    v.info().file() + ": tensor '" + name + "' has dtype " + v.dtype() + "; " + family + " expects one of F32, BF16, F16");
+        }
+        WeightMatrix m = finite(new WeightMatrix(name, format, rows, cols, v.data()), v);
+        float[][] out = new float[rows][cols];
+        reading(name, () -> {
+            for (int r = 0; r < rows; r++) {
+                m.rowToFloat(r, out[r], 0);
+            }
+            return out;
+        });
+        vectorElements += (long) rows * cols;
+        return out;
+    }
+
+    /**
+     * How an expert's matrix sits in a 3-D tensor: {@code [experts, out, in]} (Granite, MXFP4 blocks) or transposed
+     * {@code [experts, in, out]} (gpt-oss's dense {@code gate_up_proj}/{@code down_proj}).
+     */
+    public enum ExpertLayout { OUT_IN, IN_OUT }
+
+    /** One matrix of an expert in a fused tensor: output rows {@code first, first + step, ...}, {@code rows} of them. */
+    public record Part(String name, int first, int step, int rows) {
+    }
+
+    /**
+     * Expert {@code expert}'s matrices out of the 3-D tensor {@code name} of {@code experts} experts with
+     * {@code outTotal} output rows each, one per part: a fused tensor yields its halves (Granite's
+     * {@code input_linear}: parts from row 0 and row inter, step 1) or its interleaved columns (gpt-oss's
+     * {@code gate_up_proj}: from 0 and 1, step 2). A contiguous slice of an {@code OUT_IN} tensor is a view of the
+     * checkpoint; any other part is copied row-major once (the kernels' packing copies it again). Each is packed, or
+     * quantized to NVFP4 when the load options ask for it (an expert is always quantizable: a fused 3-D tensor never
+     * stays dense by accident), the parts of one call sharing one {@code weight_scale_2} (amax over all of them, as
+     * ModelOpt shares it between an expert's gate and up). A part's name is {@code name[expert].part}.
+     */
+    public List<WeightMatrix> expertMatrices(String name, ExpertLayout layout, int experts, int outTotal, int in, int expert,
+                                             List<Part> parts, TierPlacement.Role role) {
+        long[] shape = layout == ExpertLayout.OUT_IN ? new long[]{experts, outTotal, in} : new long[]{experts, in, outTotal};
+        TensorView v = fetch(name, shape);
+        DenseFormat format = WeightFormat.of(v.dtype());
+        if (format == null) {
+            throw new CheckpointException(CheckpointException.Problem.DTYPE_MISMATCH, v.info().file() + ": tensor '" + name + "' has dtype "
+                    + v.dtype() + "; " + family + " expert weights must be one of F32, BF16, F16");
+        }
+        List<WeightMatrix> dense = new ArrayList<>();
+        for (Part p : parts) {
+            if (p.first() < 0 || p.rows() <= 0 || (long) p.first() + (long) p.step() * (p.rows() - 1) >= outTotal) {
+                throw new IllegalArgumentException(name + ": rows " + p.first() + " + " + p.step() + "*i, i < " + p.rows() + " are outside " + outTotal);
+            }
+            String matrixName = name + "[" + expert + "]" + (p.name() == null ? "" : "." + p.name());
+            roles.put(matrixName, role);
+            WeightMatrix d = expertSlice(v, format, matrixName, layout, outTotal, in, expert, p);
+            unchecked.put(d, v);
+            dense.add(d);
+        }
+        boolean quantize = options.quantizeNvfp4() && recipe.quantizesExpert(name) && in % Nvfp4Format.BLOCK == 0;
+        if (quantize && !cachedQuantized(dense)) {
+            float amax = 0f;
+            for (WeightMatrix d : dense) {
+                amax = Math.max(amax, reading(d.name(), () -> Nvfp4Quantizer.amax(d)));
+            }
+            if (!(amax > 0f) || !Float.isFinite(amax)) {
+                throw new CheckpointException(CheckpointException.Problem.NON_FINITE, v.info().file() + ": expert " + expert + " of '" + name
+                        + "' has amax " + amax + "; NVFP4 needs finite, non-zero weights");
+            }
+            float scale2 = Nvfp4Quantizer.weightScale2(amax);
+            for (WeightMatrix d : dense) {
+                groupScale2.put(d.name(), scale2);
+            }
+        }
+        List<WeightMatrix> out = new ArrayList<>();
+        for (WeightMatrix d : dense) {
+            out.add(quantize ? quantized(d) : packed(d));
+        }
+        return out;
+    }
+
+    /** Whether the packed cache holds every one of {@code dense}, quantized, with its scale (then no amax pass). */
+    private boolean cachedQuantized(List<WeightMatrix> dense) {
+        if (cacheEntries == null) {
+            return false;
+        }
+        for (WeightMatrix d : dense) {
+            dev.lockstep.memory.PackedCacheDescriptor.Entry hit = cacheEntries.get(d.name() + " NVFP4 x" + tileRows + " quantized");
+            if (hit == null || !(hit.tensorScale() > 0f)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private WeightMatrix expertSlice(TensorView v, DenseFormat format, String matrixName, ExpertLayout layout, int outTotal, int in,
+                                     int expert, Part p) {
+        long elementBytes = format.bytesPerElement();
+        long expertBytes = (long) outTotal * in * elementBytes;
+        MemorySegment all = v.data();
+        int rows = p.rows();
+        if (layout == ExpertLayout.OUT_IN && p.step() == 1) {
+            return new WeightMatrix(matrixName, format, rows, in, all.asSlice(expert * expertBytes + (long) p.first() * in * elementBytes,
+                    (long) rows * in * elementBytes));
+        }
+        MemorySegment copy = staging.allocate((long) rows * in * elementBytes, 64);
+        reading(v.name(), () -> {
+            long base = expert * expertBytes;
+            for (int r = 0; r < rows; r++) {
+                int o = p.first() + p.step() * r;
+                if (layout == ExpertLayout.OUT_IN) {
+                    MemorySegment.copy(all, base + (long) o * in * elementBytes, copy, (long) r * in * elementBytes, in * elementBytes);
+                } else {
+                    for (int i = 0; i < in; i++) {
+                        MemorySegment.copy(all, base + ((long) i * outTotal + o) * elementBytes, copy, ((long) r * in + i) * elementBytes, elementBytes);
+                    }
+                }
+            }
+            return null;
+        });
+        return new WeightMatrix(matrixName, format, rows, in, copy);
+    }
+
+    /** Frees the staging copies of strided or transposed expert matrices (after {@link #finish()}, or on failure). */
+    @Override
+    public void close() {
+        if (staging.scope().isAlive()) {
+            staging.close();
+        }
     }
 
     /** Checkpoint tensors not fetched (so far). */

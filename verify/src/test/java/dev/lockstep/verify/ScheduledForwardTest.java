@@ -13,7 +13,7 @@ import dev.lockstep.moe.ForwardState;
 import dev.lockstep.moe.LoadOptions;
 import dev.lockstep.moe.ModelFamilies;
 import dev.lockstep.moe.kv.PagedKvCache;
-import dev.lockstep.moe.qwen3.Qwen3MoeModel;
+import dev.lockstep.moe.decoder.DecoderModel;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.params.ParameterizedTest;
@@ -63,7 +63,7 @@ class ScheduledForwardTest {
             assertArrayEquals(expected, DecodeConsistencyTest.logitsInBlocks(model, t, 9), "prefill in blocks of 9, first run");
             assertArrayEquals(expected, DecodeConsistencyTest.logitsInBlocks(model, t, 9), "prefill in blocks of 9, compiled");
             assertArrayEquals(expectedDecode, DecodeConsistencyTest.logitsInBlocks(model, t, 1), "decode, token by token");
-            Qwen3MoeModel qwen = (Qwen3MoeModel) model;
+            DecoderModel qwen = (DecoderModel) model;
             Schedule decode = qwen.compute().schedule(1, 1);
             assertNotNull(decode, "the decode shape was compiled");
             // batches share the schedule of their bucket: 9 tokens run the one compiled for up to 16

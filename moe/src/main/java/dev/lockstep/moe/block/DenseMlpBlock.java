@@ -3,12 +3,13 @@ package dev.lockstep.moe.block;
 import dev.lockstep.kernels.WeightMatrix;
 
 /** A dense SwiGLU MLP: {@code down(silu(gate(x)) * up(x))} (HF {@code Qwen3MoeMLP}, used by {@code mlp_only_layers}). */
-public final class DenseMlpBlock {
+public final class DenseMlpBlock implements FeedForward {
     private final WeightMatrix gate; // [inter, hidden]
     private final WeightMatrix up;   // [inter, hidden]
     private final WeightMatrix down; // [hidden, inter]
 
     /** Weight bytes one token's forward streams through this block. */
+    @Override
     public long weightBytesPerToken() {
         return gate.byteSize() + up.byteSize() + down.byteSize();
     }

@@ -13,13 +13,47 @@ import java.util.Arrays;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * Top-k routed SwiGLU experts (HF {@code Qwen3MoeSparseMoeBlock}): router logits, softmax in float32, top-k,
- * optional renormalization of the k weights, then each selected expert runs on all of its tokens at once
- * (tokens grouped by expert, matrix-matrix), and each token's output is summed over its experts in
- * ascending expert id, as HF's {@code index_add_} loop does. That fixed order makes a token's output
- * independent of its batch mates and of which worker ran which expert.
+ * Top-k routed experts (HF {@code Qwen3MoeSparseMoeBlock} and its kin): router logits (+ bias), the routing rule
+ * of the family ({@link Routing}), then each selected expert runs on all of its tokens at once (tokens grouped by
+ * expert, matrix-matrix), and each token's output is summed over its experts in ascending expert id, as HF's
+ * {@code index_add_} loop does. That fixed order makes a token's output independent of its batch mates and of
+ * which worker ran which expert. An expert is {@code down(act(gate x + bg, up x + bu)) + bd} with the family's
+ * activation ({@link Activation}) and optional biases; an optional shared expert is added after the routed sum,
+ * scaled by the sigmoid of its gate (Qwen2-MoE).
  */
-public final class SparseMoeBlock {
+public final class SparseMoeBlock implements FeedForward {
+    /** How router logits become the top-k experts and their weights. */
+    public enum Routing {
+        /** Softmax over all experts in float32, top-k of the probabilities (renormalized when {@link Spec#normTopK}). */
+        SOFTMAX_TOP_K,
+        /** Top-k of the logits, softmax over those k (gpt-oss, Granite). */
+        TOP_K_SOFTMAX
+    }
+
+    /** The expert FFN's gating. */
+    public enum Activation {
+        /** {@code silu(g) * u}. */
+        SWIGLU,
+        /** gpt-oss: {@code g = min(g, limit)}, {@code u = clamp(u, -limit, limit)}, {@code (u + 1) * g * sigmoid(alpha g)}. */
+        CLAMPED_SWIGLU
+    }
+
+    /** Routing and activation of one MoE layer; {@code alpha} and {@code limit} are used by {@link Activation#CLAMPED_SWIGLU}. */
+    public record Spec(int topK, Routing routing, boolean normTopK, Activation activation, float alpha, float limit) {
+        /** Qwen3-MoE's: softmax, top-k, optional renormalization, SwiGLU. */
+        public static Spec softmaxTopK(int topK, boolean normTopK) {
+            return new Spec(topK, Routing.SOFTMAX_TOP_K, normTopK, Activation.SWIGLU, 0f, 0f);
+        }
+    }
+
+    /** Per-expert biases ({@code [experts][inter]} for gate and up, {@code [experts][hidden]} for down), or null. */
+    public record ExpertBiases(float[][] gate, float[][] up, float[][] down) {
+    }
+
+    /** An always-on expert added to every token's output, scaled by {@code sigmoid(gate . x)} when {@code gate} is set. */
+    public record SharedExpert(DenseMlpBlock mlp, WeightMatrix gate) {
+    }
+
     private final WeightMatrix router;  // [nExperts, hidden]
     private final WeightMatrix[] gate;  // [nExperts] x [inter, hidden]
     private final WeightMatrix[] up;    // [nExperts] x [inter, hidden]
@@ -29,18 +63,35 @@ public final class SparseMoeBlock {
     private final int hidden;
     private final int inter;
     private final boolean normTopK;
+    private final Spec spec;
+    private final float[] routerBias;  // [nExperts] or null
+    private final ExpertBiases biases; // or null
+    private final SharedExpert shared; // or null
 
     /** Weight bytes one token's forward streams: the router and top-k experts (the average expert's bytes). */
+    @Override
     public long weightBytesPerToken() {
         long experts = 0;
         for (int e = 0; e < nExperts; e++) {
             experts += gate[e].byteSize() + up[e].byteSize() + down[e].byteSize();
         }
-        return router.byteSize() + experts * topK / nExperts;
+        long sharedBytes = shared == null ? 0 : shared.mlp().weightBytesPerToken() + (shared.gate() == null ? 0 : shared.gate().byteSize());
+        return router.byteSize() + experts * topK / nExperts + sharedBytes;
     }
 
     public SparseMoeBlock(WeightMatrix router, WeightMatrix[] gate, WeightMatrix[] up, WeightMatrix[] down,
                           int topK, boolean normTopK) {
+        this(router, null, gate, up, down, null, null, Spec.softmaxTopK(topK, normTopK));
+    }
+
+    public SparseMoeBlock(WeightMatrix router, float[] routerBias, WeightMatrix[] gate, WeightMatrix[] up, WeightMatrix[] down,
+                          ExpertBiases biases, SharedExpert shared, Spec spec) {
+        int topK = spec.topK();
+        boolean normTopK = spec.normTopK();
+        this.spec = spec;
+        this.routerBias = routerBias;
+        this.biases = biases;
+        this.shared = shared;
         this.router = router;
         this.gate = gate;
         this.up = up;
@@ -58,6 +109,8 @@ public final class SparseMoeBlock {
         int[] active = new int[0];
         float[][] g = new float[0][], u = new float[0][];
         float[] gRows = new float[0], uRows = new float[0]; // [assignments, inter]: experts split by rows
+        float[] sharedOut = new float[0], sharedGate = new float[0];
+        final DenseMlpBlock.Scratch sharedScratch = new DenseMlpBlock.Scratch();
         final AtomicInteger next = new AtomicInteger();
         final Call call = new Call();
         final ExpertRegion experts = new ExpertRegion();
@@ -94,6 +147,15 @@ public final class SparseMoeBlock {
         return nExperts;
     }
 
+    /** Parameters of one routed expert (its gate, up and down matrices by logical shape, and its biases). */
+    public long parametersPerExpert() {
+        long p = (long) gate[0].rows() * gate[0].cols() + (long) up[0].rows() * up[0].cols() + (long) down[0].rows() * down[0].cols();
+        if (biases != null) {
+            p += biases.gate()[0].length + biases.up()[0].length + biases.down()[0].length;
+        }
+        return p;
+    }
+
     public int topK() {
         return topK;
     }
@@ -101,12 +163,22 @@ public final class SparseMoeBlock {
     public void forward(Compute c, int layer, float[] x, int n, Scratch s, float[] out, ForwardObserver observer) {
         s.ensure(n, nExperts, topK, hidden, inter, c.workers());
         Kernels kn = c.kernels();
-        // router: logits -> softmax (float32) -> top-k -> renormalize
+        // router: logits (+ bias) -> the family's routing rule -> top-k ids and weights
         c.matmul(router, x, n, s.logits);
         for (int t = 0; t < n; t++) {
+            if (routerBias != null) {
+                for (int e = 0; e < nExperts; e++) {
+                    s.logits[t * nExperts + e] += routerBias[e];
+                }
+            }
             System.arraycopy(s.logits, t * nExperts, s.probs, 0, nExperts);
-            kn.softmax(s.probs, 0, nExperts);
-            selectTopK(s.probs, s.topIdx, s.topW, t * topK);
+            if (spec.routing() == Routing.SOFTMAX_TOP_K) {
+                kn.softmax(s.probs, 0, nExperts);
+                selectTopK(s.probs, s.topIdx, s.topW, t * topK);
+            } else {
+                selectTopK(s.probs, s.topIdx, s.topW, t * topK);
+                kn.softmax(s.topW, t * topK, topK);
+            }
         }
         observer.onRouter(layer, s.logits, s.topIdx, n, nExperts, topK);
 
@@ -156,6 +228,65 @@ public final class SparseMoeBlock {
         // combine: out[t] = sum over t's experts in ascending id of weight * expert_out
         c.forRange("moe.combine", n, call.phase(Call.COMBINE));
         call.clear();
+        if (shared != null) {
+            // out[t] += sigmoid(gate . x[t]) * shared(x[t]), the product rounded first as HF computes it
+            if (s.sharedOut.length < n * hidden) {
+                s.sharedOut = new float[n * hidden];
+                s.sharedGate = new float[n];
+            }
+            shared.mlp().forward(c, x, n, s.sharedScratch, s.sharedOut);
+            if (shared.gate() != null) {
+                c.matmul(shared.gate(), x, n, s.sharedGate);
+            }
+            for (int t = 0; t < n; t++) {
+                float g = shared.gate() == null ? 1f : sigmoid(s.sharedGate[t]);
+                for (int i = t * hidden; i < (t + 1) * hidden; i++) {
+                    out[i] += shared.gate() == null ? s.sharedOut[i] : g * s.sharedOut[i];
+                }
+            }
+        }
+    }
+
+    private static float sigmoid(float x) {
+        return 1f / (1f + (float) Math.exp(-x));
+    }
+
+    /** Adds expert {@code e}'s gate/up biases to rows {@code [r0, r1)} of {@code m} rows, then gates them into {@code g}. */
+    private void activate(Kernels kn, int e, float[] g, int gOff, float[] u, int uOff, int m, int stride, int r0, int r1) {
+        int len = r1 - r0;
+        for (int a = 0; a < m; a++) {
+            int go = gOff + a * stride + r0, uo = uOff + a * stride + r0;
+            if (biases != null) {
+                float[] bg = biases.gate()[e], bu = biases.up()[e];
+                for (int i = 0; i < len; i++) {
+                    g[go + i] += bg[r0 + i];
+                    u[uo + i] += bu[r0 + i];
+                }
+            }
+            if (spec.activation() == Activation.SWIGLU) {
+                kn.siluMul(g, go, u, uo, g, go, len);
+            } else {
+                float alpha = spec.alpha(), limit = spec.limit();
+                for (int i = 0; i < len; i++) {
+                    float gate = Math.min(g[go + i], limit);
+                    float up = Math.max(Math.min(u[uo + i], limit), -limit);
+                    float glu = gate * sigmoid(gate * alpha);
+                    g[go + i] = (up + 1f) * glu;
+                }
+            }
+        }
+    }
+
+    /** Adds expert {@code e}'s down bias to rows {@code [r0, r1)} of {@code m} output rows of {@code hidden}. */
+    private void addDownBias(int e, float[] y, int yOff, int m, int r0, int r1) {
+        if (biases != null) {
+            float[] bd = biases.down()[e];
+            for (int a = 0; a < m; a++) {
+                for (int i = r0; i < r1; i++) {
+                    y[yOff + a * hidden + i] += bd[i];
+                }
+            }
+        }
     }
 
     /** The arguments of one forward's parallel regions, reused so a decode step allocates nothing. */
@@ -223,9 +354,7 @@ public final class SparseMoeBlock {
             int a0 = s.first[e], m = s.first[e + 1] - a0;
             kn.matmul(gate[e], s.xg, a0 * hidden, hidden, m, s.gRows, a0 * inter, inter, r0, r1);
             kn.matmul(up[e], s.xg, a0 * hidden, hidden, m, s.uRows, a0 * inter, inter, r0, r1);
-            for (int a = a0; a < a0 + m; a++) {
-                kn.siluMul(s.gRows, a * inter + r0, s.uRows, a * inter + r0, s.gRows, a * inter + r0, r1 - r0);
-            }
+            activate(kn, e, s.gRows, a0 * inter, s.uRows, a0 * inter, m, inter, r0, r1);
         }
     }
 
@@ -238,6 +367,7 @@ public final class SparseMoeBlock {
             checkTiles(down[e], down[0]);
             int a0 = s.first[e], m = s.first[e + 1] - a0;
             call.kernels.matmul(down[e], s.gRows, a0 * inter, inter, m, s.yg, a0 * hidden, hidden, r0, r1);
+            addDownBias(e, s.yg, a0 * hidden, m, r0, r1);
         }
     }
 
@@ -262,8 +392,13 @@ public final class SparseMoeBlock {
     private void runExpert(Kernels kn, int e, float[] x, int xOff, int m, float[] g, float[] u, float[] y, int yOff) {
         kn.matmul(gate[e], x, xOff, hidden, m, g, 0, inter, 0, inter);
         kn.matmul(up[e], x, xOff, hidden, m, u, 0, inter, 0, inter);
-        kn.siluMul(g, 0, u, 0, g, 0, m * inter);
+        if (biases == null && spec.activation() == Activation.SWIGLU) {
+            kn.siluMul(g, 0, u, 0, g, 0, m * inter); // one call over all rows: the same elementwise result
+        } else {
+            activate(kn, e, g, 0, u, 0, m, inter, 0, inter);
+        }
         kn.matmul(down[e], g, 0, inter, m, y, yOff, hidden, 0, hidden);
+        addDownBias(e, y, yOff, m, 0, hidden);
     }
 
     /**

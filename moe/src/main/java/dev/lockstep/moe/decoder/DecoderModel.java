@@ -1,4 +1,4 @@
-package dev.lockstep.moe.qwen3;
+package dev.lockstep.moe.decoder;
 
 import dev.lockstep.interconnect.schedule.Schedule;
 import dev.lockstep.interconnect.schedule.ScheduleExecutor;
@@ -17,6 +17,7 @@ import dev.lockstep.moe.ModelSummary;
 import dev.lockstep.moe.block.AttentionBlock;
 import dev.lockstep.moe.block.Compute;
 import dev.lockstep.moe.block.DenseMlpBlock;
+import dev.lockstep.moe.block.FeedForward;
 import dev.lockstep.moe.block.SparseMoeBlock;
 import dev.lockstep.moe.kv.PagedKvCache;
 import dev.lockstep.moe.kv.KvCache;
@@ -24,20 +25,31 @@ import dev.lockstep.moe.kv.KvCache;
 import java.util.concurrent.locks.ReentrantLock;
 
 /**
- * The Qwen3-MoE forward pass; read it beside HF {@code modeling_qwen3_moe.py}. Activations are float32
- * rows of {@code hidden} per token; weights stay in their checkpoint format (bf16) and are widened inside
- * the kernels.
+ * The decoder forward pass every family shares (llama.cpp's shared graph builders, in Java): embedding (times
+ * {@link Spec#embeddingScale}), then per layer {@code x += residualScale * attention(norm(x))} and
+ * {@code x += residualScale * ffn(norm(x))}, the final norm, lm_head (logits divided by
+ * {@link Spec#logitDivisor}). A family contributes its config, its tensor declarations and the blocks' parameters
+ * ({@link DecoderFamily}); read a family beside its HF {@code modeling_<family>.py}. Activations are float32 rows of
+ * {@code hidden} per token; weights stay in their checkpoint format (bf16, NVFP4) and are widened inside the kernels.
  */
-public final class Qwen3MoeModel implements CausalLm {
-    /** One decoder layer: attention block and either a sparse MoE block or a dense MLP. */
-    record Layer(float[] inputNorm,            // [hidden]
-                 AttentionBlock attention,
-                 float[] postAttentionNorm,    // [hidden]
-                 SparseMoeBlock moe,           // null for mlp_only layers
-                 DenseMlpBlock mlp) {          // null for sparse layers
+public final class DecoderModel implements CausalLm {
+    /** One decoder layer: input norm, attention, post-attention norm, feed-forward (routed experts or dense MLP). */
+    public record Layer(float[] inputNorm,            // [hidden]
+                        AttentionBlock attention,
+                        float[] postAttentionNorm,    // [hidden]
+                        FeedForward ffn) {
     }
 
-    private final Qwen3MoeConfig config;
+    /**
+     * What the generic pass needs of a family: sizes, the KV shape (one for every layer), the norm epsilon and the
+     * three scalings (1 for families without them; Granite's {@code embedding_multiplier},
+     * {@code residual_multiplier} and {@code logits_scaling}).
+     */
+    public record Spec(int hiddenSize, int vocabSize, int nLayers, int nKvHeads, int headDim, float rmsNormEps,
+                       float embeddingScale, float residualScale, float logitDivisor, int maxPositionEmbeddings) {
+    }
+
+    private final Spec config;
     private final WeightMatrix embed;  // [vocab, hidden]
     private final Layer[] layers;
     private final float[] finalNorm;   // [hidden]
@@ -50,7 +62,7 @@ public final class Qwen3MoeModel implements CausalLm {
     private final ReentrantLock forwardLock = new ReentrantLock();
     private boolean closed; // guarded by forwardLock
 
-    Qwen3MoeModel(Qwen3MoeConfig config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
+    public DecoderModel(Spec config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
                   Compute compute, TierPlacement packedWeights, ModelSummary summary, java.util.List<WeightMatrix> matrices) {
         this.matrices = matrices;
         this.config = config;
@@ -176,11 +188,18 @@ public final class Qwen3MoeModel implements CausalLm {
         }
         s.ensure(n, h);
         Kernels kn = compute.kernels();
-        layers[0].attention().ensureRope(batch.maxPosition() + 1);
+        for (Layer layer : layers) {
+            layer.attention().ensureRope(batch.maxPosition() + 1); // a no-op once the tables are long enough
+        }
 
         // embedding
         for (int t = 0; t < n; t++) {
             embed.rowToFloat(batch.token(t), s.x, t * h);
+        }
+        if (config.embeddingScale() != 1f) {
+            for (int i = 0; i < n * h; i++) {
+                s.x[i] *= config.embeddingScale();
+            }
         }
         observer.onHidden(0, s.x, n, h);
 
@@ -191,17 +210,16 @@ public final class Qwen3MoeModel implements CausalLm {
             // self-attention (qkv, q/k norm, RoPE, append to each token's cache, causal GQA, o_proj)
             layer.attention().forward(compute, l, s.xb, batch, s.attention, s.branch);
             // residual
-            kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
+            kn.axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
             // post-attention rmsnorm
             kn.rmsNormRows(s.x, 0, h, n, layer.postAttentionNorm(), config.rmsNormEps(), s.xb, 0, h, h);
             // sparse MoE (router, top-k, grouped experts) or dense MLP
-            if (layer.moe() != null) {
-                layer.moe().forward(compute, l, s.xb, n, s.moe, s.branch, observer);
-            } else {
-                layer.mlp().forward(compute, s.xb, n, s.mlp, s.branch);
+            switch (layer.ffn()) {
+                case SparseMoeBlock moe -> moe.forward(compute, l, s.xb, n, s.moe, s.branch, observer);
+                case DenseMlpBlock mlp -> mlp.forward(compute, s.xb, n, s.mlp, s.branch);
             }
             // residual
-            kn.axpy(1.0f, s.branch, 0, s.x, 0, n * h);
+            kn.axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
             NonFiniteException.check(s.x, n, h, batch, false, l);
             if (l < layers.length - 1) {
                 observer.onHidden(l + 1, s.x, n, h);
@@ -222,6 +240,11 @@ public final class Qwen3MoeModel implements CausalLm {
                 System.arraycopy(s.xb, batch.logitsToken(r) * h, s.branch, r * h, h);
             }
             compute.matmul(lmHead, s.branch, rows, logits);
+        }
+        if (config.logitDivisor() != 1f) {
+            for (int i = 0; i < rows * vocab; i++) {
+                logits[i] /= config.logitDivisor();
+            }
         }
         NonFiniteException.check(logits, rows, vocab, batch, true, NonFiniteException.LOGITS);
         for (int q = 0; q < batch.sequences(); q++) {
@@ -248,7 +271,7 @@ public final class Qwen3MoeModel implements CausalLm {
     public long weightBytesPerToken() {
         long bytes = lmHead.byteSize() + (long) embed.cols() * (embed.byteSize() / ((long) embed.rows() * embed.cols()));
         for (Layer l : layers) {
-            bytes += l.attention().weightBytesPerToken() + (l.moe() != null ? l.moe().weightBytesPerToken() : l.mlp().weightBytesPerToken());
+            bytes += l.attention().weightBytesPerToken() + l.ffn().weightBytesPerToken();
         }
         return bytes;
     }
@@ -283,8 +306,14 @@ public final class Qwen3MoeModel implements CausalLm {
         return compute;
     }
 
-    public Qwen3MoeConfig config() {
+    /** The generic shape of this model (its family's config reduced to what the generic pass reads). */
+    public Spec spec() {
         return config;
+    }
+
+    /** The layers, read-only (for tests and tools that inspect blocks). */
+    public java.util.List<Layer> layers() {
+        return java.util.List.of(layers);
     }
 
     /** Waits for a running forward, then frees the weights; later forwards fail. A second close does nothing. */
