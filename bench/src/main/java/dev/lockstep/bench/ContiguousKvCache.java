@@ -58,6 +58,11 @@ final class ContiguousKvCache implements KvCache {
     }
 
     @Override
+    public dev.lockstep.memory.KvLayout layout() {
+        return dev.lockstep.memory.KvLayout.uniform(layers, kvHeads, headDim);
+    }
+
+    @Override
     public int kvHeads() {
         return kvHeads;
     }

@@ -34,7 +34,7 @@ public final class KvLayoutAB {
         try (WorkerPool pool = new WorkerPool(threads); CausalLm m = ModelFamilies.load(model, pool)) {
             var config = ((dev.lockstep.moe.decoder.DecoderModel) m).spec();
             KvCache paged = m.newKvCache(depth + 1);
-            KvCache contiguous = new ContiguousKvCache(config.nLayers(), config.nKvHeads(), config.headDim(), depth + 1);
+            KvCache contiguous = new ContiguousKvCache(config.nLayers(), config.kv().layer(0).keyHeads(), config.kv().layer(0).keyDim(), depth + 1);
             ForwardState state = m.newState(256);
             float[] logits = new float[m.vocabSize()];
             int[] prompt = new int[depth];

@@ -1,6 +1,7 @@
 package dev.lockstep.bench;
 
 import dev.lockstep.kernels.Kernels;
+import dev.lockstep.kernels.Nvfp4Format;
 import dev.lockstep.kernels.Nvfp4Quantizer;
 import dev.lockstep.kernels.PanamaKernels;
 import dev.lockstep.kernels.ScalarKernels;
@@ -43,10 +44,10 @@ import java.util.concurrent.TimeUnit;
 @Measurement(iterations = 5, time = 1)
 @Fork(value = 1, jvmArgsAppend = {"--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED"})
 public class MatmulBenchmark {
-    @Param({"256x256", "128x256", "256x128", "4096x256", "768x2048", "2048x768", "4096x2048", "32768x2048"})
+    @Param({"256x256", "128x256", "256x128", "4096x256", "768x2048", "2048x768", "4096x2048", "32768x2048", "2880x2880", "5760x2880"})
     public String shape;
 
-    @Param({"bf16", "nvfp4"})
+    @Param({"bf16", "nvfp4", "mxfp4"})
     public String format;
 
     @Param({"1", "64"})
@@ -87,6 +88,18 @@ public class MatmulBenchmark {
                     arena.allocate(WeightFormat.NVFP4.tiledBytes(rows, cols, kernels.tileRows()), 64));
             WeightMatrix referenceTiles = Nvfp4Quantizer.quantizeAndPack(rowMajor, scale2, 8,
                     arena.allocate(WeightFormat.NVFP4.tiledBytes(rows, cols, 8), 64));
+            new ScalarKernels().matmul(referenceTiles, x, 0, cols, tokens, reference, 0, rows, 0, rows);
+        } else if (format.equals("mxfp4")) {
+            // gpt-oss's expert format: random E2M1 codes and E8M0 scales around 2^-4 (as checkpoints hold them)
+            byte[] blocks = new byte[rows * cols / 2], scales = new byte[rows * cols / Nvfp4Format.MX_BLOCK];
+            r.nextBytes(blocks);
+            for (int i = 0; i < scales.length; i++) {
+                scales[i] = (byte) (118 + r.nextInt(8));
+            }
+            w = Nvfp4Format.mxfp4Tiled("w", rows, cols, kernels.tileRows(), arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, kernels.tileRows()), 64));
+            Nvfp4Format.fillMxfp4(w, MemorySegment.ofArray(blocks), MemorySegment.ofArray(scales));
+            WeightMatrix referenceTiles = Nvfp4Format.mxfp4Tiled("w", rows, cols, 8, arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, 8), 64));
+            Nvfp4Format.fillMxfp4(referenceTiles, MemorySegment.ofArray(blocks), MemorySegment.ofArray(scales));
             new ScalarKernels().matmul(referenceTiles, x, 0, cols, tokens, reference, 0, rows, 0, rows);
         } else {
             long packedBytes = WeightMatrix.byteSize(WeightLayout.TILED, WeightFormat.BF16, rows, cols, kernels.tileRows());

@@ -31,18 +31,41 @@ import java.util.Arrays;
  * (Codes times activations summed per half block in two independent chains, so a vector kernel keeps twice as
  * many fmas in flight; scaled once per block; the tensor scale once per output.) The result equals HF's float32 matmul over the dequantized weights
  * {@code E2M1 * (f32(scale) * weight_scale_2)} up to float32 rounding.
+ *
+ * <p>MXFP4 (OCP microscaling, gpt-oss's experts: E2M1 codes, one E8M0 scale {@code 2^(e-127)} per 32 values, no
+ * tensor scale) is the second instance of this class ({@link #MXFP4}): the same tiles, the same codes, each
+ * 32-value block's scale stored for both of its 16-column halves as the byte {@code e + 1}, decoded as
+ * {@code float(byte << 23) * 0.5} (exactly {@code 2^(e-127)}, 2^-127 included; {@code e >= 254}, whose values
+ * overflow float32, is refused at load), tensor scale 1. The definition of its matmul is the one above with that
+ * scale; 4.5 bits per weight in memory (4.25 in the checkpoint: the duplicated scale byte keeps one kernel for both).
  */
 public final class Nvfp4Format implements WeightFormat {
-    static final Nvfp4Format INSTANCE = new Nvfp4Format();
+    static final Nvfp4Format INSTANCE = new Nvfp4Format("NVFP4", 20, 0x1p120f);
+    static final Nvfp4Format MXFP4 = new Nvfp4Format("MXFP4", 23, 0.5f);
     public static final int BLOCK = 16;
+    /** Values per E8M0 scale in MXFP4. */
+    public static final int MX_BLOCK = 32;
     private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
-    private Nvfp4Format() {
+    private final String name;
+    /** A scale byte decodes as {@code float(byte << scaleShift) * scaleMultiplier} (E4M3: 20, 2^120; MXFP4: 23, 0.5). */
+    final int scaleShift;
+    final float scaleMultiplier;
+
+    private Nvfp4Format(String name, int scaleShift, float scaleMultiplier) {
+        this.name = name;
+        this.scaleShift = scaleShift;
+        this.scaleMultiplier = scaleMultiplier;
     }
 
     @Override
     public String name() {
-        return "NVFP4";
+        return name;
+    }
+
+    /** A stored scale byte as float32 (E4M3, or MXFP4's {@code e + 1}). */
+    float decodeScale(int bits) {
+        return Float.intBitsToFloat((bits & 0xff) << scaleShift) * scaleMultiplier;
     }
 
     @Override
@@ -52,7 +75,7 @@ public final class Nvfp4Format implements WeightFormat {
 
     @Override
     public double bitsPerWeight() {
-        return 4.5;
+        return 4.5; // MXFP4 too, as packed in memory (see the class comment)
     }
 
     /** Scale bytes per block in a tile: T, at least 8 (one 64-bit load). */
@@ -94,6 +117,44 @@ public final class Nvfp4Format implements WeightFormat {
             throw new IllegalArgumentException(name + ": weight_scale_2 is " + tensorScale + ", must be finite and positive");
         }
         return new WeightMatrix(name, INSTANCE, rows, cols, target, WeightLayout.TILED, tileRows, tensorScale);
+    }
+
+    /** An MXFP4 matrix over {@code target} ({@link #tiledBytes} bytes), to be written by {@link #fillMxfp4}; {@code cols % 32 == 0}. */
+    public static WeightMatrix mxfp4Tiled(String name, int rows, int cols, int tileRows, MemorySegment target) {
+        if (rows <= 0 || cols <= 0 || cols % MX_BLOCK != 0) {
+            throw new IllegalArgumentException(name + ": MXFP4 needs a positive row count and a column count divisible by " + MX_BLOCK
+                    + ", not [" + rows + ", " + cols + "]");
+        }
+        return new WeightMatrix(name, MXFP4, rows, cols, target, WeightLayout.TILED, tileRows, 1f);
+    }
+
+    /**
+     * Writes checkpoint-layout MXFP4 rows into {@code m}: {@code blocks} row-major {@code [rows, cols/32, 16]} bytes
+     * (element 2k of a block in the low nibble of byte k: within a row, the same nibble order as NVFP4's codes) and
+     * {@code scales} {@code [rows, cols/32]} E8M0 bytes. A scale of 0xFF (NaN) or 0xFE (2^127: its values overflow
+     * float32) is an IllegalArgumentException naming the element.
+     */
+    public static void fillMxfp4(WeightMatrix m, MemorySegment blocks, MemorySegment scales) {
+        int rows = m.rows(), cols = m.cols(), mx = cols / MX_BLOCK;
+        if (m.format() != MXFP4 || blocks.byteSize() != (long) rows * cols / 2 || scales.byteSize() != (long) rows * mx) {
+            throw new IllegalArgumentException(m.name() + ": MXFP4 [" + rows + ", " + cols + "] needs " + (long) rows * cols / 2
+                    + " block bytes and " + (long) rows * mx + " scale bytes, got " + blocks.byteSize() + " and " + scales.byteSize());
+        }
+        byte[] e8 = new byte[mx];
+        MemorySegment doubled = MemorySegment.ofArray(new byte[rows * 2 * mx]);
+        for (int r = 0; r < rows; r++) {
+            MemorySegment.copy(scales, ValueLayout.JAVA_BYTE, (long) r * mx, e8, 0, mx);
+            for (int b = 0; b < mx; b++) {
+                int e = e8[b] & 0xff;
+                if (e >= 0xfe) {
+                    throw new IllegalArgumentException(m.name() + ": MXFP4 scale [" + r + ", " + b + "] is E8M0 0x" + Integer.toHexString(e)
+                            + (e == 0xff ? " (NaN)" : " (2^127: its values overflow float32)"));
+                }
+                doubled.set(ValueLayout.JAVA_BYTE, (long) r * 2 * mx + 2 * b, (byte) (e + 1));
+                doubled.set(ValueLayout.JAVA_BYTE, (long) r * 2 * mx + 2 * b + 1, (byte) (e + 1));
+            }
+        }
+        fill(m, blocks, doubled);
     }
 
     /**
@@ -160,7 +221,7 @@ public final class Nvfp4Format implements WeightFormat {
                 tileWords[w * tileRows + lane] = rowWords[w];
             }
             for (int b = 0; b < blocks; b++) {
-                if (rowScales[b] < 0 || rowScales[b] == E4M3.NAN_BITS) {
+                if (m.format() == INSTANCE && (rowScales[b] < 0 || rowScales[b] == E4M3.NAN_BITS)) {
                     throw new IllegalArgumentException(m.name() + ": block scale [" + (tile * tileRows + lane) + ", " + b + "] is "
                             + E4M3.toFloat(rowScales[b]) + " (E4M3 0x" + Integer.toHexString(rowScales[b] & 0xff)
                             + "); NVFP4 block scales are finite and non-negative");
@@ -186,9 +247,12 @@ public final class Nvfp4Format implements WeightFormat {
         return m.data().get(ValueLayout.JAVA_BYTE, scaleOffsetBytes(m, row / t, block) + row % t) & 0xff;
     }
 
-    /** Dequantized as ModelOpt does: {@code E2M1(code) * (f32(scale) * weight_scale_2)}. */
+    /** Dequantized as ModelOpt does: {@code E2M1(code) * (f32(scale) * weight_scale_2)} (MXFP4: {@code E2M1(code) * 2^(e-127)}). */
     @Override
     public float get(WeightMatrix m, int row, int col) {
+        if (this == MXFP4) {
+            return E2M1.toFloat(code(m, row, col)) * decodeScale(scale(m, row, col / BLOCK));
+        }
         return Nvfp4Quantizer.dequantize(code(m, row, col), scale(m, row, col / BLOCK), m.tensorScale());
     }
 
@@ -221,7 +285,7 @@ public final class Nvfp4Format implements WeightFormat {
                         }
                     }
                     for (int lane = 0; lane < tile; lane++) {
-                        acc[lane] = Math.fma(E4M3.toFloat(scales[b * s + lane]), lo[lane] + bs[lane], acc[lane]);
+                        acc[lane] = Math.fma(decodeScale(scales[b * s + lane]), lo[lane] + bs[lane], acc[lane]);
                     }
                 }
                 for (int lane = Math.max(0, rowStart - r0); lane < tile && r0 + lane < rowEnd; lane++) {

@@ -23,8 +23,9 @@ import java.nio.ByteOrder;
  * applies no mask to the shifted code word ({@code selectFrom} wraps its indices modulo the lane count), but C2
  * implements that wrap with a {@code vpandd} before the {@code vpermd} (disassembly, JDK 25; the two-table
  * {@code selectFrom} does the same before {@code vpermi2d}): a column of 16 rows costs a shift, an and, a permute
- * and an fma (BENCHMARKS.md, "What the JIT makes of the NVFP4 bodies"). E4M3 scale decode: the byte shifted left
- * by 20 read as float32, times 2^120 (exact, see {@link E4M3}).
+ * and an fma (BENCHMARKS.md, "What the JIT makes of the NVFP4 bodies"). E4M3 scale decode: the byte zero-extended,
+ * shifted left by 20 read as float32, times 2^120 (exact, see {@link E4M3}); MXFP4's stored {@code e + 1} the same way
+ * with 23 and 0.5 (the shift and the factor are the format's, read once per body).
  *
  * <p>Vector code lives only in the large body methods (never inlined, no vector crosses a call), as in
  * {@link PanamaKernels}.
@@ -120,6 +121,9 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTilesWide(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                       int rowStart, int rowEnd) {
+        Nvfp4Format format = (Nvfp4Format) w.format();
+        int scaleShift = format.scaleShift;
+        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK, last = j + valid - 1;
         long tileBytes = w.tileOffsetBytes(1);
@@ -161,13 +165,13 @@ final class Nvfp4VectorKernel {
             }
             long so = s0 + b * scaleStride;
             a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo0.add(bs0), a0);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo0.add(bs0), a0);
             a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo1.add(bs1), a1);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo1.add(bs1), a1);
             a2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d2, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo2.add(bs2), a2);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo2.add(bs2), a2);
             a3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d3, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo3.add(bs3), a3);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo3.add(bs3), a3);
         }
         float scale2 = w.tensorScale();
         int span = rowEnd - rowStart;
@@ -183,6 +187,9 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                   int rowStart, int rowEnd) {
+        Nvfp4Format format = (Nvfp4Format) w.format();
+        int scaleShift = format.scaleShift;
+        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK, last = j + valid - 1;
         int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last);
@@ -241,13 +248,13 @@ final class Nvfp4VectorKernel {
             }
             long so = b * scaleStride;
             FloatVector sc0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s0 + so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             FloatVector sc1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s1 + so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             FloatVector sc2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s2 + so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             FloatVector sc3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s3 + so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             a0 = sc0.fma(lo0.add(bs0), a0);
             a1 = sc1.fma(lo1.add(bs1), a1);
             a2 = sc2.fma(lo2.add(bs2), a2);
@@ -269,6 +276,9 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTokensWide(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        Nvfp4Format format = (Nvfp4Format) w.format();
+        int scaleShift = format.scaleShift;
+        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
         long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
@@ -297,7 +307,7 @@ final class Nvfp4VectorKernel {
                 bs3 = wh.fma(FloatVector.broadcast(F, x[x3 + k + 8]), bs3);
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             a0 = sc.fma(lo0.add(bs0), a0);
             a1 = sc.fma(lo1.add(bs1), a1);
             a2 = sc.fma(lo2.add(bs2), a2);
@@ -321,6 +331,9 @@ final class Nvfp4VectorKernel {
      */
     private static void twoTokensWide(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                       float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        Nvfp4Format format = (Nvfp4Format) w.format();
+        int scaleShift = format.scaleShift;
+        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
         int t1 = Math.min(j + 1, j + valid - 1);
@@ -354,9 +367,9 @@ final class Nvfp4VectorKernel {
             }
             long so = s + b * scaleStride;
             FloatVector sc0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             FloatVector sc1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             a00 = sc0.fma(lo00.add(hi00), a00);
             a01 = sc0.fma(lo01.add(hi01), a01);
             a10 = sc1.fma(lo10.add(hi10), a10);
@@ -378,6 +391,9 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
+        Nvfp4Format format = (Nvfp4Format) w.format();
+        int scaleShift = format.scaleShift;
+        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
         long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
@@ -416,7 +432,7 @@ final class Nvfp4VectorKernel {
                 }
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
-                    .convertShape(VectorOperators.B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
             a0 = sc.fma(lo0.add(bs0), a0);
             a1 = sc.fma(lo1.add(bs1), a1);
             a2 = sc.fma(lo2.add(bs2), a2);

@@ -16,10 +16,12 @@ public sealed interface WeightFormat permits DenseFormat, Nvfp4Format {
     DenseFormat BF16 = Bf16Format.INSTANCE;
     DenseFormat F16 = F16Format.INSTANCE;
     Nvfp4Format NVFP4 = Nvfp4Format.INSTANCE;
+    /** OCP MXFP4 (gpt-oss experts): E2M1 codes, one E8M0 scale per 32 values; see {@link Nvfp4Format}. */
+    Nvfp4Format MXFP4 = Nvfp4Format.MXFP4;
 
     /** Every format, dense ones first. */
     static List<WeightFormat> all() {
-        return List.of(F32, BF16, F16, NVFP4);
+        return List.of(F32, BF16, F16, NVFP4, MXFP4);
     }
 
     /** The dense format of a safetensors dtype, or null when that dtype is not a dense weight type. */

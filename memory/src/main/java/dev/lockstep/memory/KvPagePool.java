@@ -11,9 +11,11 @@ import java.util.Arrays;
  * prefix cache) is copied before one of them writes into it (the caller's job: {@link #refCount} tells it).
  *
  * <pre>
- * slab (S = slabPages pages; region = S blocks of blockBytes), layer-major as vLLM's per-layer KV tensors:
+ * slab (S = slabPages pages; each layer's key and value regions S blocks of that layer's block bytes, per its
+ * {@link KvLayout}), layer-major as vLLM's per-layer KV tensors:
  *   | layer 0 keys: page 0 .. page S-1 | layer 0 values: page 0 .. S-1 | layer 1 keys | ... | layer L-1 values |
- * key block (page p, layer l) = slab of p at (2l * region + (p % S) * blockBytes)
+ * key block (page p, layer l) = slab of p at (keyRegion(l) + (p % S) * keyBlockBytes(l)); an MLA layer's key
+ * region is empty
  * </pre>
  *
  * Block layouts are {@link KvBlockDescriptor}'s. When no page is free, {@link #allocate} first asks the
@@ -37,15 +39,14 @@ public final class KvPagePool implements AutoCloseable {
     }
 
     private final int layers;
-    private final int kvHeads;
-    private final int headDim;
-    private final long blockBytes;
+    private final KvLayout layout;
+    /** Per layer: where its key region and its value region start within a slab (each {@code slabPages} blocks). */
+    private final long[] keyRegion, valueRegion;
     private final long pageBytes;
     private final int pageCount;
     private final TierArena arena;
     private final int slabPages;
     /** Bytes of one (layer, keys or values) region of a slab: slabPages blocks. */
-    private final long slabRegionBytes;
     private final MemorySegment[] slabs; // allocated on first need: a large pool costs nothing until used
     private int slabCount;
     /** Per page: its slab and its byte offset there (lookups on the attention path: no division). */
@@ -60,18 +61,36 @@ public final class KvPagePool implements AutoCloseable {
     private boolean closed;
 
     public KvPagePool(MemoryTier tier, int layers, int kvHeads, int headDim, int pageCount) {
+        this(tier, checkedUniform(layers, kvHeads, headDim, pageCount), pageCount);
+    }
+
+    private static KvLayout checkedUniform(int layers, int kvHeads, int headDim, int pageCount) {
         if (layers <= 0 || kvHeads <= 0 || headDim <= 0 || pageCount <= 0) {
             throw new IllegalArgumentException("layers, kvHeads, headDim and pageCount must be positive: "
                     + layers + ", " + kvHeads + ", " + headDim + ", " + pageCount);
         }
-        this.layers = layers;
-        this.kvHeads = kvHeads;
-        this.headDim = headDim;
-        this.blockBytes = KvBlockDescriptor.blockBytes(kvHeads, headDim);
-        this.pageBytes = 2L * layers * blockBytes;
+        return KvLayout.uniform(layers, kvHeads, headDim);
+    }
+
+    /** A pool of {@code pageCount} pages of {@code layout} (per layer its own key and value shapes). */
+    public KvPagePool(MemoryTier tier, KvLayout layout, int pageCount) {
+        if (pageCount <= 0) {
+            throw new IllegalArgumentException("pageCount must be positive, got " + pageCount);
+        }
+        this.layout = layout;
+        this.layers = layout.size();
+        this.pageBytes = layout.pageBytes();
         this.pageCount = pageCount;
         this.slabPages = (int) Math.max(1, Math.min(pageCount, SLAB_BYTES / pageBytes));
-        this.slabRegionBytes = slabPages * blockBytes;
+        this.keyRegion = new long[layers];
+        this.valueRegion = new long[layers];
+        long at = 0;
+        for (int l = 0; l < layers; l++) {
+            keyRegion[l] = at;
+            at += slabPages * layout.layer(l).keyBlockBytes();
+            valueRegion[l] = at;
+            at += slabPages * layout.layer(l).valueBlockBytes();
+        }
         int slabTotal = (pageCount + slabPages - 1) / slabPages;
         this.slabs = new MemorySegment[slabTotal];
         this.arena = new TierArena(tier, (pageBytes * slabPages + ALIGNMENT_BYTES) * slabTotal);
@@ -91,7 +110,7 @@ public final class KvPagePool implements AutoCloseable {
         slabCount++;
         for (int i = 0; i < count; i++) {
             segmentOfPage[first + i] = slabs[slabCount - 1];
-            offsetOfPage[first + i] = i * blockBytes;
+            offsetOfPage[first + i] = i; // the page's index in its slab: block l of it is at region(l) + i * block bytes
         }
         for (int i = count - 1; i >= 0; i--) {
             freeStack[freeCount++] = first + i;
@@ -108,12 +127,19 @@ public final class KvPagePool implements AutoCloseable {
         return layers;
     }
 
-    public int kvHeads() {
-        return kvHeads;
+    /** Each layer's key and value shapes. */
+    public KvLayout layout() {
+        return layout;
     }
 
+    /** KV heads of a uniform grouped-query layout (layer 0's keys); see {@link #layout()} for per-layer shapes. */
+    public int kvHeads() {
+        return layout.layer(0).keyHeads();
+    }
+
+    /** Head size of a uniform grouped-query layout (layer 0's keys). */
     public int headDim() {
-        return headDim;
+        return layout.layer(0).keyDim();
     }
 
     public int pageCount() {
@@ -134,11 +160,11 @@ public final class KvPagePool implements AutoCloseable {
     }
 
     public long keyBlockOffsetBytes(int page, int layer) {
-        return offsetOfPage[page] + 2L * layer * slabRegionBytes;
+        return keyRegion[layer] + offsetOfPage[page] * layout.layer(layer).keyBlockBytes();
     }
 
     public long valueBlockOffsetBytes(int page, int layer) {
-        return offsetOfPage[page] + (2L * layer + 1) * slabRegionBytes;
+        return valueRegion[layer] + offsetOfPage[page] * layout.layer(layer).valueBlockBytes();
     }
 
     /** Sets who is asked for pages when none is free (one reclaimer per pool). */
@@ -200,8 +226,9 @@ public final class KvPagePool implements AutoCloseable {
         }
         int copy = allocate();
         for (int l = 0; l < layers; l++) {
-            MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, l), segment(copy), keyBlockOffsetBytes(copy, l), blockBytes);
-            MemorySegment.copy(segment(page), valueBlockOffsetBytes(page, l), segment(copy), valueBlockOffsetBytes(copy, l), blockBytes);
+            KvLayout.Layer kv = layout.layer(l);
+            MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, l), segment(copy), keyBlockOffsetBytes(copy, l), kv.keyBlockBytes());
+            MemorySegment.copy(segment(page), valueBlockOffsetBytes(page, l), segment(copy), valueBlockOffsetBytes(copy, l), kv.valueBlockBytes());
         }
         refCounts[page]--;
         copies++;
@@ -214,16 +241,22 @@ public final class KvPagePool implements AutoCloseable {
      */
     public void writePage(int page, MemorySegment to, long offset) {
         for (int l = 0; l < layers; l++) {
-            MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, l), to, offset + 2L * l * blockBytes, blockBytes);
-            MemorySegment.copy(segment(page), valueBlockOffsetBytes(page, l), to, offset + (2L * l + 1) * blockBytes, blockBytes);
+            KvLayout.Layer kv = layout.layer(l);
+            MemorySegment.copy(segment(page), keyBlockOffsetBytes(page, l), to, offset, kv.keyBlockBytes());
+            offset += kv.keyBlockBytes();
+            MemorySegment.copy(segment(page), valueBlockOffsetBytes(page, l), to, offset, kv.valueBlockBytes());
+            offset += kv.valueBlockBytes();
         }
     }
 
     /** The inverse of {@link #writePage}: fills {@code page} from {@code from} at {@code offset}. */
     public void readPage(int page, MemorySegment from, long offset) {
         for (int l = 0; l < layers; l++) {
-            MemorySegment.copy(from, offset + 2L * l * blockBytes, segment(page), keyBlockOffsetBytes(page, l), blockBytes);
-            MemorySegment.copy(from, offset + (2L * l + 1) * blockBytes, segment(page), valueBlockOffsetBytes(page, l), blockBytes);
+            KvLayout.Layer kv = layout.layer(l);
+            MemorySegment.copy(from, offset, segment(page), keyBlockOffsetBytes(page, l), kv.keyBlockBytes());
+            offset += kv.keyBlockBytes();
+            MemorySegment.copy(from, offset, segment(page), valueBlockOffsetBytes(page, l), kv.valueBlockBytes());
+            offset += kv.valueBlockBytes();
         }
     }
 

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 
 /**
  * The {@code quantization_config} of a config.json: which pre-quantized checkpoints Lockstep loads (ModelOpt
- * NVFP4, compressed-tensors {@code nvfp4-pack-quantized}) and a clear error for every other scheme, before
+ * NVFP4, compressed-tensors {@code nvfp4-pack-quantized}, gpt-oss MXFP4 experts) and a clear error for every other scheme, before
  * any tensor is read (a GPTQ or FP8 checkpoint must not fail later with a confusing dtype message).
  */
 public final class CheckpointQuantization {
@@ -32,6 +32,15 @@ public final class CheckpointQuantization {
             }
             return "modelopt " + algo;
         }
+        if (method.equals("mxfp4")) {
+            // HF's gpt-oss MXFP4 layout (*_blocks / *_scales experts); a family without MXFP4 experts finds no such
+            // tensors and fails naming the tensor it expected
+            JsonNode type = config.raw("model_type");
+            if (type == null || !"gpt_oss".equals(type.asText())) {
+                throw new ConfigException(config.where() + ": quantization_config.quant_method \"mxfp4\" is supported for gpt_oss only");
+            }
+            return "mxfp4";
+        }
         if (method.equals("compressed-tensors")) {
             String format = text(q, "format");
             if (!"nvfp4-pack-quantized".equals(format)) {
@@ -41,7 +50,7 @@ public final class CheckpointQuantization {
             return "compressed-tensors " + format;
         }
         throw new ConfigException(config.file() + ": quantization_config.quant_method \"" + method
-                + "\" is not supported (Lockstep loads unquantized checkpoints, ModelOpt NVFP4 and compressed-tensors nvfp4-pack-quantized)");
+                + "\" is not supported (Lockstep loads unquantized checkpoints, ModelOpt NVFP4, compressed-tensors nvfp4-pack-quantized and gpt-oss mxfp4)");
     }
 
     private static String text(JsonNode q, String key) {

@@ -5,6 +5,7 @@ import dev.lockstep.kernels.Kernels;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.LockstepException;
+import dev.lockstep.moe.families.DeepseekV3Family;
 import dev.lockstep.moe.families.GptOssFamily;
 import dev.lockstep.moe.families.GraniteMoeFamily;
 import dev.lockstep.moe.families.MixtralFamily;
@@ -24,7 +25,7 @@ public final class ModelFamilies {
 
     static {
         for (ModelFamily f : List.<ModelFamily>of(new Qwen3MoeFamily(), new MixtralFamily(), new Qwen2MoeFamily(), new OlmoeFamily(),
-                new GraniteMoeFamily(), new GptOssFamily())) {
+                new GraniteMoeFamily(), new GptOssFamily(), new DeepseekV3Family())) {
             FAMILIES.put(f.modelType(), f);
         }
     }
@@ -40,7 +41,7 @@ public final class ModelFamilies {
         ModelFamily f = FAMILIES.get(modelType);
         if (f == null) {
             throw new ConfigException(configFile + ": unsupported architecture '" + modelType + "' (supported: "
-                    + String.join(", ", FAMILIES.keySet()) + ")");
+                    + String.join(", ", FAMILIES.values().stream().map(x -> x.modelType() + " (" + x.architecture() + ")").toList()) + ")");
         }
         return f;
     }

@@ -7,11 +7,15 @@ import dev.lockstep.memory.Checkpoint;
 /**
  * One model family (ggml's "arch"): reads its hyper-parameters from config.json, declares every tensor's
  * expected shape, and builds a forward pass from the shared blocks in {@code dev.lockstep.moe.block}.
- * Adding a family is adding one implementation and one line in {@link ModelFamilies}.
+ * Adding a family is one {@link dev.lockstep.moe.decoder.DecoderFamily} (its config and layer declarations) and one
+ * line in {@link ModelFamilies}.
  */
 public interface ModelFamily {
     /** {@code model_type} in config.json. */
     String modelType();
+
+    /** The {@code architectures} name users see in config.json (e.g. {@code MixtralForCausalLM}). */
+    String architecture();
 
     /**
      * Builds the model over an open checkpoint. Errors name the family, the key or tensor and what was

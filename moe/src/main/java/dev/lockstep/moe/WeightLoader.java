@@ -280,9 +280,13 @@ public final class WeightLoader implements AutoCloseable {
     }
 
     private void requireDtype(TensorView v, DType dtype) {
+        requireDtype(v, dtype, "NVFP4");
+    }
+
+    private void requireDtype(TensorView v, DType dtype, String format) {
         if (v.dtype() != dtype) {
             throw new CheckpointException(CheckpointException.Problem.DTYPE_MISMATCH, v.info().file() + ": tensor '" + v.name()
-                    + "' has dtype " + v.dtype() + "; NVFP4 needs " + dtype);
+                    + "' has dtype " + v.dtype() + "; " + format + " needs " + dtype);
         }
     }
 
@@ -634,6 +638,9 @@ public final class WeightLoader implements AutoCloseable {
      */
     public List<WeightMatrix> expertMatrices(String name, ExpertLayout layout, int experts, int outTotal, int in, int expert,
                                              List<Part> parts, TierPlacement.Role role) {
+        if (!checkpoint.contains(name) && checkpoint.contains(name + "_blocks")) {
+            return mxfp4Experts(name, experts, outTotal, in, expert, parts, role);
+        }
         long[] shape = layout == ExpertLayout.OUT_IN ? new long[]{experts, outTotal, in} : new long[]{experts, in, outTotal};
         TensorView v = fetch(name, shape);
         DenseFormat format = WeightFormat.of(v.dtype());
@@ -672,6 +679,97 @@ public final class WeightLoader implements AutoCloseable {
             out.add(quantize ? quantized(d) : packed(d));
         }
         return out;
+    }
+
+    /**
+     * MXFP4 experts in HF's gpt-oss layout: {@code <name>_blocks} U8 {@code [E, out, in/32, 16]} and
+     * {@code <name>_scales} U8 {@code [E, out, in/32]} (rows are output rows whatever the dense layout, so a part's
+     * rows are gathered from them directly), packed as {@link WeightFormat#MXFP4} tiles with no dense copy. They stay
+     * MXFP4 under {@code --quant nvfp4}: both are 4-bit, and requantizing would only lose precision.
+     */
+    private List<WeightMatrix> mxfp4Experts(String name, int experts, int outTotal, int in, int expert, List<Part> parts,
+                                            TierPlacement.Role role) {
+        if (in % Nvfp4Format.MX_BLOCK != 0) {
+            throw new CheckpointException(CheckpointException.Problem.SHAPE_MISMATCH, checkpoint.directory() + ": MXFP4 tensor '" + name
+                    + "_blocks' has " + in + " input columns; MXFP4 needs a multiple of " + Nvfp4Format.MX_BLOCK);
+        }
+        int mx = in / Nvfp4Format.MX_BLOCK;
+        TensorView blocks = fetch(name + "_blocks", experts, outTotal, mx, 16);
+        requireDtype(blocks, DType.U8, "MXFP4");
+        TensorView scales = fetch(name + "_scales", experts, outTotal, mx);
+        requireDtype(scales, DType.U8, "MXFP4");
+        List<WeightMatrix> out = new ArrayList<>();
+        for (Part p : parts) {
+            if (p.first() < 0 || p.rows() <= 0 || (long) p.first() + (long) p.step() * (p.rows() - 1) >= outTotal) {
+                throw new IllegalArgumentException(name + ": rows " + p.first() + " + " + p.step() + "*i, i < " + p.rows() + " are outside " + outTotal);
+            }
+            String matrixName = name + "[" + expert + "]" + (p.name() == null ? "" : "." + p.name());
+            roles.put(matrixName, role);
+            String purpose = matrixName + " MXFP4 x" + tileRows;
+            MemorySegment target = allocate(purpose, WeightFormat.MXFP4.tiledBytes(p.rows(), in, tileRows));
+            WeightMatrix m = Nvfp4Format.mxfp4Tiled(matrixName, p.rows(), in, tileRows, target);
+            long rowBytes = in / 2, expertRows = (long) expert * outTotal;
+            MemorySegment codes = blocks.data(), e8 = scales.data();
+            List<MemorySegment> sources = List.of(codes.asSlice(expertRows * rowBytes, (long) outTotal * rowBytes),
+                    e8.asSlice(expertRows * mx, (long) outTotal * mx));
+            defer(purpose, sources, () -> {
+                MemorySegment rowsCodes = codes, rowsScales = e8;
+                long codeBase = expertRows * rowBytes, scaleBase = expertRows * mx;
+                if (p.step() == 1) {
+                    rowsCodes = codes.asSlice(codeBase + p.first() * rowBytes, p.rows() * rowBytes);
+                    rowsScales = e8.asSlice(scaleBase + (long) p.first() * mx, (long) p.rows() * mx);
+                } else {
+                    MemorySegment c = MemorySegment.ofArray(new byte[(int) (p.rows() * rowBytes)]);
+                    MemorySegment s = MemorySegment.ofArray(new byte[p.rows() * mx]);
+                    for (int r = 0; r < p.rows(); r++) {
+                        long o = p.first() + (long) p.step() * r;
+                        MemorySegment.copy(codes, codeBase + o * rowBytes, c, r * rowBytes, rowBytes);
+                        MemorySegment.copy(e8, scaleBase + o * mx, s, (long) r * mx, mx);
+                    }
+                    rowsCodes = c;
+                    rowsScales = s;
+                }
+                try {
+                    Nvfp4Format.fillMxfp4(m, rowsCodes, rowsScales);
+                } catch (IllegalArgumentException e) {
+                    throw new CheckpointException(CheckpointException.Problem.NON_FINITE, scales.info().file() + ": " + e.getMessage(), e);
+                }
+            });
+            out.add(recorded(m));
+        }
+        return out;
+    }
+
+    /**
+     * A {@code [rows, cols]} matrix whose element (r, c) is element {@code source.applyAsInt(r, c)} (a flat index) of
+     * the 2-D tensor {@code name} of shape {@code [srcRows, srcCols]}: the same values rearranged (MLA's absorbed
+     * {@code kv_b_proj}: each head's key rows transposed, its value rows gathered), copied in the checkpoint's dtype
+     * and packed for the kernels under the name {@code name[part]}. Kept in its dense format (no NVFP4).
+     */
+    public WeightMatrix rearranged(String name, int srcRows, int srcCols, String part, int rows, int cols,
+                                   java.util.function.IntBinaryOperator source, TierPlacement.Role role) {
+        TensorView v = fetch(name, srcRows, srcCols);
+        DenseFormat format = WeightFormat.of(v.dtype());
+        if (format == null) {
+            throw new CheckpointException(CheckpointException.Problem.DTYPE_MISMATCH, v.info().file() + ": tensor '" + name + "' has dtype "
+                    + v.dtype() + "; " + family + " expects one of F32, BF16, F16");
+        }
+        String matrixName = name + "[" + part + "]";
+        roles.put(matrixName, role);
+        long e = format.bytesPerElement();
+        MemorySegment copy = staging.allocate((long) rows * cols * e, 64);
+        MemorySegment all = v.data();
+        reading(name, () -> {
+            for (int r = 0; r < rows; r++) {
+                for (int c = 0; c < cols; c++) {
+                    MemorySegment.copy(all, source.applyAsInt(r, c) * e, copy, ((long) r * cols + c) * e, e);
+                }
+            }
+            return null;
+        });
+        WeightMatrix dense = new WeightMatrix(matrixName, format, rows, cols, copy);
+        unchecked.put(dense, v);
+        return packed(dense);
     }
 
     /** Whether the packed cache holds every one of {@code dense}, quantized, with its scale (then no amax pass). */

@@ -217,7 +217,7 @@ class CorruptInputTest {
         String config = Files.readString(dir.resolve("config.json"));
         Files.writeString(dir.resolve("config.json"), config.replace("\"qwen3_moe\"", "\"llama4\""));
         ConfigException e = assertThrows(ConfigException.class, () -> ModelFamilies.load(dir, pool));
-        assertTrue(e.getMessage().contains("unsupported architecture 'llama4' (supported: qwen3_moe)"), e.getMessage());
+        assertTrue(e.getMessage().contains("unsupported architecture 'llama4' (supported: qwen3_moe (Qwen3MoeForCausalLM), mixtral (MixtralForCausalLM),"), e.getMessage());
     }
 
     @Test

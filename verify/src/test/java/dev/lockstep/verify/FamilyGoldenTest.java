@@ -68,7 +68,7 @@ class FamilyGoldenTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"qwen3_moe", "mixtral", "qwen2_moe", "olmoe", "granitemoe", "gpt_oss"})
+    @ValueSource(strings = {"qwen3_moe", "mixtral", "qwen2_moe", "olmoe", "granitemoe", "gpt_oss", "deepseek_v3"})
     void logitsHiddenStatesAndGreedyTokensMatchHf(String family) {
         JsonNode golden = goldenJson(family);
         int[] tokens = Golden.intArray(golden.get("prompts").get("p0"));
@@ -103,7 +103,7 @@ class FamilyGoldenTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @ValueSource(strings = {"qwen3_moe", "mixtral", "qwen2_moe", "olmoe", "granitemoe", "gpt_oss"})
+    @ValueSource(strings = {"qwen3_moe", "mixtral", "qwen2_moe", "olmoe", "granitemoe", "gpt_oss", "deepseek_v3"})
     void batchedPrefixCachedForkedAndScheduledAreBitIdenticalToAlone(String family) {
         int[] system = Golden.randomTokens(10, 35, 4096), user = Golden.randomTokens(11, 5, 4096);
         int[] whole = SessionTest.concat(system, user);

@@ -20,7 +20,7 @@ import java.lang.foreign.ValueLayout;
  * {@code (q . k) * scale} over the positions the window keeps, softmax (with the sink's logit in the denominator
  * when the layer has sinks), values, o projection (+ bias).
  */
-public final class AttentionBlock {
+public final class AttentionBlock implements Mixer {
     /** How q and k are normalized before RoPE. */
     public enum QkNorm {
         /** No normalization. */
@@ -63,7 +63,13 @@ public final class AttentionBlock {
     private final WeightMatrix wv; // [nKvHeads * headDim, hidden]
     private final WeightMatrix wo; // [hidden, nHeads * headDim]
 
+    @Override
+    public dev.lockstep.memory.KvLayout.Layer kvLayer() {
+        return dev.lockstep.memory.KvLayout.Layer.gqa(nKvHeads, headDim);
+    }
+
     /** Weight bytes one token's forward streams through this block (q, k, v, o). */
+    @Override
     public long weightBytesPerToken() {
         return wq.byteSize() + wk.byteSize() + wv.byteSize() + wo.byteSize();
     }
@@ -149,6 +155,7 @@ public final class AttentionBlock {
     }
 
     /** Grows the shared RoPE tables to cover positions {@code [0, n)}; call before a parallel forward. */
+    @Override
     public void ensureRope(int n) {
         rope.ensurePositions(n);
     }

@@ -27,7 +27,14 @@ public final class SparseMoeBlock implements FeedForward {
         /** Softmax over all experts in float32, top-k of the probabilities (renormalized when {@link Spec#normTopK}). */
         SOFTMAX_TOP_K,
         /** Top-k of the logits, softmax over those k (gpt-oss, Granite). */
-        TOP_K_SOFTMAX
+        TOP_K_SOFTMAX,
+        /**
+         * DeepSeek-V3: scores {@code sigmoid(logits)}; the choice adds the correction bias (the block's router bias);
+         * groups ranked by the sum of their two best choices, the best {@link Spec#topKGroup} kept (the others'
+         * choices set to 0.0, as HF's {@code masked_fill} does), top-k of the choices; weights are the scores
+         * (bias-free), divided by their sum + 1e-20 when {@link Spec#normTopK}, times {@link Spec#routedScaling}.
+         */
+        SIGMOID_GROUPED
     }
 
     /** The expert FFN's gating. */
@@ -39,7 +46,12 @@ public final class SparseMoeBlock implements FeedForward {
     }
 
     /** Routing and activation of one MoE layer; {@code alpha} and {@code limit} are used by {@link Activation#CLAMPED_SWIGLU}. */
-    public record Spec(int topK, Routing routing, boolean normTopK, Activation activation, float alpha, float limit) {
+    public record Spec(int topK, Routing routing, boolean normTopK, Activation activation, float alpha, float limit,
+                       int groups, int topKGroup, float routedScaling) {
+        public Spec(int topK, Routing routing, boolean normTopK, Activation activation, float alpha, float limit) {
+            this(topK, routing, normTopK, activation, alpha, limit, 1, 1, 1f);
+        }
+
         /** Qwen3-MoE's: softmax, top-k, optional renormalization, SwiGLU. */
         public static Spec softmaxTopK(int topK, boolean normTopK) {
             return new Spec(topK, Routing.SOFTMAX_TOP_K, normTopK, Activation.SWIGLU, 0f, 0f);
@@ -166,6 +178,10 @@ public final class SparseMoeBlock implements FeedForward {
         // router: logits (+ bias) -> the family's routing rule -> top-k ids and weights
         c.matmul(router, x, n, s.logits);
         for (int t = 0; t < n; t++) {
+            if (spec.routing() == Routing.SIGMOID_GROUPED) {
+                routeGrouped(s.logits, t * nExperts, s.probs, s.topIdx, s.topW, t * topK);
+                continue;
+            }
             if (routerBias != null) {
                 for (int e = 0; e < nExperts; e++) {
                     s.logits[t * nExperts + e] += routerBias[e];
@@ -626,7 +642,7 @@ public final class SparseMoeBlock implements FeedForward {
             idx[off + j] = best;
             w[off + j] = probs[best];
         }
-        if (normTopK) {
+        if (normTopK && spec.routing() != Routing.SIGMOID_GROUPED) {
             float sum = 0f;
             for (int j = 0; j < topK; j++) {
                 sum += w[off + j];
@@ -634,6 +650,57 @@ public final class SparseMoeBlock implements FeedForward {
             for (int j = 0; j < topK; j++) {
                 w[off + j] /= sum;
             }
+        }
+    }
+
+    /** {@link Routing#SIGMOID_GROUPED} for one token's logits at {@code off}; {@code choice} is scratch of nExperts. */
+    private void routeGrouped(float[] logits, int off, float[] choice, int[] idx, float[] w, int wOff) {
+        int groups = spec.groups(), per = nExperts / groups;
+        for (int e = 0; e < nExperts; e++) {
+            choice[e] = sigmoid(logits[off + e]) + routerBias[e];
+        }
+        // each group's score: the sum of its two best choices; keep the topKGroup best groups (ties: lower group)
+        long keep = 0;
+        for (int k = 0; k < spec.topKGroup(); k++) {
+            int best = -1;
+            float bestScore = 0f;
+            for (int g = 0; g < groups; g++) {
+                if ((keep >>> g & 1) != 0) {
+                    continue;
+                }
+                float a = Float.NEGATIVE_INFINITY, b = Float.NEGATIVE_INFINITY;
+                for (int e = g * per; e < (g + 1) * per; e++) {
+                    if (choice[e] > a) {
+                        b = a;
+                        a = choice[e];
+                    } else if (choice[e] > b) {
+                        b = choice[e];
+                    }
+                }
+                float score = per == 1 ? a : a + b;
+                if (best < 0 || score > bestScore) {
+                    best = g;
+                    bestScore = score;
+                }
+            }
+            keep |= 1L << best;
+        }
+        for (int e = 0; e < nExperts; e++) {
+            if ((keep >>> (e / per) & 1) == 0) {
+                choice[e] = 0f;
+            }
+        }
+        selectTopK(choice, idx, w, wOff); // ids by choice; normTopK is handled below on the scores
+        float sum = 0f;
+        for (int j = 0; j < topK; j++) {
+            w[wOff + j] = sigmoid(logits[off + idx[wOff + j]]);
+            sum += w[wOff + j];
+        }
+        for (int j = 0; j < topK; j++) {
+            if (spec.normTopK()) {
+                w[wOff + j] /= sum + 1e-20f;
+            }
+            w[wOff + j] *= spec.routedScaling();
         }
     }
 

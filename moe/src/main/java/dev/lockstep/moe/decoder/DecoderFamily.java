@@ -5,6 +5,7 @@ import dev.lockstep.kernels.Rope;
 import dev.lockstep.kernels.WeightMatrix;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
+import dev.lockstep.memory.KvLayout;
 import dev.lockstep.memory.TierPlacement;
 import dev.lockstep.moe.CausalLm;
 import dev.lockstep.moe.LoadOptions;
@@ -54,7 +55,7 @@ public abstract class DecoderFamily<C extends DecoderFamily.Config> implements M
     /** Parses and validates config.json; errors name the file, the family and the key. */
     protected abstract C parse(ModelConfigJson json);
 
-    /** The {@code architectures} name users see in config.json (e.g. {@code MixtralForCausalLM}). */
+    @Override
     public abstract String architecture();
 
     /** Declares layer {@code l}: its tensors (through {@code w}, which checks names and shapes) and blocks. */
@@ -99,7 +100,8 @@ public abstract class DecoderFamily<C extends DecoderFamily.Config> implements M
                 ? w.packed(embedSource)
                 : w.matrix("lm_head.weight", b.vocabSize(), h);                                  // [vocab, hidden]
         w.finish();
-        DecoderModel.Spec spec = new DecoderModel.Spec(h, b.vocabSize(), b.nLayers(), b.nKvHeads(), b.headDim(), b.rmsNormEps(),
+        KvLayout kv = new KvLayout(java.util.Arrays.stream(layers).map(l -> l.attention().kvLayer()).toList());
+        DecoderModel.Spec spec = new DecoderModel.Spec(h, b.vocabSize(), b.nLayers(), kv, b.rmsNormEps(),
                 c.embeddingScale(), c.residualScale(), c.logitDivisor(), b.maxPositionEmbeddings());
         ModelSummary summary = summarize(c, w, layers);
         return new DecoderModel(spec, embed, layers, finalNorm, lmHead, new Compute(kernels, pool, options.execution()), weights, summary,

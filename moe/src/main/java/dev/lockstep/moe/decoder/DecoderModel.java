@@ -18,6 +18,9 @@ import dev.lockstep.moe.block.AttentionBlock;
 import dev.lockstep.moe.block.Compute;
 import dev.lockstep.moe.block.DenseMlpBlock;
 import dev.lockstep.moe.block.FeedForward;
+import dev.lockstep.moe.block.MlaBlock;
+import dev.lockstep.moe.block.Mixer;
+import dev.lockstep.memory.KvLayout;
 import dev.lockstep.moe.block.SparseMoeBlock;
 import dev.lockstep.moe.kv.PagedKvCache;
 import dev.lockstep.moe.kv.KvCache;
@@ -35,7 +38,7 @@ import java.util.concurrent.locks.ReentrantLock;
 public final class DecoderModel implements CausalLm {
     /** One decoder layer: input norm, attention, post-attention norm, feed-forward (routed experts or dense MLP). */
     public record Layer(float[] inputNorm,            // [hidden]
-                        AttentionBlock attention,
+                        Mixer attention,                // grouped-query or latent attention
                         float[] postAttentionNorm,    // [hidden]
                         FeedForward ffn) {
     }
@@ -45,7 +48,7 @@ public final class DecoderModel implements CausalLm {
      * three scalings (1 for families without them; Granite's {@code embedding_multiplier},
      * {@code residual_multiplier} and {@code logits_scaling}).
      */
-    public record Spec(int hiddenSize, int vocabSize, int nLayers, int nKvHeads, int headDim, float rmsNormEps,
+    public record Spec(int hiddenSize, int vocabSize, int nLayers, KvLayout kv, float rmsNormEps,
                        float embeddingScale, float residualScale, float logitDivisor, int maxPositionEmbeddings) {
     }
 
@@ -80,6 +83,7 @@ public final class DecoderModel implements CausalLm {
         float[] x, xb, branch;
         final ForwardBatch batch = new ForwardBatch(1);
         final AttentionBlock.Scratch attention = new AttentionBlock.Scratch();
+        final MlaBlock.Scratch mla = new MlaBlock.Scratch();
         final SparseMoeBlock.Scratch moe = new SparseMoeBlock.Scratch();
         final DenseMlpBlock.Scratch mlp = new DenseMlpBlock.Scratch();
 
@@ -114,17 +118,17 @@ public final class DecoderModel implements CausalLm {
 
     @Override
     public KvCache newKvCache(int capacityTokens) {
-        return PagedKvCache.standalone(config.nLayers(), config.nKvHeads(), config.headDim(), capacityTokens);
+        return PagedKvCache.standalone(config.kv(), capacityTokens);
     }
 
     @Override
     public KvPagePool newKvPagePool(MemoryTier tier, int pages) {
-        return new KvPagePool(tier, config.nLayers(), config.nKvHeads(), config.headDim(), pages);
+        return new KvPagePool(tier, config.kv(), pages);
     }
 
     @Override
     public long kvPageBytes() {
-        return KvPagePool.pageBytes(config.nLayers(), config.nKvHeads(), config.headDim());
+        return config.kv().pageBytes();
     }
 
     @Override
@@ -172,9 +176,9 @@ public final class DecoderModel implements CausalLm {
         }
         for (int q = 0; q < batch.sequences(); q++) {
             KvCache cache = batch.sequenceCache(q);
-            if (cache.layers() != layers.length || cache.kvHeads() != config.nKvHeads() || cache.headDim() != config.headDim()) {
-                throw new IllegalArgumentException("KV cache shape (" + cache.layers() + " layers, " + cache.kvHeads() + " kv heads, head dim "
-                        + cache.headDim() + ") does not fit this model");
+            if (!cache.layout().equals(config.kv())) {
+                throw new IllegalArgumentException("KV cache shape (" + cache.layers() + " layers, " + cache.layout().layers()
+                        + ") does not fit this model (" + config.kv().layers() + ")");
             }
         }
     }
@@ -208,7 +212,10 @@ public final class DecoderModel implements CausalLm {
             // attention rmsnorm
             kn.rmsNormRows(s.x, 0, h, n, layer.inputNorm(), config.rmsNormEps(), s.xb, 0, h, h);
             // self-attention (qkv, q/k norm, RoPE, append to each token's cache, causal GQA, o_proj)
-            layer.attention().forward(compute, l, s.xb, batch, s.attention, s.branch);
+            switch (layer.attention()) {
+                case AttentionBlock a -> a.forward(compute, l, s.xb, batch, s.attention, s.branch);
+                case MlaBlock m -> m.forward(compute, l, s.xb, batch, s.mla, s.branch);
+            }
             // residual
             kn.axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
             // post-attention rmsnorm

@@ -15,8 +15,13 @@ import java.lang.foreign.MemorySegment;
 public interface KvCache extends AutoCloseable {
     int layers();
 
+    /** Each layer's key and value shapes. */
+    dev.lockstep.memory.KvLayout layout();
+
+    /** KV heads of layer 0 (a uniform grouped-query cache); per-layer shapes are {@link #layout()}'s. */
     int kvHeads();
 
+    /** Head size of layer 0's keys (a uniform grouped-query cache). */
     int headDim();
 
     /** Positions committed so far. */

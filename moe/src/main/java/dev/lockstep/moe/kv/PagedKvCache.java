@@ -56,8 +56,22 @@ public final class PagedKvCache implements KvCache {
         return new PagedKvCache(pool, capacityTokens, true);
     }
 
+    /** A cache with a pool of its own for {@code layout}, exactly large enough for {@code capacityTokens} positions. */
+    public static PagedKvCache standalone(dev.lockstep.memory.KvLayout layout, int capacityTokens) {
+        if (capacityTokens <= 0) {
+            throw new IllegalArgumentException("capacityTokens must be positive, got " + capacityTokens);
+        }
+        KvPagePool pool = new KvPagePool(MemoryTier.HBM, layout, KvBlockDescriptor.blocksFor(capacityTokens));
+        return new PagedKvCache(pool, capacityTokens, true);
+    }
+
     public KvPagePool pool() {
         return pool;
+    }
+
+    @Override
+    public dev.lockstep.memory.KvLayout layout() {
+        return pool.layout();
     }
 
     @Override
