@@ -10,4 +10,5 @@ module dev.lockstep.moe {
     exports dev.lockstep.moe.families;
     exports dev.lockstep.moe.kv;
     exports dev.lockstep.moe.qwen3;
+    exports dev.lockstep.moe.synth;
 }

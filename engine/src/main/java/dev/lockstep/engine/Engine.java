@@ -47,7 +47,7 @@ public final class Engine implements AutoCloseable {
     private final WorkerPool pool;
     private final CausalLm model;
     private final Tokenizer tokenizer;
-    private final OptionalInt eosTokenId;
+    private final SpecialTokens special;
     private final Kernels kernels;
     private final KvPagePool kvPool;
     private final KvDiskStore kvDisk;       // null without a DISK tier
@@ -56,7 +56,7 @@ public final class Engine implements AutoCloseable {
     private final KernelWarmup.Report warmup; // null when off
     private final java.util.concurrent.atomic.AtomicBoolean closed = new java.util.concurrent.atomic.AtomicBoolean();
 
-    private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, OptionalInt eosTokenId, Kernels kernels,
+    private Engine(Path modelDir, WorkerPool pool, CausalLm model, Tokenizer tokenizer, SpecialTokens special, Kernels kernels,
                    EngineOptions options, KernelWarmup.Report warmup) {
         this.kernels = kernels;
         this.warmup = warmup;
@@ -64,7 +64,7 @@ public final class Engine implements AutoCloseable {
         this.pool = pool;
         this.model = model;
         this.tokenizer = tokenizer;
-        this.eosTokenId = eosTokenId;
+        this.special = special;
         long pageBytes = model.kvPageBytes();
         // The KV pool lives in HBM beside the weights: what the placement plan left of the tier bounds it.
         TierPlacement placement = model.placement();
@@ -131,7 +131,7 @@ public final class Engine implements AutoCloseable {
             // while the tokenizer may still be loading on its own thread: the kernel bodies to C2 (DESIGN.md, "Steady speed")
             KernelWarmup.Report warmup = options.kernelWarmup() ? warmUp(kernels, model) : null;
             tokenizer = join(tokenizerLoad);
-            return new Engine(modelDir, pool, model, tokenizer, eosTokenId(modelDir, config, model.vocabSize()), kernels, options, warmup);
+            return new Engine(modelDir, pool, model, tokenizer, tokenizer.specialTokens(), kernels, options, warmup);
         } catch (RuntimeException | Error e) {
             if (tokenizer == null && tokenizerLoad != null) {
                 try {
@@ -209,29 +209,6 @@ public final class Engine implements AutoCloseable {
                 Thread.currentThread().interrupt();
             }
         }
-    }
-
-    /** {@code eos_token_id} from generation_config.json, else config.json (the first, if a list). */
-    private static OptionalInt eosTokenId(Path modelDir, ModelConfigJson config, int vocabSize) {
-        Path generationConfig = modelDir.resolve("generation_config.json");
-        for (ModelConfigJson json : new ModelConfigJson[]{
-                Files.isRegularFile(generationConfig) ? ModelConfigJson.read(generationConfig) : null, config}) {
-            if (json == null) {
-                continue;
-            }
-            Path file = json.file();
-            JsonNode eos = json.raw("eos_token_id");
-            if (eos != null && eos.isArray() && !eos.isEmpty()) {
-                eos = eos.get(0);
-            }
-            if (eos != null && eos.isIntegralNumber()) {
-                if (!eos.canConvertToInt() || eos.asInt() < 0 || eos.asInt() >= vocabSize) {
-                    throw new dev.lockstep.moe.ConfigException(file + ": eos_token_id " + eos + " is outside the vocabulary [0, " + vocabSize + ")");
-                }
-                return OptionalInt.of(eos.asInt());
-            }
-        }
-        return OptionalInt.empty();
     }
 
     /** A session whose context may grow to the model's {@code max_position_embeddings}. */
@@ -314,8 +291,15 @@ public final class Engine implements AutoCloseable {
         return tokenizer;
     }
 
+    /** The lowest end-of-sequence id (see {@link #specialTokens()} for the whole set). */
     public OptionalInt eosTokenId() {
-        return eosTokenId;
+        int[] eos = special.eos();
+        return eos.length == 0 ? OptionalInt.empty() : OptionalInt.of(eos[0]);
+    }
+
+    /** BOS, the end-of-sequence set and the special tokens by name, as the model's files declare them. */
+    public SpecialTokens specialTokens() {
+        return special;
     }
 
     public Path modelDir() {

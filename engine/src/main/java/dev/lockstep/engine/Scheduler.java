@@ -341,7 +341,8 @@ final class Scheduler implements AutoCloseable {
         final Session session;
         final Sampler sampler;
         final int maxNewTokens;
-        final int eos;
+        /** Ids that end the generation (the model's end-of-sequence set; empty to ignore it). */
+        final int[] eos;
         final long submittedNanos = System.nanoTime();
         volatile boolean cancelled;
         // scheduler thread only
@@ -360,11 +361,20 @@ final class Scheduler implements AutoCloseable {
         private long finishedNanos;
         boolean stoppedAtEos;
 
-        Request(Session session, Sampler sampler, int maxNewTokens, int eos) {
+        Request(Session session, Sampler sampler, int maxNewTokens, int[] eos) {
             this.session = session;
             this.sampler = sampler;
             this.maxNewTokens = maxNewTokens;
             this.eos = eos;
+        }
+
+        private boolean isEos(int id) {
+            for (int e : eos) {
+                if (e == id) {
+                    return true;
+                }
+            }
+            return false;
         }
 
         /** Handles the logits of the last fed token; returns true when the request is complete. */
@@ -374,7 +384,7 @@ final class Scheduler implements AutoCloseable {
                 return true;
             }
             int next = sampler.sample(logits, off, vocab);
-            if (next == eos) {
+            if (isEos(next)) {
                 stoppedAtEos = true;
                 return true;
             }

@@ -44,6 +44,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * {@link #close()} gives its pages back; a second close does nothing; any other call after it fails.
  */
 public final class Session implements AutoCloseable {
+    private static final int[] NO_EOS = new int[0];
+
     private final Engine engine;
     private final PagedKvCache cache;
     private final PrefixCache prefixCache; // null when the engine runs without one
@@ -137,7 +139,7 @@ public final class Session implements AutoCloseable {
             int before = length;
             addTokens(newTokens);
             try {
-                run(new Scheduler.Request(this, null, 0, -1));
+                run(new Scheduler.Request(this, null, 0, NO_EOS));
             } catch (RuntimeException | Error e) {
                 truncateTo(before);
                 throw e;
@@ -170,7 +172,7 @@ public final class Session implements AutoCloseable {
             }
             int before = length;
             addTokens(prompt);
-            int eos = stop == StopCondition.EOS ? engine.eosTokenId().orElse(-1) : -1;
+            int[] eos = stop == StopCondition.EOS ? engine.specialTokens().eos() : NO_EOS;
             if (sampler == null || !sampler.params().equals(params)) {
                 sampler = new Sampler(params);
             }

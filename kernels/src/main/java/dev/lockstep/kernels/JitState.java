@@ -59,6 +59,15 @@ public final class JitState {
             return newest != null && newest.tier() == 4;
         }
 
+        /** The largest compile id among the method's nmethods (in use or not), or -1 when it was never compiled. */
+        public int newestCompileId(String method) {
+            int id = -1;
+            for (Nmethod n : byMethod.getOrDefault(method, List.of())) {
+                id = Math.max(id, n.compileId());
+            }
+            return id;
+        }
+
         /** The method has been compiled at least once (at any tier): it has run often enough to be profiled. */
         public boolean compiled(String method) {
             return byMethod.containsKey(method);

@@ -23,7 +23,9 @@ import java.util.TreeSet;
  * (pair, prefill and remainders), a slice starting past the first tile, one to three query heads and one to five KV
  * blocks for attention, one, four and five rows for RMSNorm, short and long rows for softmax. It loops until the JIT
  * itself says every kernel method these calls reached runs C2 code ({@link JitState}), or {@code budgetNanos} have
- * passed. The calls' outputs go to scratch arrays and are discarded; nothing the model holds is written, so the
+ * passed. "Reached" is read as "compiled since the warm-up began": in a JVM that ran another model before (a test
+ * JVM, an application that loads a second model), a kernel method of the other model's format may sit at tier 3 for
+ * good, and this warm-up, which never calls it, must not wait its whole budget for it (it did: 30 s per load). The calls' outputs go to scratch arrays and are discarded; nothing the model holds is written, so the
  * warm-up changes no bit of any result.
  *
  * <p>What it relies on (DESIGN.md, "Steady speed"): each kernel body is its own never-inlined method (so its C2
@@ -143,6 +145,10 @@ public final class KernelWarmup {
         }
         long rounds = 0;
         int completeLooks = 0;
+        // What the JIT had compiled before this warm-up: in a JVM that already ran other models (another format, other
+        // shapes), kernel methods this model never calls may sit at tier 3 for good; only methods compiled since the
+        // warm-up began are waited for (in a fresh JVM, every kernel method is).
+        Optional<JitState.Snapshot> baseline = JitState.snapshot();
         Optional<JitState.Snapshot> last = Optional.empty();
         while (true) {
             for (Runnable c : calls) {
@@ -155,7 +161,10 @@ public final class KernelWarmup {
                     break; // nothing to wait for: the minimum rounds ran
                 }
                 // two looks in a row with every reached method on C2: an OSR compile alone is not taken for it
-                completeLooks = Split.of(last.get()).notYet().isEmpty() ? completeLooks + 1 : 0;
+                JitState.Snapshot now = last.get();
+                boolean waiting = Split.of(now).notYet().stream()
+                        .anyMatch(m -> baseline.isEmpty() || now.newestCompileId(m) != baseline.get().newestCompileId(m));
+                completeLooks = waiting ? 0 : completeLooks + 1;
                 if (completeLooks >= 2 || System.nanoTime() - start > budgetNanos) {
                     break;
                 }

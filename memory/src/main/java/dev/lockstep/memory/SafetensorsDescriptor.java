@@ -103,9 +103,20 @@ public final class SafetensorsDescriptor {
                 throw new CheckpointException(CheckpointException.Problem.HEADER_JSON,
                         file + ": tensor '" + name + "' has negative dimension in shape " + java.util.Arrays.toString(shape));
             }
-            elements = Math.multiplyExact(elements, d);
+            try {
+                elements = Math.multiplyExact(elements, d);
+            } catch (ArithmeticException e) {
+                throw new CheckpointException(CheckpointException.Problem.HEADER_JSON, file + ": tensor '" + name + "' has shape "
+                        + java.util.Arrays.toString(shape) + ", whose element count overflows a 64-bit integer (corrupt header)");
+            }
         }
-        long expected = Math.multiplyExact(elements, dtype.sizeBytes());
+        long expected;
+        try {
+            expected = Math.multiplyExact(elements, dtype.sizeBytes());
+        } catch (ArithmeticException e) {
+            throw new CheckpointException(CheckpointException.Problem.HEADER_JSON, file + ": tensor '" + name + "' has shape "
+                    + java.util.Arrays.toString(shape) + " of " + dtype + ", whose byte count overflows a 64-bit integer (corrupt header)");
+        }
         if (endBytes - beginBytes != expected) {
             throw new CheckpointException(CheckpointException.Problem.BYTE_LENGTH,
                     file + ": tensor '" + name + "' " + dtype + java.util.Arrays.toString(shape) + " needs " + expected

@@ -43,6 +43,9 @@ public interface CausalLm extends AutoCloseable {
     /** A page pool of {@code pages} pages ({@link KvPagePool#pageBytes()} each) that many sequences share. */
     KvPagePool newKvPagePool(MemoryTier tier, int pages);
 
+    /** What each layer keeps per position in a KV page (grouped-query K/V, or MLA's latent row). */
+    dev.lockstep.memory.KvLayout kvLayout();
+
     /** Bytes of one KV page of this model: every layer's keys and values of 16 positions. */
     long kvPageBytes();
 

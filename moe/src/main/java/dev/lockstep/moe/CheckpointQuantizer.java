@@ -125,6 +125,13 @@ public final class CheckpointQuantizer {
         Map<String, Float> scale2 = new HashMap<>();
         TreeSet<String> kept = new TreeSet<>();
         for (TensorInfo t : checkpoint.tensors()) {
+            if (t.shape().length == 3 && WeightFormat.of(t.dtype()) != null && recipe.quantizesExpert(t.name())) {
+                // Granite's input_linear, gpt-oss's gate_up_proj: ModelOpt has no NVFP4 export layout for fused 3-D expert
+                // tensors that we could verify, and leaving them dense in an "NVFP4" checkpoint would be a silent lie
+                throw new LockstepException(t.file() + ": tensor '" + t.name() + "' " + t.shapeString() + " holds fused experts; "
+                        + "lockstep quantize writes 2-D Linear weights only. Load this model with --quant nvfp4 instead (its experts are "
+                        + "quantized at load, the packed cache keeps them), or exclude the module with --exclude");
+            }
             String module = Nvfp4Recipe.module(t.name());
             boolean matrix = t.shape().length == 2 && WeightFormat.of(t.dtype()) != null;
             if (module == null || !matrix) {

@@ -11,7 +11,8 @@ import java.util.regex.Pattern;
  * <ul>
  *   <li>Quantized: every 2-D {@code <module>.weight} except embeddings ({@code *embed_tokens*}), {@code lm_head}
  *       (unless asked), routers ({@code *.mlp.gate}, {@code *router*}, {@code *block_sparse_moe.gate},
- *       {@code *shared_expert_gate*}), norms, and modules matching an exclude pattern.</li>
+ *       {@code *shared_expert_gate*}), norms, MLA's {@code kv_b_proj} (its rows are rearranged at load into the
+ *       absorbed matrices, which need its dense values; it is small), and modules matching an exclude pattern.</li>
  *   <li>Shared input, shared {@code weight_scale_2} (amax over the group): {@code q_proj/k_proj/v_proj} of one
  *       attention block; {@code gate_proj/up_proj} (and Mixtral's {@code w1/w3}) of one MLP or expert.</li>
  * </ul>
@@ -60,7 +61,7 @@ public final class Nvfp4Recipe {
     public boolean quantizes(String tensor) {
         String m = module(tensor);
         if (m == null || m.contains("embed_tokens") || m.contains("norm") || m.endsWith(".mlp.gate") || m.contains("router")
-                || m.endsWith("block_sparse_moe.gate") || m.contains("shared_expert_gate")) {
+                || m.endsWith("block_sparse_moe.gate") || m.contains("shared_expert_gate") || m.endsWith("kv_b_proj")) {
             return false;
         }
         if ((m.equals("lm_head") || m.endsWith(".lm_head")) && !quantizeLmHead) {

@@ -123,6 +123,18 @@ class CorruptInputTest {
     }
 
     @Test
+    void shapeWhoseElementCountOverflowsALongNamesTheTensor() throws IOException {
+        Path f = tmp.resolve("overflow.safetensors");
+        for (String shape : new String[]{"[4294967296,4294967296]", "[4611686018427387904]"}) { // 2^64 elements; 2^62 x 2 bytes
+            String header = "{\"big\":{\"dtype\":\"BF16\",\"shape\":" + shape + ",\"data_offsets\":[0,2]}}";
+            Files.write(f, SafetensorsWriter.frame(header.getBytes(StandardCharsets.UTF_8), new byte[2]));
+            CheckpointException e = assertThrows(CheckpointException.class, () -> SafetensorsFile.open(f));
+            assertEquals(Problem.HEADER_JSON, e.problem());
+            assertTrue(e.getMessage().contains("'big'") && e.getMessage().contains("overflows"), e.getMessage());
+        }
+    }
+
+    @Test
     void overlappingTensors() throws IOException {
         Path f = tmp.resolve("overlap.safetensors");
         String header = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}";

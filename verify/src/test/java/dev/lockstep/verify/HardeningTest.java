@@ -229,7 +229,7 @@ class HardeningTest {
                     }
                 }
             }
-            CheckpointFuzzTest.runForward(m);
+            CheckpointFuzzTest.runForward(m, false);
         }
     }
 }

@@ -72,6 +72,11 @@ class ScheduledForwardTest {
                     "one schedule per bucket of shapes");
             assertEquals(workers, decode.workers());
             assertTrue(qwen.compute().scheduleExecutor().steps() >= 45, "steps ran on the schedule");
+            for (int w = 1; w < workers; w++) {
+                // not only the coordinator: every worker computed parts of the steps (regions split by rows, heads, experts)
+                assertTrue(qwen.compute().scheduleExecutor().partsComputed(w) > 45, "worker " + w + " computed "
+                        + qwen.compute().scheduleExecutor().partsComputed(w) + " parts");
+            }
             if (placement == ExecutionPlan.Placement.EXPERTS) {
                 assertTrue(decode.listing().contains("moe.l5.tokens"), decode.listing());
                 assertTrue(decode.listing().contains("[weights layer 0 experts 0-"), decode.listing());

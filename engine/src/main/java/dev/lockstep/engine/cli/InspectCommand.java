@@ -41,6 +41,7 @@ final class InspectCommand extends LoadingCommand implements Callable<Integer> {
             if (s.quantizeNanos() > 0) {
                 out().printf(Locale.ROOT, "  quantized to NVFP4 at load: %.2f s of CPU time%n", s.quantizeNanos() / 1e9);
             }
+            printKv(lm, s);
             TierOptions.print(out(), lm);
             if (lm.executionPlan().isScheduled()) {
                 printDecodeSchedule(lm);
@@ -86,5 +87,29 @@ final class InspectCommand extends LoadingCommand implements Callable<Integer> {
         dev.lockstep.interconnect.schedule.Schedule decode = lm.schedule(1, 1);
         out().printf(Locale.ROOT, "schedule (%s), verified: %s%n", lm.executionPlan(), ScheduleReport.size(lm));
         out().print(decode.listing());
+    }
+
+    /** KV bytes per position, per run of layers with one shape (MLA: the latent row, beside what full K/V would take). */
+    private void printKv(CausalLm lm, ModelSummary s) {
+        dev.lockstep.memory.KvLayout kv = lm.kvLayout();
+        out().printf(Locale.ROOT, "KV cache (float32): %,d bytes per position, %,d per page of %d positions%n", kv.bytesPerPosition(),
+                kv.pageBytes(), dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS);
+        for (int l = 0; l < kv.size(); ) {
+            int e = l;
+            while (e + 1 < kv.size() && kv.layer(e + 1).equals(kv.layer(l))) {
+                e++;
+            }
+            dev.lockstep.memory.KvLayout.Layer layer = kv.layer(l);
+            String full = "";
+            Map<String, Object> hp = s.hyperParameters();
+            if (layer.keyHeads() == 0 && hp.get("qk_nope_head_dim") instanceof Integer nope && hp.get("qk_rope_head_dim") instanceof Integer rope
+                    && hp.get("v_head_dim") instanceof Integer v && hp.get("num_attention_heads") instanceof Integer heads) {
+                full = String.format(Locale.ROOT, " (full K/V would take %,d: %d heads x (%d + %d) x 4)", (long) heads * (nope + rope + v) * 4,
+                        heads, nope + rope, v);
+            }
+            out().printf(Locale.ROOT, "  layer%s %s: %s, %,d bytes per position%s%n", l == e ? "" : "s", l == e ? "" + l : l + "-" + e, layer,
+                    layer.bytesPerPosition(), full);
+            l = e + 1;
+        }
     }
 }

@@ -1,6 +1,7 @@
 package dev.lockstep.engine.cli;
 
-import dev.lockstep.moe.qwen3.Qwen3MoeSynthesizer;
+import dev.lockstep.moe.synth.CheckpointSynthesizer;
+import dev.lockstep.moe.synth.FamilySynth;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
@@ -11,11 +12,17 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "synth", mixinStandardHelpOptions = true, description = {
-        "Write a synthetic qwen3_moe checkpoint at real layer shapes (default: Qwen3-30B-A3B's layers, 4 of them:",
-        "2.63 B parameters, 5.25 GB bf16) for benchmarks: weights ~ N(0, 1/fan_in), norms 1, the bundled tokenizer."})
+        "Write a synthetic checkpoint at a family's real layer shapes for benchmarks: weights ~ N(0, 1/fan_in), norms 1,",
+        "biases 0, the bundled tokenizer. qwen3_moe (default): Qwen3-30B-A3B's layers, 4 of them (2.63 B parameters,",
+        "5.25 GB bf16), its shape set by the options below; the other families at their model's shapes (--layers and",
+        "--vocab apply): mixtral Mixtral-8x7B, qwen2_moe Qwen1.5-MoE-A2.7B, olmoe OLMoE-1B-7B, granitemoe",
+        "granite-3.0-3b-a800m, gpt_oss gpt-oss-20b (MXFP4 experts), deepseek_v3 Moonlight-16B-A3B."})
 final class SynthCommand implements Callable<Integer> {
     @Option(names = "--out", paramLabel = "DIR", required = true, description = "New directory (must not exist).")
     Path out;
+    @Option(names = "--family", defaultValue = "qwen3_moe", paramLabel = "MODEL_TYPE",
+            description = "qwen3_moe, mixtral, qwen2_moe, olmoe, granitemoe, gpt_oss or deepseek_v3. Default: ${DEFAULT-VALUE}.")
+    String family;
     @Option(names = "--layers", defaultValue = "4", description = "Default: ${DEFAULT-VALUE}.")
     int layers;
     @Option(names = "--hidden", defaultValue = "2048", description = "Default: ${DEFAULT-VALUE}.")
@@ -50,16 +57,18 @@ final class SynthCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("every size must be >= 1");
             }
         }
-        Qwen3MoeSynthesizer.Shape shape = new Qwen3MoeSynthesizer.Shape(layers, hidden, experts, topK, moeFf, heads, kvHeads, headDim, vocab);
+        FamilySynth.Plan plan = family.equals("qwen3_moe")
+                ? FamilySynth.qwen3(layers, vocab, hidden, experts, topK, moeFf, heads, kvHeads, headDim)
+                : FamilySynth.plan(family, layers, vocab);
         long start = System.nanoTime();
         ProgressBar bar = new ProgressBar(spec.commandLine().getErr(), "synth", 0);
         try {
-            Qwen3MoeSynthesizer.write(shape, seed, tokenizerFrom, out, bar);
+            CheckpointSynthesizer.write(plan.config(), plan.tensors(), seed, tokenizerFrom, out, bar);
         } finally {
             bar.finish();
         }
-        spec.commandLine().getOut().printf(Locale.ROOT, "%s: qwen3_moe, %,d parameters (%.2f GB bf16) in %.1f s%n", out,
-                shape.parameters(), shape.parameters() * 2 / 1e9, (System.nanoTime() - start) / 1e9);
+        spec.commandLine().getOut().printf(Locale.ROOT, "%s: %s, %,d parameters (%.2f GB) in %.1f s%n", out, plan.family(),
+                plan.parameters(), plan.bytes() / 1e9, (System.nanoTime() - start) / 1e9);
         return 0;
     }
 }

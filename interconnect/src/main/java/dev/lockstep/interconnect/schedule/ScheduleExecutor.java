@@ -46,6 +46,8 @@ public final class ScheduleExecutor implements AutoCloseable {
     private final AtomicIntegerArray parked;
     private final java.util.concurrent.atomic.AtomicReferenceArray<Throwable> failures;
     private final AtomicLongArray vectorsSent;
+    /** Per worker (a cache line apart): the parts (COMPUTE ops) it ran, a part taken over by the coordinator not counted. */
+    private final AtomicLongArray partsComputed;
     private final Histogram stepLatencyNs = new Histogram(3_600_000_000_000L, 3);
     private final Histogram[] driftNs;
     private final AtomicIntegerArray barrier = new AtomicIntegerArray(2); // [arrivals, generation]
@@ -93,6 +95,7 @@ public final class ScheduleExecutor implements AutoCloseable {
         this.parked = new AtomicIntegerArray(workers);
         this.failures = new java.util.concurrent.atomic.AtomicReferenceArray<>(workers);
         this.vectorsSent = new AtomicLongArray(workers * 16); // one slot per worker, a cache line apart
+        this.partsComputed = new AtomicLongArray(workers * 16);
         this.arrivalNs = new AtomicLongArray(workers);
         this.driftNs = new Histogram[workers];
         for (int w = 0; w < workers; w++) {
@@ -301,6 +304,11 @@ public final class ScheduleExecutor implements AutoCloseable {
         return deferredReceives;
     }
 
+    /** Parts (a region's COMPUTE op) worker {@code w} has run so far: nonzero for every worker that did its share. */
+    public long partsComputed(int worker) {
+        return partsComputed.get(worker * 16);
+    }
+
     /** Vectors (headers included) all workers have sent so far. */
     public long vectorsSent() {
         long v = 0;
@@ -395,6 +403,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                     if (!st.aborted) {
                         try {
                             task(st, r, region, coordinatorTask).compute(st.worker, st.stamp);
+                            partsComputed.lazySet(st.worker * 16, partsComputed.get(st.worker * 16) + 1);
                         } catch (Throwable t) {
                             failures.set(st.worker, t);
                             st.aborted = true;

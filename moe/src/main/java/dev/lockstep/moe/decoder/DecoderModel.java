@@ -127,6 +127,11 @@ public final class DecoderModel implements CausalLm {
     }
 
     @Override
+    public KvLayout kvLayout() {
+        return config.kv();
+    }
+
+    @Override
     public long kvPageBytes() {
         return config.kv().pageBytes();
     }
