@@ -170,11 +170,6 @@ public final class Engine implements AutoCloseable {
         // one block of a KV cache of the model's own kind: attention sees the memory it will read
         try (var kv = model.newKvCache(dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS)) {
             kv.reserve(1);
-            var layer0 = kv.layout().layer(0);
-            if (layer0.keyHeads() == 0) { // MLA: no key block; its latent rows are read by the value kernel
-                return KernelWarmup.run(kernels, model.weightMatrices(), rows, kv.valueBlock(0, 0), kv.valueBlockOffsetBytes(0, 0),
-                        layer0.valueDim(), WARMUP_BUDGET_NANOS);
-            }
             return KernelWarmup.run(kernels, model.weightMatrices(), rows, kv.keyBlock(0, 0), kv.keyBlockOffsetBytes(0, 0), kv.headDim(),
                     WARMUP_BUDGET_NANOS);
         }

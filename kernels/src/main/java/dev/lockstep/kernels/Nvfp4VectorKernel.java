@@ -57,7 +57,7 @@ final class Nvfp4VectorKernel {
     }
 
     static String description() {
-        return "nvfp4 tiled: " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
+        return "fp4 tiled (NVFP4 and MXFP4 share it): " + (WIDE_TABLE ? "16-entry table permute" : SPLIT_TABLE ? "two 4-entry magnitude permutes + blend + sign bit"
                 : "8-entry magnitude permute + sign bit")
                 + " + fma per column, block scale once per 16; 4 tiles (one token) or 4 tokens (prefill, two chains per token) per pass"
                 + (WIDE_TABLE ? ", 2 tiles x 2 tokens for a pair" : "");

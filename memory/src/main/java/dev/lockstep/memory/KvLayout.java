@@ -6,8 +6,8 @@ import java.util.List;
  * What one KV page holds, layer by layer: each layer's key block ({@code keyHeads x keyDim}, transposed per
  * {@link KvBlockDescriptor}) and value block ({@code valueHeads x valueDim}, by position), float32, for
  * {@link KvBlockDescriptor#BLOCK_TOKENS} positions. Grouped-query attention has equal key and value shapes; an MLA
- * layer keeps no key block and one "value" row per position holding the compressed latent and the decoupled RoPE
- * key ({@code kv_lora_rank + qk_rope_head_dim}); a sliding-window layer has the shape of a full one (its window is
+ * layer keeps one key head of the compressed latent and the decoupled RoPE key ({@code kv_lora_rank +
+ * qk_rope_head_dim}) and one value head of the latent ({@link Layer#latent}); a sliding-window layer has the shape of a full one (its window is
  * the attention's: pages older than the window are simply not read). The element type is float32 today; a layout
  * is where bf16, E4M3 or NVFP4 pages would be declared, without the families changing.
  */
@@ -25,9 +25,17 @@ public record KvLayout(List<Layer> layers) {
             return new Layer(kvHeads, headDim, kvHeads, headDim);
         }
 
-        /** MLA: no key block, one latent row of {@code latentDim} per position. */
-        public static Layer latent(int latentDim) {
-            return new Layer(0, 0, 1, latentDim);
+        /**
+         * MLA: one key head of {@code rank + ropeDim} (the latent and the roped decoupled key, transposed for the scores
+         * kernel) and one value head of {@code rank} (the latent again, by position, for the values kernel).
+         */
+        public static Layer latent(int rank, int ropeDim) {
+            return new Layer(1, rank + ropeDim, 1, rank);
+        }
+
+        /** Whether this is an MLA layer's latent layout (one key head wider than its one value head). */
+        public boolean isLatent() {
+            return keyHeads == 1 && valueHeads == 1 && keyDim > valueDim;
         }
 
         public long keyBlockBytes() {
@@ -45,7 +53,8 @@ public record KvLayout(List<Layer> layers) {
 
         @Override
         public String toString() {
-            return keyHeads == 0 ? "latent " + valueDim : keyHeads + " x " + keyDim + " K, " + valueHeads + " x " + valueDim + " V";
+            return isLatent() ? "latent " + valueDim + " + rope " + (keyDim - valueDim) + " as 1 x " + keyDim + " K, 1 x " + valueDim + " V"
+                    : keyHeads + " x " + keyDim + " K, " + valueHeads + " x " + valueDim + " V";
         }
     }
 

@@ -103,4 +103,19 @@ class DecodeConsistencyTest {
             assertArrayEquals(vector, logitsInBlocks(model, t, t.length), "scalar reference vs Vector API");
         }
     }
+
+    /** The same for every family's blocks (MLA's latent attention, sinks and windows, biases, MXFP4): 40 tokens, decode. */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"mixtral", "qwen2_moe", "olmoe", "granitemoe", "gpt_oss", "gpt_oss-mxfp4", "deepseek_v3"})
+    void scalarKernelsGiveTheSameBitsAsVectorKernelsForEveryFamily(String family) {
+        KernelMatrixTest.assumeWidthSupported();
+        int[] t = Golden.randomTokens(family.hashCode(), 40, 4096);
+        float[] vector;
+        try (WorkerPool pool = new WorkerPool(2); CausalLm model = ModelFamilies.load(FamilyGoldenTest.tiny(family), new PanamaKernels(), pool)) {
+            vector = logitsInBlocks(model, t, 1);
+        }
+        try (WorkerPool pool = new WorkerPool(2); CausalLm model = ModelFamilies.load(FamilyGoldenTest.tiny(family), new ScalarKernels(), pool)) {
+            assertArrayEquals(vector, logitsInBlocks(model, t, 1), family + ": scalar reference vs Vector API");
+        }
+    }
 }

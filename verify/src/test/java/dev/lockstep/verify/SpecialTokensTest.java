@@ -58,10 +58,10 @@ class SpecialTokensTest {
         Files.writeString(dir.resolve("tokenizer_config.json"), tc.replace("\"add_bos_token\": false", "\"add_bos_token\": true"));
         int[] hf = Golden.intArray(FamilyGoldenTest.goldenJson("mixtral").get("prompts").get("p0"));
         try (Tokenizer t = Tokenizer.load(dir, 4096); Tokenizer plain = Tokenizer.load(FamilyGoldenTest.tiny("mixtral"), 4096)) {
-            assertArrayEquals(hf, plain.encode("In the beginning God created"), "no BOS as HF encodes it");
+            assertArrayEquals(hf, plain.encode("In the beginning God created the heaven and the earth."), "no BOS, as HF encodes it");
             int[] withBos = new int[hf.length + 1];
             System.arraycopy(hf, 0, withBos, 1, hf.length); // BOS is <|endoftext|>, id 0
-            assertArrayEquals(withBos, t.encode("In the beginning God created"));
+            assertArrayEquals(withBos, t.encode("In the beginning God created the heaven and the earth."));
         }
     }
 

@@ -26,15 +26,35 @@ class ZeroAllocationTest {
     @org.junit.jupiter.params.ParameterizedTest(name = "nvfp4 {0}, schedule workers {1}")
     @org.junit.jupiter.params.provider.CsvSource({"false, 0", "true, 0", "false, 2"})
     void steadyStateDecodeAllocatesNothing(boolean nvfp4, int workers) {
-        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         try (WorkerPool pool = new WorkerPool(2);
              CausalLm model = ModelFamilies.load(ModelFamilies.readConfig(Golden.bundledModel()), dev.lockstep.kernels.KernelProvider.get(), pool,
                      new dev.lockstep.moe.LoadOptions(nvfp4, nvfp4, java.util.List.of()).withExecution(workers == 0 ? dev.lockstep.moe.ExecutionPlan.FORK_JOIN
                              : dev.lockstep.moe.ExecutionPlan.scheduled(workers, dev.lockstep.moe.ExecutionPlan.Placement.EXPERTS, false)));
              KvCache cache = model.newKvCache(256)) {
+            assertWarmDecodeAllocatesNothing(model, cache, 259);
+        }
+    }
+
+    /** Every family's blocks (biases, sinks, sliding windows, shared experts, MLA, grouped routing, MXFP4) allocate nothing either. */
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0}")
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"mixtral", "qwen2_moe", "olmoe", "granitemoe", "gpt_oss", "gpt_oss-mxfp4", "deepseek_v3"})
+    void everyFamilysDecodeAllocatesNothing(String family) {
+        try (WorkerPool pool = new WorkerPool(2); CausalLm model = ModelFamilies.load(FamilyGoldenTest.tiny(family), pool);
+             KvCache cache = model.newKvCache(256)) {
+            assertWarmDecodeAllocatesNothing(model, cache, 259);
+        }
+    }
+
+    /**
+     * Windows of 64 greedy decode steps from {@code first} (the cache truncated before each) until one allocates
+     * nothing on any thread, 60 s at most; then names the allocating threads if none did, and fails.
+     */
+    static void assertWarmDecodeAllocatesNothing(CausalLm model, KvCache cache, int first) {
+        var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
+        {  // one block per decode window series, as the callers' try-with-resources left it
             ForwardState state = model.newState(1);
             float[] logits = new float[model.vocabSize()];
-            int[] one = {259};
+            int[] one = {first};
             long deadline = System.nanoTime() + 60_000_000_000L;
             long lastWindow = Long.MAX_VALUE;
             int windows = 0;

@@ -102,7 +102,7 @@ final class InspectCommand extends LoadingCommand implements Callable<Integer> {
             dev.lockstep.memory.KvLayout.Layer layer = kv.layer(l);
             String full = "";
             Map<String, Object> hp = s.hyperParameters();
-            if (layer.keyHeads() == 0 && hp.get("qk_nope_head_dim") instanceof Integer nope && hp.get("qk_rope_head_dim") instanceof Integer rope
+            if (layer.isLatent() && hp.get("qk_nope_head_dim") instanceof Integer nope && hp.get("qk_rope_head_dim") instanceof Integer rope
                     && hp.get("v_head_dim") instanceof Integer v && hp.get("num_attention_heads") instanceof Integer heads) {
                 full = String.format(Locale.ROOT, " (full K/V would take %,d: %d heads x (%d + %d) x 4)", (long) heads * (nope + rope + v) * 4,
                         heads, nope + rope, v);

@@ -16,7 +16,11 @@ import java.util.Arrays;
  * DeepSeek's multi-head latent attention (HF {@code DeepseekV3Attention}), computed in the latent space with the
  * up-projections absorbed, as DeepSeek's and llama.cpp's MLA paths do: the cache keeps, per position, only the
  * normed compressed KV {@code c} ({@code kv_lora_rank}) and the decoupled RoPE key {@code r}
- * ({@code qk_rope_head_dim}), one row shared by every head ({@link KvLayout.Layer#latent}).
+ * ({@code qk_rope_head_dim}), shared by every head ({@link KvLayout.Layer#latent}): {@code [c | r]} as the one key
+ * head (transposed in its block, for the scores kernel) and {@code c} again as the one value head (by position, for
+ * the values kernel). Storing {@code c} twice lets both go through the attention kernels, whose lane-wise order makes
+ * them bit-identical at every vector width; a single copy would need a horizontal sum per dot product, whose order
+ * depends on the width.
  *
  * <p>Per token: {@code q = q_b(norm(q_a x))} (or {@code q_proj x}), split per head into {@code q_nope} and
  * {@code q_rot}; {@code [c_raw | r] = kv_a x}, {@code c = norm(c_raw)}; RoPE on {@code q_rot} and {@code r} (pairs
@@ -57,7 +61,7 @@ public final class MlaBlock implements Mixer {
 
     @Override
     public KvLayout.Layer kvLayer() {
-        return KvLayout.Layer.latent(spec.latentDim());
+        return KvLayout.Layer.latent(spec.kvLoraRank(), spec.ropeDim());
     }
 
     @Override
@@ -76,6 +80,8 @@ public final class MlaBlock implements Mixer {
         float[] qa = new float[0], q = new float[0], ckv = new float[0], qLat = new float[0], ctxLat = new float[0], context = new float[0];
         float[] rot = new float[0];
         float[][] scores = new float[0][];
+        MemorySegment[][] keyBlocks = new MemorySegment[0][];
+        long[][] keyOffsetsBytes = new long[0][];
         final Call call = new Call();
 
         void ensure(int n, Spec s, int threads, int positions) {
@@ -84,7 +90,7 @@ public final class MlaBlock implements Mixer {
                 q = new float[n * heads * s.qkDim()];
                 qa = new float[n * Math.max(1, s.qLoraRank())];
                 ckv = new float[n * s.latentDim()];
-                qLat = new float[n * heads * s.kvLoraRank()];
+                qLat = new float[n * heads * s.latentDim()];
                 ctxLat = new float[n * heads * s.kvLoraRank()];
                 context = new float[n * heads * s.vDim()];
                 rot = new float[s.ropeDim()];
@@ -92,6 +98,11 @@ public final class MlaBlock implements Mixer {
             int stride = KvBlockDescriptor.blocksFor(positions) * KvBlockDescriptor.BLOCK_TOKENS;
             if (scores.length < threads || scores[0].length < heads * stride) {
                 scores = new float[threads][heads * stride];
+            }
+            int blocks = KvBlockDescriptor.blocksFor(positions);
+            if (keyBlocks.length < threads || keyBlocks[0].length < blocks) {
+                keyBlocks = new MemorySegment[threads][blocks];
+                keyOffsetsBytes = new long[threads][blocks];
             }
         }
     }
@@ -152,13 +163,19 @@ public final class MlaBlock implements Mixer {
             rotate(s.ckv, t * lat + rank, pos, s.rot);
             KvCache cache = batch.cache(t);
             int block = KvBlockDescriptor.blockOf(pos), slot = KvBlockDescriptor.slotOf(pos);
+            MemorySegment keys = cache.keyBlock(layer, block);
+            long keyBase = cache.keyBlockOffsetBytes(layer, block);
+            for (int d = 0; d < lat; d++) {
+                keys.set(ValueLayout.JAVA_FLOAT, keyBase + KvBlockDescriptor.keyOffsetBytes(lat, 0, d, slot), s.ckv[t * lat + d]);
+            }
             MemorySegment.copy(s.ckv, t * lat, cache.valueBlock(layer, block), ValueLayout.JAVA_FLOAT,
-                    cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(1, lat, slot, 0, 0), lat);
+                    cache.valueBlockOffsetBytes(layer, block) + KvBlockDescriptor.valueOffsetBytes(1, rank, slot, 0, 0), rank);
             for (int h = 0; h < heads; h++) {
-                int qo = (t * heads + h) * qk;
+                int qo = (t * heads + h) * qk, lo = (t * heads + h) * lat;
                 rotate(s.q, qo + spec.nopeDim(), pos, s.rot);
-                // absorbed query: rows [h*rank, (h+1)*rank) of kAbsorbed times q_nope of head h
-                kn.matmul(w.kAbsorbed(), s.q, qo, qk, 1, s.qLat, t * heads * rank, 0, h * rank, (h + 1) * rank);
+                // the latent query [W_kb[h]^T q_nope | q_rot]: rows [h*rank, (h+1)*rank) of kAbsorbed times q_nope of head h
+                kn.matmul(w.kAbsorbed(), s.q, qo, qk, 1, s.qLat, lo - h * rank, 0, h * rank, (h + 1) * rank);
+                System.arraycopy(s.q, qo + spec.nopeDim(), s.qLat, lo + rank, spec.ropeDim());
             }
         }
         Call call = s.call.set(this, kn, layer, batch, s);
@@ -186,36 +203,35 @@ public final class MlaBlock implements Mixer {
         rope.apply(v, off, pos);
     }
 
-    /** Tokens {@code [t0, t1)}: every head's scores over the latent rows, softmax, and the latent context. */
+    /**
+     * Tokens {@code [t0, t1)}: every head's scores against the latent keys (all heads share the one key head: a
+     * group of {@code nHeads}, as grouped-query attention's kernel computes it), scaled, softmax, and the latent
+     * context from the value rows.
+     */
     private void attend(Call call, int worker, int t0, int t1) {
         Scratch s = call.scratch;
         Kernels kn = call.kernels;
         ForwardBatch batch = call.batch;
-        int heads = spec.nHeads(), rank = spec.kvLoraRank(), lat = spec.latentDim(), qk = spec.qkDim(), ropeDim = spec.ropeDim();
+        int heads = spec.nHeads(), rank = spec.kvLoraRank(), lat = spec.latentDim();
         float[] scores = s.scores[worker];
-        long rowBytes = (long) lat * Float.BYTES;
+        MemorySegment[] keys = s.keyBlocks[worker];
+        long[] keyOffsets = s.keyOffsetsBytes[worker];
+        long rowBytes = (long) rank * Float.BYTES;
         for (int t = t0; t < t1; t++) {
             KvCache cache = batch.cache(t);
             int len = batch.position(t) + 1;
             int blocks = KvBlockDescriptor.blocksFor(len), stride = blocks * KvBlockDescriptor.BLOCK_TOKENS;
-            for (int j = 0; j < len; j++) {
-                int b = KvBlockDescriptor.blockOf(j);
-                MemorySegment seg = cache.valueBlock(call.layer, b);
-                long row = cache.valueBlockOffsetBytes(call.layer, b) + KvBlockDescriptor.valueOffsetBytes(1, lat, KvBlockDescriptor.slotOf(j), 0, 0);
-                for (int h = 0; h < heads; h++) {
-                    int ql = (t * heads + h) * rank, qr = (t * heads + h) * qk + spec.nopeDim();
-                    float acc = 0f;
-                    for (int d = 0; d < rank; d++) {
-                        acc = Math.fma(s.qLat[ql + d], seg.get(ValueLayout.JAVA_FLOAT, row + 4L * d), acc);
-                    }
-                    for (int d = 0; d < ropeDim; d++) {
-                        acc = Math.fma(s.q[qr + d], seg.get(ValueLayout.JAVA_FLOAT, row + 4L * (rank + d)), acc);
-                    }
-                    scores[h * stride + j] = acc * spec.scale();
-                }
+            for (int b = 0; b < blocks; b++) {
+                keys[b] = cache.keyBlock(call.layer, b);
+                keyOffsets[b] = cache.keyBlockOffsetBytes(call.layer, b);
             }
+            kn.attentionScores(s.qLat, t * heads * lat, heads, lat, keys, keyOffsets, blocks, scores, 0, stride);
             for (int h = 0; h < heads; h++) {
-                kn.softmax(scores, h * stride, len);
+                int o = h * stride;
+                for (int k = 0; k < len; k++) {
+                    scores[o + k] *= spec.scale();
+                }
+                kn.softmax(scores, o, len);
             }
             int co = t * heads * rank;
             Arrays.fill(s.ctxLat, co, co + heads * rank, 0f);
