@@ -43,6 +43,14 @@ public interface CausalLm extends AutoCloseable {
     /** A page pool of {@code pages} pages ({@link KvPagePool#pageBytes()} each) that many sequences share. */
     KvPagePool newKvPagePool(MemoryTier tier, int pages);
 
+    /**
+     * KV bytes one decode token reads at a context of {@code contextTokens} positions: every layer's key and value
+     * blocks up to that position (a sliding-window layer only its window's blocks; MLA its latent rows).
+     */
+    default long kvBytesPerToken(int contextTokens) {
+        return kvLayout().bytesPerPosition() * contextTokens;
+    }
+
     /** What each layer keeps per position in a KV page (grouped-query K/V, or MLA's latent row). */
     dev.lockstep.memory.KvLayout kvLayout();
 

@@ -40,8 +40,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * Every family's tiny checkpoint ({@code ../shared/reference/tiny/<family>}, copied into test resources) against HF
  * transformers 5.17: logits at every position of p0 within relative L2 1e-4 with the same argmax, hidden states
  * (embedding, layer 0's output, the final norm's) within 1e-4, the 12 greedy tokens identical; and the engine's
- * paths bit-identical to a sequence run alone: batched with other sequences, through the prefix cache, forked, and
- * on a compiled schedule of 2 workers (experts by expert and by rows). Sequences of 40 tokens cross KV page
+ * paths bit-identical to a sequence run alone: on 1 thread and 2, batched with other sequences, through the prefix
+ * cache, forked, and on a compiled schedule of 2 workers (experts by expert and by rows). Sequences of 40 tokens cross KV page
  * boundaries and, for gpt-oss, leave its 8-position window behind by more than a page.
  */
 class FamilyGoldenTest {
@@ -113,6 +113,9 @@ class FamilyGoldenTest {
             assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(model, whole, 1), family + ": decode token by token");
             assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(model, whole, 7), family + ": prefill in blocks of 7");
             assertArrayEquals(alone, batched(model, whole), family + ": batched with two other sequences");
+            try (WorkerPool one = new WorkerPool(1); CausalLm single = ModelFamilies.load(tiny(family), one)) {
+                assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(single, whole, 1), family + ": 1 thread vs 2");
+            }
             for (ExecutionPlan.Placement placement : ExecutionPlan.Placement.values()) {
                 try (CausalLm scheduled = ModelFamilies.load(ModelFamilies.readConfig(tiny(family)), KernelProvider.get(), pool,
                         LoadOptions.DEFAULT.withExecution(ExecutionPlan.scheduled(2, placement, false)))) {

@@ -160,14 +160,18 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
             }
             // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.
             double bandwidth = dev.lockstep.kernels.ReadBandwidth.measure(t, 1L << 30, 5);
-            long bytesPerToken = engine.model().weightBytesPerToken();
+            // a decode token reads the weights and, at depth, the KV of its context (the tg run's middle position)
+            long kvBytes = depth == 0 ? 0 : engine.model().kvBytesPerToken(depth + decodeTokens / 2);
+            long bytesPerToken = engine.model().weightBytesPerToken() + kvBytes;
             double roofline = bandwidth / bytesPerToken;
             long weightBytes = engine.model().summary().matrixBytesByFormat().values().stream().mapToLong(Long::longValue).sum();
             long cacheBytes = dev.lockstep.memory.TierPlacement.lastLevelCacheBytes();
             String fits = cacheBytes > 0 && weightBytes <= cacheBytes
                     ? String.format(Locale.ROOT, "; all %.1f MB of weights fit in the %d MB last-level cache: not a bound", weightBytes / 1e6, cacheBytes >> 20) : "";
-            out().printf(Locale.ROOT, "| %s | %d | roofline tg | %.1f | | | read %.1f GB/s, weights %.1f MB/token%s%s |%n",
-                    engine.modelDir().getFileName(), t, roofline, bandwidth / 1e9, bytesPerToken / 1e6,
+            out().printf(Locale.ROOT, "| %s | %d | roofline tg | %.1f | | | read %.1f GB/s, weights %.1f MB/token%s%s%s |%n",
+                    engine.modelDir().getFileName(), t, roofline, bandwidth / 1e9, (bytesPerToken - kvBytes) / 1e6,
+                    kvBytes == 0 ? "" : String.format(Locale.ROOT, " + KV %.1f MB/token (%,d positions, %,d bytes per position)", kvBytes / 1e6,
+                            depth + decodeTokens / 2, engine.model().kvLayout().bytesPerPosition()),
                     decode == null ? "" : String.format(Locale.ROOT, ", tg achieved %.0f%%", 100 * decode.median() / roofline), fits);
             var placement = engine.model().placement();
             out().printf(Locale.ROOT, "| %s | %d | placement | | | | SRAM %.2f of %.1f MB (routers, attention), HBM %.1f MB; KV pool up to %.0f MB, %s |%n",

@@ -114,6 +114,7 @@ public final class MlaBlock implements Mixer {
         private ForwardBatch batch;
         private Scratch scratch;
         private int layer;
+        int parts;
 
         Call set(MlaBlock block, Kernels kernels, int layer, ForwardBatch batch, Scratch scratch) {
             this.block = block;
@@ -178,8 +179,12 @@ public final class MlaBlock implements Mixer {
                 System.arraycopy(s.q, qo + spec.nopeDim(), s.qLat, lo + rank, spec.ropeDim());
             }
         }
+        // (token, head range) items, one head range per worker: each head's scores and context are computed alike
+        // whatever range it is in (the kernels are per head), so the split changes no bit, and each worker reads the
+        // latent rows once for its heads
         Call call = s.call.set(this, kn, layer, batch, s);
-        c.forRange("mla.attend", n, call);
+        call.parts = Math.min(heads, c.workers());
+        c.forRange("mla.attend", n * call.parts, call);
         call.clear();
         for (int t = 0; t < n; t++) {
             for (int h = 0; h < heads; h++) {
@@ -204,11 +209,11 @@ public final class MlaBlock implements Mixer {
     }
 
     /**
-     * Tokens {@code [t0, t1)}: every head's scores against the latent keys (all heads share the one key head: a
-     * group of {@code nHeads}, as grouped-query attention's kernel computes it), scaled, softmax, and the latent
-     * context from the value rows.
+     * Items {@code [i0, i1)} of (token, head range): the range's heads' scores against the latent keys (the heads
+     * share the one key head: a query group, as grouped-query attention's kernel computes it), scaled, softmax, and
+     * their latent context from the value rows.
      */
-    private void attend(Call call, int worker, int t0, int t1) {
+    private void attend(Call call, int worker, int i0, int i1) {
         Scratch s = call.scratch;
         Kernels kn = call.kernels;
         ForwardBatch batch = call.batch;
@@ -217,7 +222,9 @@ public final class MlaBlock implements Mixer {
         MemorySegment[] keys = s.keyBlocks[worker];
         long[] keyOffsets = s.keyOffsetsBytes[worker];
         long rowBytes = (long) rank * Float.BYTES;
-        for (int t = t0; t < t1; t++) {
+        for (int item = i0; item < i1; item++) {
+            int t = item / call.parts, part = item % call.parts;
+            int h0 = heads * part / call.parts, h1 = heads * (part + 1) / call.parts, g = h1 - h0;
             KvCache cache = batch.cache(t);
             int len = batch.position(t) + 1;
             int blocks = KvBlockDescriptor.blocksFor(len), stride = blocks * KvBlockDescriptor.BLOCK_TOKENS;
@@ -225,19 +232,19 @@ public final class MlaBlock implements Mixer {
                 keys[b] = cache.keyBlock(call.layer, b);
                 keyOffsets[b] = cache.keyBlockOffsetBytes(call.layer, b);
             }
-            kn.attentionScores(s.qLat, t * heads * lat, heads, lat, keys, keyOffsets, blocks, scores, 0, stride);
-            for (int h = 0; h < heads; h++) {
+            kn.attentionScores(s.qLat, (t * heads + h0) * lat, g, lat, keys, keyOffsets, blocks, scores, 0, stride);
+            for (int h = 0; h < g; h++) {
                 int o = h * stride;
                 for (int k = 0; k < len; k++) {
                     scores[o + k] *= spec.scale();
                 }
                 kn.softmax(scores, o, len);
             }
-            int co = t * heads * rank;
-            Arrays.fill(s.ctxLat, co, co + heads * rank, 0f);
+            int co = (t * heads + h0) * rank;
+            Arrays.fill(s.ctxLat, co, co + g * rank, 0f);
             for (int b = 0; b < blocks; b++) {
                 int slots = Math.min(KvBlockDescriptor.BLOCK_TOKENS, len - b * KvBlockDescriptor.BLOCK_TOKENS);
-                kn.attentionValues(scores, b * KvBlockDescriptor.BLOCK_TOKENS, stride, heads, slots, cache.valueBlock(call.layer, b),
+                kn.attentionValues(scores, b * KvBlockDescriptor.BLOCK_TOKENS, stride, g, slots, cache.valueBlock(call.layer, b),
                         cache.valueBlockOffsetBytes(call.layer, b), rowBytes, s.ctxLat, co, rank);
             }
         }

@@ -127,6 +127,17 @@ public final class DecoderModel implements CausalLm {
     }
 
     @Override
+    public long kvBytesPerToken(int contextTokens) {
+        long bytes = 0;
+        for (int l = 0; l < layers.length; l++) {
+            int window = layers[l].attention() instanceof AttentionBlock a ? a.window() : 0;
+            int positions = window > 0 ? Math.min(contextTokens, window + dev.lockstep.memory.KvBlockDescriptor.BLOCK_TOKENS - 1) : contextTokens;
+            bytes += config.kv().layer(l).bytesPerPosition() * positions;
+        }
+        return bytes;
+    }
+
+    @Override
     public KvLayout kvLayout() {
         return config.kv();
     }
