@@ -96,9 +96,9 @@ public class MatmulBenchmark {
             for (int i = 0; i < scales.length; i++) {
                 scales[i] = (byte) (118 + r.nextInt(8));
             }
-            w = Nvfp4Format.mxfp4Tiled("w", rows, cols, kernels.tileRows(), arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, kernels.tileRows()), 64));
+            w = Nvfp4Format.mxfp4Tiled("w", rows, cols, MemorySegment.ofArray(scales), kernels.tileRows(), arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, kernels.tileRows()), 64));
             Nvfp4Format.fillMxfp4(w, MemorySegment.ofArray(blocks), MemorySegment.ofArray(scales));
-            WeightMatrix referenceTiles = Nvfp4Format.mxfp4Tiled("w", rows, cols, 8, arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, 8), 64));
+            WeightMatrix referenceTiles = Nvfp4Format.mxfp4Tiled("w", rows, cols, MemorySegment.ofArray(scales), 8, arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, 8), 64));
             Nvfp4Format.fillMxfp4(referenceTiles, MemorySegment.ofArray(blocks), MemorySegment.ofArray(scales));
             new ScalarKernels().matmul(referenceTiles, x, 0, cols, tokens, reference, 0, rows, 0, rows);
         } else {

@@ -33,29 +33,30 @@ import java.util.Arrays;
  * {@code E2M1 * (f32(scale) * weight_scale_2)} up to float32 rounding.
  *
  * <p>MXFP4 (OCP microscaling, gpt-oss's experts: E2M1 codes, one E8M0 scale {@code 2^(e-127)} per 32 values, no
- * tensor scale) is the second instance of this class ({@link #MXFP4}): the same tiles, the same codes, each
- * 32-value block's scale stored for both of its 16-column halves as the byte {@code e + 1}, decoded as
- * {@code float(byte << 23) * 0.5} (exactly {@code 2^(e-127)}, 2^-127 included; {@code e >= 254}, whose values
- * overflow float32, is refused at load), tensor scale 1. The definition of its matmul is the one above with that
- * scale; 4.5 bits per weight in memory (4.25 in the checkpoint: the duplicated scale byte keeps one kernel for both).
+ * tensor scale) is the second instance of this class ({@link #MXFP4}), run by the same kernels with the same E4M3
+ * scale decode: a power of two {@code 2^k} is the E4M3 byte {@code (k + 7) << 3} read by that decode (a zero-extended
+ * byte shifted by 20 gives exponent field {@code k + 7 + 120}), for {@code k + 7} in {@code [1, 31]}. So a matrix
+ * stores each 32-block's scale, for both of its 16-column halves, as {@code ((e - base + 1) << 3)} with
+ * {@code base = max(e_max - 30, 0)} over the matrix, and carries the tensor scale {@code 2^(base - 121)}: every block
+ * is scaled by {@code 2^(e - base - 6)} inside the sum and the sum by {@code 2^(base - 121)} at the end, powers of two
+ * whose product is {@code 2^(e - 127)}, so the result equals the definition ({@code acc = fma(2^(e-127), lo + hi,
+ * acc)}, no tensor scale) bit for bit unless an intermediate leaves float32's normal range. A block whose scale is
+ * more than 2^30 below its matrix's largest is stored as zero (its values are below float32's resolution of that
+ * matrix's outputs); NaN ({@code 0xFF}) is refused at load. 4.5 bits per weight in memory (4.25 in the checkpoint:
+ * the duplicated scale byte keeps one kernel for both formats, whose hot loop is then exactly NVFP4's).
  */
 public final class Nvfp4Format implements WeightFormat {
-    static final Nvfp4Format INSTANCE = new Nvfp4Format("NVFP4", 20, 0x1p120f);
-    static final Nvfp4Format MXFP4 = new Nvfp4Format("MXFP4", 23, 0.5f);
+    static final Nvfp4Format INSTANCE = new Nvfp4Format("NVFP4");
+    static final Nvfp4Format MXFP4 = new Nvfp4Format("MXFP4");
     public static final int BLOCK = 16;
     /** Values per E8M0 scale in MXFP4. */
     public static final int MX_BLOCK = 32;
     private static final ValueLayout.OfInt INT_LE = ValueLayout.JAVA_INT_UNALIGNED.withOrder(ByteOrder.LITTLE_ENDIAN);
 
     private final String name;
-    /** A scale byte decodes as {@code float(byte << scaleShift) * scaleMultiplier} (E4M3: 20, 2^120; MXFP4: 23, 0.5). */
-    final int scaleShift;
-    final float scaleMultiplier;
 
-    private Nvfp4Format(String name, int scaleShift, float scaleMultiplier) {
+    private Nvfp4Format(String name) {
         this.name = name;
-        this.scaleShift = scaleShift;
-        this.scaleMultiplier = scaleMultiplier;
     }
 
     @Override
@@ -63,9 +64,9 @@ public final class Nvfp4Format implements WeightFormat {
         return name;
     }
 
-    /** A stored scale byte as float32 (E4M3, or MXFP4's {@code e + 1}). */
-    float decodeScale(int bits) {
-        return Float.intBitsToFloat((bits & 0xff) << scaleShift) * scaleMultiplier;
+    /** A stored scale byte as float32: the kernels' decode, {@code float(zero-extended byte << 20) * 2^120} (E4M3 for bytes below 128). */
+    static float decodeScale(int bits) {
+        return Float.intBitsToFloat((bits & 0xff) << 20) * 0x1p120f;
     }
 
     @Override
@@ -119,13 +120,29 @@ public final class Nvfp4Format implements WeightFormat {
         return new WeightMatrix(name, INSTANCE, rows, cols, target, WeightLayout.TILED, tileRows, tensorScale);
     }
 
-    /** An MXFP4 matrix over {@code target} ({@link #tiledBytes} bytes), to be written by {@link #fillMxfp4}; {@code cols % 32 == 0}. */
-    public static WeightMatrix mxfp4Tiled(String name, int rows, int cols, int tileRows, MemorySegment target) {
+    /**
+     * An MXFP4 matrix over {@code target} ({@link #tiledBytes} bytes) for the E8M0 {@code scales} ({@code [rows, cols/32]},
+     * the checkpoint's bytes: they fix the matrix's exponent base and so its tensor scale), to be written by
+     * {@link #fillMxfp4} with the same scales; {@code cols % 32 == 0}.
+     */
+    public static WeightMatrix mxfp4Tiled(String name, int rows, int cols, MemorySegment scales, int tileRows, MemorySegment target) {
         if (rows <= 0 || cols <= 0 || cols % MX_BLOCK != 0) {
             throw new IllegalArgumentException(name + ": MXFP4 needs a positive row count and a column count divisible by " + MX_BLOCK
                     + ", not [" + rows + ", " + cols + "]");
         }
-        return new WeightMatrix(name, MXFP4, rows, cols, target, WeightLayout.TILED, tileRows, 1f);
+        return new WeightMatrix(name, MXFP4, rows, cols, target, WeightLayout.TILED, tileRows, Math.scalb(1f, mxBase(scales) - 121));
+    }
+
+    /** The exponent base of a matrix's E8M0 scales: {@code max(e_max - 30, 0)} over the non-NaN bytes. */
+    static int mxBase(MemorySegment scales) {
+        int max = 0;
+        for (long i = 0; i < scales.byteSize(); i++) {
+            int e = scales.get(ValueLayout.JAVA_BYTE, i) & 0xff;
+            if (e != 0xff) {
+                max = Math.max(max, e);
+            }
+        }
+        return Math.max(max - 30, 0);
     }
 
     /**
@@ -140,21 +157,26 @@ public final class Nvfp4Format implements WeightFormat {
             throw new IllegalArgumentException(m.name() + ": MXFP4 [" + rows + ", " + cols + "] needs " + (long) rows * cols / 2
                     + " block bytes and " + (long) rows * mx + " scale bytes, got " + blocks.byteSize() + " and " + scales.byteSize());
         }
+        int base = mxBase(scales);
+        if (Math.scalb(1f, base - 121) != m.tensorScale()) {
+            throw new IllegalArgumentException(m.name() + ": MXFP4 scales differ from those the matrix was declared with");
+        }
         byte[] e8 = new byte[mx];
-        MemorySegment doubled = MemorySegment.ofArray(new byte[rows * 2 * mx]);
+        MemorySegment stored = MemorySegment.ofArray(new byte[rows * 2 * mx]);
         for (int r = 0; r < rows; r++) {
             MemorySegment.copy(scales, ValueLayout.JAVA_BYTE, (long) r * mx, e8, 0, mx);
             for (int b = 0; b < mx; b++) {
                 int e = e8[b] & 0xff;
-                if (e >= 0xfe) {
-                    throw new IllegalArgumentException(m.name() + ": MXFP4 scale [" + r + ", " + b + "] is E8M0 0x" + Integer.toHexString(e)
-                            + (e == 0xff ? " (NaN)" : " (2^127: its values overflow float32)"));
+                if (e == 0xff) {
+                    throw new IllegalArgumentException(m.name() + ": MXFP4 scale [" + r + ", " + b + "] is E8M0 0xff (NaN)");
                 }
-                doubled.set(ValueLayout.JAVA_BYTE, (long) r * 2 * mx + 2 * b, (byte) (e + 1));
-                doubled.set(ValueLayout.JAVA_BYTE, (long) r * 2 * mx + 2 * b + 1, (byte) (e + 1));
+                // 2^(e - base - 6) as the E4M3-decoded byte ((e - base + 1) << 3); more than 2^30 below the largest: zero
+                byte v = e < base ? 0 : (byte) ((e - base + 1) << 3);
+                stored.set(ValueLayout.JAVA_BYTE, (long) r * 2 * mx + 2 * b, v);
+                stored.set(ValueLayout.JAVA_BYTE, (long) r * 2 * mx + 2 * b + 1, v);
             }
         }
-        fill(m, blocks, doubled);
+        fill(m, blocks, stored);
     }
 
     /**
@@ -251,7 +273,7 @@ public final class Nvfp4Format implements WeightFormat {
     @Override
     public float get(WeightMatrix m, int row, int col) {
         if (this == MXFP4) {
-            return E2M1.toFloat(code(m, row, col)) * decodeScale(scale(m, row, col / BLOCK));
+            return E2M1.toFloat(code(m, row, col)) * (decodeScale(scale(m, row, col / BLOCK)) * m.tensorScale());
         }
         return Nvfp4Quantizer.dequantize(code(m, row, col), scale(m, row, col / BLOCK), m.tensorScale());
     }

@@ -24,8 +24,8 @@ import java.nio.ByteOrder;
  * implements that wrap with a {@code vpandd} before the {@code vpermd} (disassembly, JDK 25; the two-table
  * {@code selectFrom} does the same before {@code vpermi2d}): a column of 16 rows costs a shift, an and, a permute
  * and an fma (BENCHMARKS.md, "What the JIT makes of the NVFP4 bodies"). E4M3 scale decode: the byte zero-extended,
- * shifted left by 20 read as float32, times 2^120 (exact, see {@link E4M3}); MXFP4's stored {@code e + 1} the same way
- * with 23 and 0.5 (the shift and the factor are the format's, read once per body).
+ * shifted left by 20 read as float32, times 2^120 (exact, see {@link E4M3}); MXFP4's scale bytes are stored so that
+ * the same decode gives a power of two (see {@link Nvfp4Format}).
  *
  * <p>Vector code lives only in the large body methods (never inlined, no vector crosses a call), as in
  * {@link PanamaKernels}.
@@ -121,9 +121,6 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTilesWide(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                       int rowStart, int rowEnd) {
-        Nvfp4Format format = (Nvfp4Format) w.format();
-        int scaleShift = format.scaleShift;
-        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK, last = j + valid - 1;
         long tileBytes = w.tileOffsetBytes(1);
@@ -165,13 +162,13 @@ final class Nvfp4VectorKernel {
             }
             long so = s0 + b * scaleStride;
             a0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo0.add(bs0), a0);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo0.add(bs0), a0);
             a1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo1.add(bs1), a1);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo1.add(bs1), a1);
             a2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d2, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo2.add(bs2), a2);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo2.add(bs2), a2);
             a3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d3, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul).fma(lo3.add(bs3), a3);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f).fma(lo3.add(bs3), a3);
         }
         float scale2 = w.tensorScale();
         int span = rowEnd - rowStart;
@@ -187,9 +184,6 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTiles(WeightMatrix w, int j, int valid, float[] x, int xOff, float[] out, int outOff,
                                   int rowStart, int rowEnd) {
-        Nvfp4Format format = (Nvfp4Format) w.format();
-        int scaleShift = format.scaleShift;
-        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK, last = j + valid - 1;
         int t1 = Math.min(j + 1, last), t2 = Math.min(j + 2, last), t3 = Math.min(j + 3, last);
@@ -248,13 +242,13 @@ final class Nvfp4VectorKernel {
             }
             long so = b * scaleStride;
             FloatVector sc0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s0 + so, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             FloatVector sc1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s1 + so, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             FloatVector sc2 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s2 + so, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             FloatVector sc3 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s3 + so, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             a0 = sc0.fma(lo0.add(bs0), a0);
             a1 = sc1.fma(lo1.add(bs1), a1);
             a2 = sc2.fma(lo2.add(bs2), a2);
@@ -276,9 +270,6 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTokensWide(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        Nvfp4Format format = (Nvfp4Format) w.format();
-        int scaleShift = format.scaleShift;
-        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
         long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
@@ -307,7 +298,7 @@ final class Nvfp4VectorKernel {
                 bs3 = wh.fma(FloatVector.broadcast(F, x[x3 + k + 8]), bs3);
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             a0 = sc.fma(lo0.add(bs0), a0);
             a1 = sc.fma(lo1.add(bs1), a1);
             a2 = sc.fma(lo2.add(bs2), a2);
@@ -331,9 +322,6 @@ final class Nvfp4VectorKernel {
      */
     private static void twoTokensWide(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                       float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        Nvfp4Format format = (Nvfp4Format) w.format();
-        int scaleShift = format.scaleShift;
-        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
         int t1 = Math.min(j + 1, j + valid - 1);
@@ -367,9 +355,9 @@ final class Nvfp4VectorKernel {
             }
             long so = s + b * scaleStride;
             FloatVector sc0 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             FloatVector sc1 = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, so + d1, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             a00 = sc0.fma(lo00.add(hi00), a00);
             a01 = sc0.fma(lo01.add(hi01), a01);
             a10 = sc1.fma(lo10.add(hi10), a10);
@@ -391,9 +379,6 @@ final class Nvfp4VectorKernel {
      */
     private static void fourTokens(WeightMatrix w, int j, int valid, float[] x, int xOff, int xStride,
                                    float[] out, int outOff, int outStride, int rowStart, int rowEnd) {
-        Nvfp4Format format = (Nvfp4Format) w.format();
-        int scaleShift = format.scaleShift;
-        float scaleMul = format.scaleMultiplier;
         MemorySegment seg = w.data();
         int blocks = w.cols() / BLOCK;
         long c = Nvfp4Format.codeOffsetBytes(w, j, 0, 0), s = Nvfp4Format.scaleOffsetBytes(w, j, 0);
@@ -432,7 +417,7 @@ final class Nvfp4VectorKernel {
                 }
             }
             FloatVector sc = ((FloatVector) ((IntVector) ByteVector.fromMemorySegment(SCALE_BYTES, seg, s + b * scaleStride, LE)
-                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, scaleShift).reinterpretAsFloats()).mul(scaleMul);
+                    .convertShape(VectorOperators.ZERO_EXTEND_B2I, I, 0)).lanewise(VectorOperators.LSHL, 20).reinterpretAsFloats()).mul(0x1p120f);
             a0 = sc.fma(lo0.add(bs0), a0);
             a1 = sc.fma(lo1.add(bs1), a1);
             a2 = sc.fma(lo2.add(bs2), a2);

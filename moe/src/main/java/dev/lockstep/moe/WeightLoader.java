@@ -707,30 +707,34 @@ public final class WeightLoader implements AutoCloseable {
             roles.put(matrixName, role);
             String purpose = matrixName + " MXFP4 x" + tileRows;
             MemorySegment target = allocate(purpose, WeightFormat.MXFP4.tiledBytes(p.rows(), in, tileRows));
-            WeightMatrix m = Nvfp4Format.mxfp4Tiled(matrixName, p.rows(), in, tileRows, target);
             long rowBytes = in / 2, expertRows = (long) expert * outTotal;
+            long codeBase = expertRows * rowBytes, scaleBase = expertRows * mx;
             MemorySegment codes = blocks.data(), e8 = scales.data();
-            List<MemorySegment> sources = List.of(codes.asSlice(expertRows * rowBytes, (long) outTotal * rowBytes),
-                    e8.asSlice(expertRows * mx, (long) outTotal * mx));
+            // the part's scale rows now (they set the matrix's tensor scale); its code rows when the copy runs
+            MemorySegment rowsScales;
+            if (p.step() == 1) {
+                rowsScales = e8.asSlice(scaleBase + (long) p.first() * mx, (long) p.rows() * mx);
+            } else {
+                rowsScales = MemorySegment.ofArray(new byte[p.rows() * mx]);
+                for (int r = 0; r < p.rows(); r++) {
+                    MemorySegment.copy(e8, scaleBase + (p.first() + (long) p.step() * r) * mx, rowsScales, (long) r * mx, mx);
+                }
+            }
+            MemorySegment partScales = rowsScales;
+            WeightMatrix m = reading(name + "_scales", () -> Nvfp4Format.mxfp4Tiled(matrixName, p.rows(), in, partScales, tileRows, target));
+            List<MemorySegment> sources = List.of(codes.asSlice(codeBase, (long) outTotal * rowBytes), e8.asSlice(scaleBase, (long) outTotal * mx));
             defer(purpose, sources, () -> {
-                MemorySegment rowsCodes = codes, rowsScales = e8;
-                long codeBase = expertRows * rowBytes, scaleBase = expertRows * mx;
+                MemorySegment rowsCodes;
                 if (p.step() == 1) {
                     rowsCodes = codes.asSlice(codeBase + p.first() * rowBytes, p.rows() * rowBytes);
-                    rowsScales = e8.asSlice(scaleBase + (long) p.first() * mx, (long) p.rows() * mx);
                 } else {
-                    MemorySegment c = MemorySegment.ofArray(new byte[(int) (p.rows() * rowBytes)]);
-                    MemorySegment s = MemorySegment.ofArray(new byte[p.rows() * mx]);
+                    rowsCodes = MemorySegment.ofArray(new byte[(int) (p.rows() * rowBytes)]);
                     for (int r = 0; r < p.rows(); r++) {
-                        long o = p.first() + (long) p.step() * r;
-                        MemorySegment.copy(codes, codeBase + o * rowBytes, c, r * rowBytes, rowBytes);
-                        MemorySegment.copy(e8, scaleBase + o * mx, s, (long) r * mx, mx);
+                        MemorySegment.copy(codes, codeBase + (p.first() + (long) p.step() * r) * rowBytes, rowsCodes, r * rowBytes, rowBytes);
                     }
-                    rowsCodes = c;
-                    rowsScales = s;
                 }
                 try {
-                    Nvfp4Format.fillMxfp4(m, rowsCodes, rowsScales);
+                    Nvfp4Format.fillMxfp4(m, rowsCodes, partScales);
                 } catch (IllegalArgumentException e) {
                     throw new CheckpointException(CheckpointException.Problem.NON_FINITE, scales.info().file() + ": " + e.getMessage(), e);
                 }

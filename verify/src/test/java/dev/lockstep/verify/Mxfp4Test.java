@@ -66,17 +66,19 @@ class Mxfp4Test {
         byte[] blocks = new byte[rows * cols / 2];
         byte[] scales = new byte[rows * cols / 32];
         r.nextBytes(blocks);
+        // one matrix's scales span at most 2^30 (a wider span flushes its smallest blocks: tested below); the low and the
+        // high end of E8M0 in separate matrices: 2^-127 .. 2^-97, and 2^96 .. 2^126
+        int lo = cols % 64 == 0 ? 0 : cols % 96 == 0 ? 223 : 100;
         for (int i = 0; i < scales.length; i++) {
-            int pick = r.nextInt(10);
-            scales[i] = (byte) (pick == 0 ? 0 : pick == 1 ? 253 - r.nextInt(3) : 110 + r.nextInt(30)); // 2^-127, near 2^126, ordinary
+            scales[i] = (byte) (lo + r.nextInt(31));
         }
         float[] x = KernelMatrixTest.random(2 + tokens * cols, 5);
         for (int i = 0; i < x.length; i++) {
-            x[i] *= 1e-30f; // keeps 2^126-scaled blocks finite
+            x[i] *= lo == 223 ? 1e-30f : 1f; // keeps 2^126-scaled blocks finite
         }
         try (Arena arena = Arena.ofConfined()) {
             for (Kernels k : new Kernels[]{SCALAR, SIMD}) {
-                WeightMatrix m = Nvfp4Format.mxfp4Tiled("w", rows, cols, k.tileRows(),
+                WeightMatrix m = Nvfp4Format.mxfp4Tiled("w", rows, cols, MemorySegment.ofArray(scales), k.tileRows(),
                         arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, k.tileRows()), 64));
                 Nvfp4Format.fillMxfp4(m, MemorySegment.ofArray(blocks), MemorySegment.ofArray(scales));
                 int row = rows - 2, col = cols - 3;
@@ -96,11 +98,35 @@ class Mxfp4Test {
     }
 
     @Test
-    void aNanOrOverflowingScaleIsRefusedNamingTheElement() {
+    void aBlockMoreThan2To30BelowTheLargestIsFlushedAndTheRestStayExact() {
+        int rows = SIMD.tileRows(), cols = 64;
+        byte[] blocks = new byte[rows * cols / 2];
+        java.util.Arrays.fill(blocks, (byte) 0x22); // every value 1.0
+        byte[] scales = new byte[rows * 2];
+        for (int r = 0; r < rows; r++) {
+            scales[2 * r] = (byte) 127;          // 2^0
+            scales[2 * r + 1] = (byte) (r == 0 ? 96 : 97); // 2^-31 (flushed) in row 0, 2^-30 (kept) elsewhere
+        }
+        float[] x = new float[cols];
+        java.util.Arrays.fill(x, 1f);
         try (Arena arena = Arena.ofConfined()) {
-            WeightMatrix m = Nvfp4Format.mxfp4Tiled("w", 2, 32, SIMD.tileRows(), arena.allocate(WeightFormat.MXFP4.tiledBytes(2, 32, SIMD.tileRows()), 64));
+            WeightMatrix m = Nvfp4Format.mxfp4Tiled("w", rows, cols, MemorySegment.ofArray(scales), SIMD.tileRows(),
+                    arena.allocate(WeightFormat.MXFP4.tiledBytes(rows, cols, SIMD.tileRows()), 64));
+            Nvfp4Format.fillMxfp4(m, MemorySegment.ofArray(blocks), MemorySegment.ofArray(scales));
+            float[] out = new float[rows];
+            SIMD.matmul(m, x, 0, cols, 1, out, 0, rows, 0, rows);
+            assertEquals(32f, out[0], "row 0: 32 x 1.0; its second block (2^-31) flushed");
+            assertEquals(32f + 32 * Math.scalb(1f, -30), out[1], "row 1: the 2^-30 block kept exactly");
+        }
+    }
+
+    @Test
+    void aNanScaleIsRefusedNamingTheElement() {
+        try (Arena arena = Arena.ofConfined()) {
+            MemorySegment scales = MemorySegment.ofArray(new byte[]{127, (byte) 0xff});
+            WeightMatrix m = Nvfp4Format.mxfp4Tiled("w", 2, 32, scales, SIMD.tileRows(), arena.allocate(WeightFormat.MXFP4.tiledBytes(2, 32, SIMD.tileRows()), 64));
             IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> Nvfp4Format.fillMxfp4(m, MemorySegment.ofArray(new byte[32]), MemorySegment.ofArray(new byte[]{127, (byte) 0xff})));
+                    () -> Nvfp4Format.fillMxfp4(m, MemorySegment.ofArray(new byte[32]), scales));
             assertTrue(e.getMessage().contains("[1, 0]") && e.getMessage().contains("NaN"), e.getMessage());
         }
     }
