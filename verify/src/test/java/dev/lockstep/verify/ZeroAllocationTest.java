@@ -82,6 +82,9 @@ class ZeroAllocationTest {
                     }
                 }
             }
+            if (lastWindow != 0) {
+                System.out.println(allocationSites(model, cache, state, logits, one));
+            }
             assertEquals(0, lastWindow, "64 warm decode steps allocated " + lastWindow + " bytes (after " + windows + " windows)");
         }
     }
@@ -111,6 +114,44 @@ class ZeroAllocationTest {
                 lastWindow = threads.getTotalThreadAllocatedBytes() - before;
             }
             assertEquals(0, lastWindow, "8 warm 64-token NVFP4 prefills allocated " + lastWindow + " bytes");
+        }
+    }
+
+    /** Where a warm decode allocates: JFR allocation events with stacks over 2,000 decode steps, the top sites counted. */
+    static String allocationSites(CausalLm model, KvCache cache, ForwardState state, float[] logits, int[] one) {
+        try (jdk.jfr.Recording rec = new jdk.jfr.Recording()) {
+            rec.enable("jdk.ObjectAllocationInNewTLAB").withStackTrace();
+            rec.enable("jdk.ObjectAllocationOutsideTLAB").withStackTrace();
+            rec.enable("jdk.ObjectAllocationSample").withStackTrace().with("throttle", "10000/s");
+            rec.start();
+            for (int i = 0; i < 2000; i++) {
+                if (cache.length() >= cache.capacityTokens() - 1) {
+                    cache.truncate(0);
+                }
+                model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+            }
+            rec.stop();
+            java.nio.file.Path f = java.nio.file.Files.createTempFile("alloc", ".jfr");
+            rec.dump(f);
+            java.util.Map<String, Integer> sites = new java.util.TreeMap<>();
+            for (jdk.jfr.consumer.RecordedEvent e : jdk.jfr.consumer.RecordingFile.readAllEvents(f)) {
+                if (e.getStackTrace() == null) {
+                    continue;
+                }
+                StringBuilder b = new StringBuilder(e.getClass("objectClass").getName());
+                for (var frame : e.getStackTrace().getFrames().subList(0, Math.min(8, e.getStackTrace().getFrames().size()))) {
+                    b.append("\n    at ").append(frame.getMethod().getType().getName()).append('.').append(frame.getMethod().getName())
+                            .append(':').append(frame.getLineNumber()).append(" (").append(frame.getType()).append(')');
+                }
+                sites.merge(b.toString(), 1, Integer::sum);
+            }
+            java.nio.file.Files.delete(f);
+            StringBuilder out = new StringBuilder("ALLOCATION SITES (JFR, 2,000 steps):\n");
+            sites.entrySet().stream().sorted((x, y) -> y.getValue() - x.getValue()).limit(5)
+                    .forEach(x -> out.append(x.getValue()).append(" x ").append(x.getKey()).append('\n'));
+            return out.toString();
+        } catch (java.io.IOException e) {
+            return "ALLOCATION SITES: " + e;
         }
     }
 }

@@ -137,12 +137,12 @@ public final class AttentionBlock implements Mixer {
             int blocks = KvBlockDescriptor.blocksFor(positions);
             positions = group * blocks * KvBlockDescriptor.BLOCK_TOKENS;
             if (q.length < nTokens * qDim) {
-                q = new float[nTokens * qDim];
-                context = new float[nTokens * qDim];
+                q = new float[nTokens * qDim + Compute.OUTPUT_PAD];
+                context = new float[nTokens * qDim + Compute.OUTPUT_PAD];
             }
             if (k.length < nTokens * kvDim) {
-                k = new float[nTokens * kvDim];
-                v = new float[nTokens * kvDim];
+                k = new float[nTokens * kvDim + Compute.OUTPUT_PAD];
+                v = new float[nTokens * kvDim + Compute.OUTPUT_PAD];
             }
             if (scores.length < threads || scores[0].length < positions) {
                 scores = new float[threads][positions];

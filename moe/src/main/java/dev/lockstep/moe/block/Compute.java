@@ -16,6 +16,15 @@ import dev.lockstep.moe.ExecutionPlan;
  * to call, so dispatching allocates nothing.
  */
 public final class Compute implements AutoCloseable {
+    /**
+     * Floats every array a matmul writes is allocated beyond its last row: a tile's vector store then always fits in
+     * the array, even for a matrix whose row count is not a multiple of the tile (8 experts, a 1-row shared-expert
+     * gate, MLA's 40-row kv_a on the tiny models; 60 experts on Qwen1.5-MoE). A masked store that runs past the end of
+     * an array makes the Vector API check each lane, a path C2 does not always intrinsify: it allocated 380-640 bytes
+     * per decode step in a JVM that had run the other tests (ZeroAllocationTest, JFR). Padding changes no value.
+     */
+    public static final int OUTPUT_PAD = 16;
+
     private final Kernels kernels;
     private final WorkerPool pool;
     private final ScheduledSteps schedule;

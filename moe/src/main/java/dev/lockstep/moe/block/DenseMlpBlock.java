@@ -25,8 +25,8 @@ public final class DenseMlpBlock implements FeedForward {
 
         void ensure(int n, int inter) {
             if (g.length < n * inter) {
-                g = new float[n * inter];
-                u = new float[n * inter];
+                g = new float[n * inter + Compute.OUTPUT_PAD];
+                u = new float[n * inter + Compute.OUTPUT_PAD];
             }
         }
     }

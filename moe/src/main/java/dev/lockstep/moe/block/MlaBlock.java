@@ -87,12 +87,12 @@ public final class MlaBlock implements Mixer {
         void ensure(int n, Spec s, int threads, int positions) {
             int heads = s.nHeads();
             if (q.length < n * heads * s.qkDim()) {
-                q = new float[n * heads * s.qkDim()];
-                qa = new float[n * Math.max(1, s.qLoraRank())];
-                ckv = new float[n * s.latentDim()];
-                qLat = new float[n * heads * s.latentDim()];
+                q = new float[n * heads * s.qkDim() + Compute.OUTPUT_PAD];
+                qa = new float[n * Math.max(1, s.qLoraRank()) + Compute.OUTPUT_PAD];
+                ckv = new float[n * s.latentDim() + Compute.OUTPUT_PAD];
+                qLat = new float[n * heads * s.latentDim() + Compute.OUTPUT_PAD];
                 ctxLat = new float[n * heads * s.kvLoraRank()];
-                context = new float[n * heads * s.vDim()];
+                context = new float[n * heads * s.vDim() + Compute.OUTPUT_PAD];
                 rot = new float[s.ropeDim()];
             }
             int stride = KvBlockDescriptor.blocksFor(positions) * KvBlockDescriptor.BLOCK_TOKENS;

@@ -129,7 +129,7 @@ public final class SparseMoeBlock implements FeedForward {
 
         void ensure(int n, int nExperts, int topK, int hidden, int inter, int threads) {
             if (logits.length < n * nExperts) {
-                logits = new float[n * nExperts];
+                logits = new float[n * nExperts + Compute.OUTPUT_PAD];
             }
             if (probs.length < nExperts) {
                 probs = new float[nExperts];
@@ -145,12 +145,12 @@ public final class SparseMoeBlock implements FeedForward {
                 tokenSlotAssign = new int[assignments];
             }
             if (xg.length < assignments * hidden) {
-                xg = new float[assignments * hidden];
-                yg = new float[assignments * hidden];
+                xg = new float[assignments * hidden + Compute.OUTPUT_PAD];
+                yg = new float[assignments * hidden + Compute.OUTPUT_PAD];
             }
             if (g.length < threads || g[0].length < n * inter) {
-                g = new float[threads][n * inter];
-                u = new float[threads][n * inter];
+                g = new float[threads][n * inter + Compute.OUTPUT_PAD];
+                u = new float[threads][n * inter + Compute.OUTPUT_PAD];
             }
         }
     }
@@ -231,8 +231,8 @@ public final class SparseMoeBlock implements FeedForward {
         } else if (c.expertRows()) {
             // every active expert split by rows: gate/up rows (then SwiGLU on them), then down rows
             if (s.gRows.length < n * topK * inter) {
-                s.gRows = new float[n * topK * inter];
-                s.uRows = new float[n * topK * inter];
+                s.gRows = new float[n * topK * inter + Compute.OUTPUT_PAD];
+                s.uRows = new float[n * topK * inter + Compute.OUTPUT_PAD];
             }
             c.forRange("moe.experts.gate_up", gate[0].tiles(), call.phase(Call.GATE_UP_ROWS));
             c.forRange("moe.experts.down", down[0].tiles(), call.phase(Call.DOWN_ROWS));
@@ -247,8 +247,8 @@ public final class SparseMoeBlock implements FeedForward {
         if (shared != null) {
             // out[t] += sigmoid(gate . x[t]) * shared(x[t]), the product rounded first as HF computes it
             if (s.sharedOut.length < n * hidden) {
-                s.sharedOut = new float[n * hidden];
-                s.sharedGate = new float[n];
+                s.sharedOut = new float[n * hidden + Compute.OUTPUT_PAD];
+                s.sharedGate = new float[n + Compute.OUTPUT_PAD];
             }
             shared.mlp().forward(c, x, n, s.sharedScratch, s.sharedOut);
             if (shared.gate() != null) {
@@ -480,10 +480,10 @@ public final class SparseMoeBlock implements FeedForward {
                 int rows = maxRows(w), k = first(w + 1) - first(w);
                 WorkerBuffers b = local[w] != null ? local[w] : new WorkerBuffers();
                 if (b.inbox.length < k + rows * block.hidden) {
-                    b.inbox = new float[k + rows * block.hidden];
-                    b.y = new float[rows * block.hidden];
-                    b.g = new float[rows * block.inter];
-                    b.u = new float[rows * block.inter];
+                    b.inbox = new float[k + rows * block.hidden + Compute.OUTPUT_PAD];
+                    b.y = new float[rows * block.hidden + Compute.OUTPUT_PAD];
+                    b.g = new float[rows * block.inter + Compute.OUTPUT_PAD];
+                    b.u = new float[rows * block.inter + Compute.OUTPUT_PAD];
                 }
                 local[w] = b;
             }

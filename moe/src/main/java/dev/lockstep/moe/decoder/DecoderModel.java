@@ -94,9 +94,9 @@ public final class DecoderModel implements CausalLm {
         void ensure(int n, int hidden) {
             if (n > capacity) {
                 capacity = n;
-                x = new float[n * hidden];
-                xb = new float[n * hidden];
-                branch = new float[n * hidden];
+                x = new float[n * hidden + dev.lockstep.moe.block.Compute.OUTPUT_PAD];
+                xb = new float[n * hidden + dev.lockstep.moe.block.Compute.OUTPUT_PAD];
+                branch = new float[n * hidden + dev.lockstep.moe.block.Compute.OUTPUT_PAD];
             }
         }
 
