@@ -218,6 +218,66 @@ public final class Session implements AutoCloseable {
     }
 
     /**
+     * Starts a generation and returns at once: the request's prompt is appended (empty continues the context), then up
+     * to {@code maxTokens} tokens are sampled on the engine's scheduler, batched with every other session's work. The
+     * returned {@link Generation} streams the tokens, can be cancelled from any thread, and reports why it ended. The
+     * session is busy (other calls fail) until that end has been read; the generated tokens stay in the context
+     * (tokens sampled after a stop string too: {@link #rollback} removes them).
+     */
+    public Generation submit(GenerateRequest g) {
+        enter();
+        boolean started = false;
+        try {
+            int[] prompt = g.prompt();
+            if (prompt.length == 0 && length == 0) {
+                throw new LockstepException("prompt is empty: at least one token is needed");
+            }
+            long needed = (long) length + prompt.length + Math.max(0, g.maxTokens() - 1);
+            if (needed > capacity()) {
+                throw new LockstepException("context (" + length + " tokens) + prompt (" + prompt.length + " tokens) + " + g.maxTokens()
+                        + " new tokens need " + needed + " positions; this session holds " + capacity());
+            }
+            int before = length;
+            addTokens(prompt);
+            int[] eos = g.ignoreEos() ? g.stopTokenIds() : concat(engine.specialTokens().eos(), g.stopTokenIds());
+            if (sampler == null || !sampler.params().equals(g.sampling())) {
+                sampler = new Sampler(g.sampling());
+            }
+            Scheduler.Request r = new Scheduler.Request(this, sampler, g.maxTokens(), eos);
+            Generation gen = new Generation(this, r, engine.tokenizer().streamingDecoder(), new StopStrings(g.stop()), prompt.length, before,
+                    System.nanoTime());
+            try {
+                engine.scheduler().submit(r);
+            } catch (RuntimeException e) {
+                truncateTo(before);
+                throw e;
+            }
+            started = true;
+            return gen;
+        } finally {
+            if (!started) {
+                exit();
+            }
+        }
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] c = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, c, a.length, b.length);
+        return c;
+    }
+
+    /** Ends a {@link Generation}'s hold on this session. */
+    void release() {
+        exit();
+    }
+
+    /** A failed generation's rollback to the context before its prompt. */
+    void rollbackTo(int before) {
+        truncateTo(before);
+    }
+
+    /**
      * A new session with this one's context: it shares every KV page (the first of the two to write into a
      * shared page copies it), and closes independently.
      */

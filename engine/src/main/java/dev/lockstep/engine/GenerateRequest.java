@@ -1,0 +1,57 @@
+package dev.lockstep.engine;
+
+import java.util.List;
+
+/**
+ * One generation: the tokens to append first (may be empty to continue the context), at most {@code maxTokens} new
+ * tokens, the sampling, and what stops it besides the length: the model's end-of-sequence set (unless
+ * {@code ignoreEos}), {@code stopTokenIds}, and {@code stop} strings (the text before the first match is kept; text
+ * that could be the start of a stop string is held back until decided, so a stop string never reaches the caller).
+ */
+public record GenerateRequest(int[] prompt, int maxTokens, SamplingParams sampling, List<String> stop, int[] stopTokenIds,
+                              boolean ignoreEos) {
+    public GenerateRequest {
+        prompt = prompt.clone();
+        stop = List.copyOf(stop);
+        stopTokenIds = stopTokenIds.clone();
+        if (maxTokens < 0) {
+            throw new IllegalArgumentException("maxTokens must be >= 0, got " + maxTokens);
+        }
+        for (String s : stop) {
+            if (s.isEmpty()) {
+                throw new IllegalArgumentException("a stop string is empty");
+            }
+        }
+    }
+
+    /** Greedy, stopping at the model's end-of-sequence set or after {@code maxTokens}. */
+    public static GenerateRequest of(int[] prompt, int maxTokens) {
+        return new GenerateRequest(prompt, maxTokens, SamplingParams.GREEDY, List.of(), new int[0], false);
+    }
+
+    public GenerateRequest withSampling(SamplingParams s) {
+        return new GenerateRequest(prompt, maxTokens, s, stop, stopTokenIds, ignoreEos);
+    }
+
+    public GenerateRequest withStop(List<String> strings) {
+        return new GenerateRequest(prompt, maxTokens, sampling, strings, stopTokenIds, ignoreEos);
+    }
+
+    public GenerateRequest withStopTokenIds(int... ids) {
+        return new GenerateRequest(prompt, maxTokens, sampling, stop, ids, ignoreEos);
+    }
+
+    public GenerateRequest withIgnoreEos(boolean ignore) {
+        return new GenerateRequest(prompt, maxTokens, sampling, stop, stopTokenIds, ignore);
+    }
+
+    @Override
+    public int[] prompt() {
+        return prompt.clone();
+    }
+
+    @Override
+    public int[] stopTokenIds() {
+        return stopTokenIds.clone();
+    }
+}

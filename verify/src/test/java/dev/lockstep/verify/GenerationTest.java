@@ -1,0 +1,126 @@
+package dev.lockstep.verify;
+
+import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.EngineOptions;
+import dev.lockstep.engine.FinishReason;
+import dev.lockstep.engine.GenerateRequest;
+import dev.lockstep.engine.Generation;
+import dev.lockstep.engine.SamplingParams;
+import dev.lockstep.engine.Session;
+import dev.lockstep.engine.StopCondition;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+import java.util.ArrayList;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The generation handle ({@link Session#submit}): HF's greedy tokens through it, finish reasons (length, a stop
+ * token id, a stop string with its text held back and never delivered, a cancel from another thread), usage, and
+ * the session busy until the end has been read and usable after.
+ */
+class GenerationTest {
+    static Engine engine;
+    static int[] prompt;
+    static int[] greedy;
+
+    @BeforeAll
+    static void load() {
+        engine = Engine.load(Golden.bundledModel(), new EngineOptions(1).withKernelWarmup(false));
+        prompt = Golden.intArray(Golden.json("golden.json").get("prompts").get("p0"));
+        greedy = Golden.intArray(Golden.json("golden.json").get("greedy").get("p0"));
+    }
+
+    @AfterAll
+    static void close() {
+        engine.close();
+    }
+
+    static List<Generation.TokenEvent> drain(Generation g) {
+        List<Generation.TokenEvent> events = new ArrayList<>();
+        for (Generation.TokenEvent e; (e = g.next()) != null; ) {
+            events.add(e);
+        }
+        return events;
+    }
+
+    @Test
+    void greedyTokensAreHfsAndTheLengthEndsIt() {
+        try (Session s = engine.newSession(128)) {
+            Generation g = s.submit(GenerateRequest.of(prompt, 24).withIgnoreEos(true));
+            List<Generation.TokenEvent> events = drain(g);
+            Generation.Completion c = g.completion();
+            assertArrayEquals(java.util.Arrays.copyOf(greedy, 24), c.tokens(), "HF's greedy tokens");
+            assertEquals(FinishReason.LENGTH, c.finishReason());
+            assertEquals(24, c.usage().generatedTokens());
+            assertEquals(prompt.length, c.usage().promptTokens());
+            assertTrue(c.usage().timeToFirstTokenNanos() > 0 && c.usage().decodeNanos() > 0, c.usage().toString());
+            StringBuilder text = new StringBuilder();
+            events.forEach(e -> text.append(e.text()));
+            assertEquals(c.text(), text.toString(), "the events' pieces make the completion's text");
+            assertEquals(engine.tokenizer().decode(c.tokens()), c.text());
+            assertEquals(prompt.length + 24, s.length(), "the generated tokens are in the context");
+        }
+    }
+
+    @Test
+    void aStopTokenIdEndsItWithStopAndIsNotDelivered() {
+        try (Session s = engine.newSession(128)) {
+            Generation.Completion c = s.submit(GenerateRequest.of(prompt, 24).withIgnoreEos(true).withStopTokenIds(greedy[3])).await();
+            assertEquals(FinishReason.STOP, c.finishReason());
+            assertArrayEquals(java.util.Arrays.copyOf(greedy, 3), c.tokens());
+        }
+    }
+
+    @Test
+    void aStopStringIsHeldBackAndNeverDelivered() {
+        String full;
+        try (Session s = engine.newSession(128)) {
+            full = s.submit(GenerateRequest.of(prompt, 40).withIgnoreEos(true)).await().text();
+        }
+        String stop = full.substring(full.length() / 2, full.length() / 2 + 6);
+        String expected = full.substring(0, full.indexOf(stop));
+        try (Session s = engine.newSession(128)) {
+            Generation g = s.submit(GenerateRequest.of(prompt, 40).withIgnoreEos(true).withStop(List.of(stop, "\u0000never")));
+            StringBuilder seen = new StringBuilder();
+            for (Generation.TokenEvent e; (e = g.next()) != null; ) {
+                seen.append(e.text());
+                assertFalse(seen.toString().contains(stop), "the stop string reached the caller: " + seen);
+                assertTrue(expected.startsWith(seen.toString()), "delivered text runs ahead of the stop: " + seen);
+            }
+            Generation.Completion c = g.completion();
+            assertEquals(FinishReason.STOP, c.finishReason());
+            assertEquals(expected, c.text());
+            assertEquals(expected, seen.toString());
+        }
+    }
+
+    @Test
+    void cancelFromAnotherThreadEndsItAndTheSessionGoesOn() throws Exception {
+        try (Session s = engine.newSession(512)) {
+            Generation g = s.submit(GenerateRequest.of(prompt, 400).withIgnoreEos(true)
+                    .withSampling(new SamplingParams(1.0f, 0, 1f, 5)));
+            for (int i = 0; i < 3; i++) {
+                g.next();
+            }
+            assertThrows(IllegalStateException.class, () -> s.generate(new int[]{1}, 1, SamplingParams.GREEDY, StopCondition.EOS, (id, t) -> { }),
+                    "the session is busy until the generation's end is read");
+            Thread canceller = Thread.ofPlatform().start(g::cancel);
+            canceller.join();
+            Generation.Completion c = g.await();
+            assertEquals(FinishReason.CANCELLED, c.finishReason());
+            assertTrue(c.usage().generatedTokens() < 400, "stopped early: " + c.usage());
+            assertNull(g.next(), "nothing after the end");
+            Generation.Completion again = s.submit(GenerateRequest.of(new int[0], 4).withIgnoreEos(true)).await();
+            assertEquals(FinishReason.LENGTH, again.finishReason(), "the session is usable after a cancel");
+        }
+    }
+}
