@@ -6,10 +6,11 @@ import java.util.List;
  * One generation: the tokens to append first (may be empty to continue the context), at most {@code maxTokens} new
  * tokens, the sampling, and what stops it besides the length: the model's end-of-sequence set (unless
  * {@code ignoreEos}), {@code stopTokenIds}, and {@code stop} strings (the text before the first match is kept; text
- * that could be the start of a stop string is held back until decided, so a stop string never reaches the caller).
+ * that could be the start of a stop string is held back until decided, so a stop string never reaches the caller),
+ * and the logit adjustments applied before sampling ({@link LogitAdjustments}).
  */
 public record GenerateRequest(int[] prompt, int maxTokens, SamplingParams sampling, List<String> stop, int[] stopTokenIds,
-                              boolean ignoreEos) {
+                              boolean ignoreEos, LogitAdjustments adjust) {
     public GenerateRequest {
         prompt = prompt.clone();
         stop = List.copyOf(stop);
@@ -26,23 +27,28 @@ public record GenerateRequest(int[] prompt, int maxTokens, SamplingParams sampli
 
     /** Greedy, stopping at the model's end-of-sequence set or after {@code maxTokens}. */
     public static GenerateRequest of(int[] prompt, int maxTokens) {
-        return new GenerateRequest(prompt, maxTokens, SamplingParams.GREEDY, List.of(), new int[0], false);
+        return new GenerateRequest(prompt, maxTokens, SamplingParams.GREEDY, List.of(), new int[0], false, LogitAdjustments.NONE);
     }
 
     public GenerateRequest withSampling(SamplingParams s) {
-        return new GenerateRequest(prompt, maxTokens, s, stop, stopTokenIds, ignoreEos);
+        return new GenerateRequest(prompt, maxTokens, s, stop, stopTokenIds, ignoreEos, adjust);
     }
 
     public GenerateRequest withStop(List<String> strings) {
-        return new GenerateRequest(prompt, maxTokens, sampling, strings, stopTokenIds, ignoreEos);
+        return new GenerateRequest(prompt, maxTokens, sampling, strings, stopTokenIds, ignoreEos, adjust);
     }
 
     public GenerateRequest withStopTokenIds(int... ids) {
-        return new GenerateRequest(prompt, maxTokens, sampling, stop, ids, ignoreEos);
+        return new GenerateRequest(prompt, maxTokens, sampling, stop, ids, ignoreEos, adjust);
     }
 
     public GenerateRequest withIgnoreEos(boolean ignore) {
-        return new GenerateRequest(prompt, maxTokens, sampling, stop, stopTokenIds, ignore);
+        return new GenerateRequest(prompt, maxTokens, sampling, stop, stopTokenIds, ignore, adjust);
+    }
+
+    /** Logit bias, repetition/frequency/presence penalties and min-p ({@link LogitAdjustments}). */
+    public GenerateRequest withAdjustments(LogitAdjustments a) {
+        return new GenerateRequest(prompt, maxTokens, sampling, stop, stopTokenIds, ignoreEos, a);
     }
 
     @Override

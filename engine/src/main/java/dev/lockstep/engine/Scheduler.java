@@ -361,6 +361,11 @@ final class Scheduler implements AutoCloseable {
         private long finishedNanos;
         boolean stoppedAtEos;
 
+        /** What the request changes in its logits before sampling, and its scratch (a copy of the row, counts per id). */
+        LogitAdjustments adjust = LogitAdjustments.NONE;
+        private float[] row;
+        private int[] counts;
+
         Request(Session session, Sampler sampler, int maxNewTokens, int[] eos) {
             this.session = session;
             this.sampler = sampler;
@@ -383,7 +388,18 @@ final class Scheduler implements AutoCloseable {
                 session.keepLogits(logits, off, vocab);
                 return true;
             }
-            int next = sampler.sample(logits, off, vocab);
+            int next;
+            if (adjust.none()) {
+                next = sampler.sample(logits, off, vocab);
+            } else {
+                if (row == null || row.length < vocab) {
+                    row = new float[vocab];
+                    counts = new int[vocab];
+                }
+                System.arraycopy(logits, off, row, 0, vocab);
+                adjust.apply(row, vocab, session.contextTokens(), session.length(), sampler.params().temperature(), counts);
+                next = sampler.sample(row, 0, vocab);
+            }
             if (isEos(next)) {
                 stoppedAtEos = true;
                 return true;

@@ -244,6 +244,7 @@ public final class Session implements AutoCloseable {
                 sampler = new Sampler(g.sampling());
             }
             Scheduler.Request r = new Scheduler.Request(this, sampler, g.maxTokens(), eos);
+            r.adjust = g.adjust();
             Generation gen = new Generation(this, r, engine.tokenizer().streamingDecoder(), new StopStrings(g.stop()), prompt.length, before,
                     System.nanoTime());
             try {
@@ -265,6 +266,11 @@ public final class Session implements AutoCloseable {
         int[] c = Arrays.copyOf(a, a.length + b.length);
         System.arraycopy(b, 0, c, a.length, b.length);
         return c;
+    }
+
+    /** The context's tokens, {@link #length()} of them valid (the scheduler's view; not a copy). */
+    int[] contextTokens() {
+        return tokens;
     }
 
     /** Ends a {@link Generation}'s hold on this session. */

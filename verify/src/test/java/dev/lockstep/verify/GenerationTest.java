@@ -5,6 +5,7 @@ import dev.lockstep.engine.EngineOptions;
 import dev.lockstep.engine.FinishReason;
 import dev.lockstep.engine.GenerateRequest;
 import dev.lockstep.engine.Generation;
+import dev.lockstep.engine.LogitAdjustments;
 import dev.lockstep.engine.SamplingParams;
 import dev.lockstep.engine.Session;
 import dev.lockstep.engine.StopCondition;
@@ -121,6 +122,36 @@ class GenerationTest {
             assertNull(g.next(), "nothing after the end");
             Generation.Completion again = s.submit(GenerateRequest.of(new int[0], 4).withIgnoreEos(true)).await();
             assertEquals(FinishReason.LENGTH, again.finishReason(), "the session is usable after a cancel");
+        }
+    }
+
+    @Test
+    void logitBiasPenaltiesAndMinPChangeWhatIsSampled() {
+        try (Session s = engine.newSession(256)) {
+            int forced = 1234;
+            int[] biased = s.submit(GenerateRequest.of(prompt, 6).withIgnoreEos(true)
+                    .withAdjustments(new LogitAdjustments(java.util.Map.of(forced, 1000f), 1f, 0f, 0f, 64, 0f))).await().tokens();
+            assertArrayEquals(new int[]{forced, forced, forced, forced, forced, forced}, biased, "a +1000 bias wins every step");
+        }
+        try (Session s = engine.newSession(256)) {
+            int[] distinct = s.submit(GenerateRequest.of(prompt, 24).withIgnoreEos(true)
+                    .withAdjustments(new LogitAdjustments(java.util.Map.of(), 1f, 0f, 1000f, -1, 0f))).await().tokens();
+            java.util.Set<Integer> seen = new java.util.HashSet<>();
+            for (int id : prompt) {
+                seen.add(id);
+            }
+            for (int id : distinct) {
+                assertTrue(seen.add(id), "a presence penalty of 1000 over the whole context repeats no id: " + java.util.Arrays.toString(distinct));
+            }
+        }
+        try (Session s = engine.newSession(256)) {
+            int[] minP = s.submit(GenerateRequest.of(prompt, 24).withIgnoreEos(true).withSampling(new SamplingParams(1.0f, 0, 1f, 9))
+                    .withAdjustments(new LogitAdjustments(java.util.Map.of(), 1f, 0f, 0f, 64, 1f))).await().tokens();
+            assertArrayEquals(java.util.Arrays.copyOf(greedy, 24), minP, "min-p 1 keeps only the most likely token: sampling is greedy");
+        }
+        try (Session s = engine.newSession(256)) {
+            int[] sampled = s.submit(GenerateRequest.of(prompt, 24).withIgnoreEos(true).withSampling(new SamplingParams(1.0f, 0, 1f, 9))).await().tokens();
+            assertFalse(java.util.Arrays.equals(java.util.Arrays.copyOf(greedy, 24), sampled), "without min-p the same seed is not greedy");
         }
     }
 }
