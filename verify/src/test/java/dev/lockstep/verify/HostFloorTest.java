@@ -9,10 +9,10 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-/** The host-floor probe runs the steps it is asked for, each about as long as asked, and every worker starts through the hook. */
+/** The host-floor probe runs the steps it is asked for, none much shorter than asked, and every worker starts through the hook. */
 class HostFloorTest {
     @Test
-    void stepsLastAboutTheirTargetAndEveryWorkerStarts() {
+    void stepsLastAtLeastTheirTargetAndEveryWorkerStarts() {
         boolean[] started = new boolean[2];
         long[] times = HostFloor.measure(2, 200_000, 50, w -> started[w] = true);
         assertEquals(50, times.length);
@@ -20,7 +20,10 @@ class HostFloorTest {
         long[] sorted = times.clone();
         Arrays.sort(sorted);
         long median = sorted[25];
-        assertTrue(median > 50_000 && median < 2_000_000, "median step " + median + " ns for a 200 us target");
+        // the work is calibrated on the fastest of five runs, so a step does not end much before its target; how much
+        // later it ends is the host's (a busy 2-vCPU host stretched the median to 8 ms once in CI): that is what the
+        // probe measures, not something a test can bound
+        assertTrue(median > 50_000, "median step " + median + " ns for a 200 us target");
         assertThrows(IllegalArgumentException.class, () -> HostFloor.measure(0, 1, 1, null));
     }
 }
