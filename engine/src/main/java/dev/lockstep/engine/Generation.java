@@ -12,8 +12,18 @@ import java.util.Arrays;
  * One consumer thread at a time reads the events; {@link #cancel()} is safe from any thread.
  */
 public final class Generation {
-    /** One generated token and the text it completed (empty while a character or a possible stop string is pending). */
-    public record TokenEvent(int id, String text) {
+    /**
+     * One generated token and the text it completed (empty while a character or a possible stop string is pending),
+     * with its log-probability and the most likely alternatives when the request asked for them (else NaN and empty).
+     */
+    public record TokenEvent(int id, String text, float logprob, java.util.List<TopLogprob> top) {
+        public TokenEvent(int id, String text) {
+            this(id, text, Float.NaN, java.util.List.of());
+        }
+    }
+
+    /** A candidate token and its log-probability under the model's distribution. */
+    public record TopLogprob(int id, float logprob) {
     }
 
     /** Tokens and time: prompt tokens appended, tokens generated, time to the first token, decode time. */
@@ -41,6 +51,7 @@ public final class Generation {
     private volatile boolean userCancelled;
     private boolean stoppedByString;
     private boolean finished;
+    private int consumed; // token ids read from the request (delivered or not)
     private Completion completion;
     private String tail; // the decoder's and the stop matcher's last text, delivered as a final event
 
@@ -78,6 +89,7 @@ public final class Generation {
                 return null;
             }
             int id = request.next();
+            int index = consumed++;
             if (id < 0) {
                 tail = stops.push(decoder.flush()) + stops.flush();
                 text.append(tail);
@@ -96,7 +108,7 @@ public final class Generation {
                 stoppedByString = true;
                 request.cancelled = true;
             }
-            return new TokenEvent(id, piece);
+            return request.logprobs > 0 ? new TokenEvent(id, piece, request.logprob(index), request.top(index)) : new TokenEvent(id, piece);
         }
         return null;
     }

@@ -365,6 +365,13 @@ final class Scheduler implements AutoCloseable {
         LogitAdjustments adjust = LogitAdjustments.NONE;
         private float[] row;
         private int[] counts;
+        /** Top alternatives reported per generated token (0: no log-probabilities), and what was reported (guarded by this). */
+        int logprobs;
+        private float[] emittedLogprob = new float[0];
+        private int[] topIds = new int[0];
+        private float[] topLogprobs = new float[0];
+        private int[] bestIds = new int[0];
+        private float[] bestValues = new float[0];
 
         Request(Session session, Sampler sampler, int maxNewTokens, int[] eos) {
             this.session = session;
@@ -406,14 +413,77 @@ final class Scheduler implements AutoCloseable {
             }
             session.appendGenerated(next);
             generated++;
+            float lp = logprobs > 0 ? logprobs(logits, off, vocab, next) : Float.NaN;
             synchronized (this) {
                 if (emittedCount == emitted.length) {
                     emitted = java.util.Arrays.copyOf(emitted, 2 * emittedCount);
+                }
+                if (logprobs > 0) {
+                    if (emittedLogprob.length < emitted.length) {
+                        emittedLogprob = java.util.Arrays.copyOf(emittedLogprob, emitted.length);
+                        topIds = java.util.Arrays.copyOf(topIds, emitted.length * logprobs);
+                        topLogprobs = java.util.Arrays.copyOf(topLogprobs, emitted.length * logprobs);
+                    }
+                    emittedLogprob[emittedCount] = lp;
+                    System.arraycopy(bestIds, 0, topIds, emittedCount * logprobs, logprobs);
+                    System.arraycopy(bestValues, 0, topLogprobs, emittedCount * logprobs, logprobs);
                 }
                 emitted[emittedCount++] = next;
                 notifyAll();
             }
             return generated == maxNewTokens;
+        }
+
+        /**
+         * The log-probability of {@code chosen} under the model's own distribution (the raw logits' log-softmax, in
+         * double: before temperature, penalties and cuts), with the {@code logprobs} most likely ids and theirs in
+         * {@code bestIds}/{@code bestValues} (ties: lower id first).
+         */
+        private float logprobs(float[] logits, int off, int vocab, int chosen) {
+            if (bestIds.length < logprobs) {
+                bestIds = new int[logprobs];
+                bestValues = new float[logprobs];
+            }
+            double max = Double.NEGATIVE_INFINITY;
+            for (int i = 0; i < vocab; i++) {
+                max = Math.max(max, logits[off + i]);
+            }
+            double sum = 0;
+            for (int i = 0; i < vocab; i++) {
+                sum += Math.exp(logits[off + i] - max);
+            }
+            double lse = max + Math.log(sum);
+            int n = Math.min(logprobs, vocab), filled = 0;
+            for (int i = 0; i < vocab; i++) {
+                float v = logits[off + i];
+                if (filled == n && v <= logits[off + bestIds[n - 1]]) {
+                    continue;
+                }
+                int at = filled == n ? n - 1 : filled++;
+                while (at > 0 && logits[off + bestIds[at - 1]] < v) {
+                    bestIds[at] = bestIds[at - 1];
+                    at--;
+                }
+                bestIds[at] = i;
+            }
+            for (int j = 0; j < n; j++) {
+                bestValues[j] = (float) (logits[off + bestIds[j]] - lse);
+            }
+            return (float) (logits[off + chosen] - lse);
+        }
+
+        /** Log-probability of emitted token {@code i}, NaN when none were asked for. */
+        synchronized float logprob(int i) {
+            return logprobs > 0 ? emittedLogprob[i] : Float.NaN;
+        }
+
+        /** The top ids and log-probabilities reported with emitted token {@code i}. */
+        synchronized java.util.List<Generation.TopLogprob> top(int i) {
+            java.util.List<Generation.TopLogprob> out = new java.util.ArrayList<>(logprobs);
+            for (int j = 0; j < logprobs; j++) {
+                out.add(new Generation.TopLogprob(topIds[i * logprobs + j], topLogprobs[i * logprobs + j]));
+            }
+            return java.util.List.copyOf(out);
         }
 
         synchronized void finish(Throwable t) {

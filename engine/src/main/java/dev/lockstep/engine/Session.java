@@ -245,6 +245,7 @@ public final class Session implements AutoCloseable {
             }
             Scheduler.Request r = new Scheduler.Request(this, sampler, g.maxTokens(), eos);
             r.adjust = g.adjust();
+            r.logprobs = g.logprobs();
             Generation gen = new Generation(this, r, engine.tokenizer().streamingDecoder(), new StopStrings(g.stop()), prompt.length, before,
                     System.nanoTime());
             try {

@@ -154,4 +154,40 @@ class GenerationTest {
             assertFalse(java.util.Arrays.equals(java.util.Arrays.copyOf(greedy, 24), sampled), "without min-p the same seed is not greedy");
         }
     }
+
+    @Test
+    void logprobsAreTheModelsLogSoftmaxWithTheTopAlternatives() {
+        float[] first;
+        try (Session s = engine.newSession(128)) {
+            first = s.append(prompt).clone(); // the logits after the prompt
+        }
+        double max = Double.NEGATIVE_INFINITY, sum = 0;
+        for (float v : first) {
+            max = Math.max(max, v);
+        }
+        for (float v : first) {
+            sum += Math.exp(v - max);
+        }
+        double lse = max + Math.log(sum);
+        try (Session s = engine.newSession(128)) {
+            Generation g = s.submit(GenerateRequest.of(prompt, 8).withIgnoreEos(true).withLogprobs(5));
+            List<Generation.TokenEvent> events = drain(g);
+            assertEquals(8, events.size());
+            assertEquals((float) (first[greedy[0]] - lse), events.get(0).logprob(), "the first token's log-probability");
+            for (Generation.TokenEvent e : events) {
+                assertEquals(5, e.top().size());
+                assertEquals(e.id(), e.top().get(0).id(), "greedy takes the most likely id");
+                assertEquals(e.logprob(), e.top().get(0).logprob());
+                for (int j = 1; j < 5; j++) {
+                    assertTrue(e.top().get(j).logprob() <= e.top().get(j - 1).logprob() && e.top().get(j).logprob() <= 0f, e.top().toString());
+                }
+            }
+        }
+        try (Session s = engine.newSession(128)) {
+            Generation g = s.submit(GenerateRequest.of(prompt, 1).withIgnoreEos(true));
+            Generation.TokenEvent e = g.next();
+            g.await(); // the end read: the session is free again
+            assertTrue(Float.isNaN(e.logprob()) && e.top().isEmpty(), "no log-probabilities unless asked");
+        }
+    }
 }
