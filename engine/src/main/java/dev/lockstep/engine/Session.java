@@ -44,6 +44,8 @@ import java.util.concurrent.atomic.AtomicReference;
  * {@link #close()} gives its pages back; a second close does nothing; any other call after it fails.
  */
 public final class Session implements AutoCloseable {
+    /** The generation holding this session (its end not read yet), or null. */
+    private volatile Generation active;
     private static final int[] NO_EOS = new int[0];
 
     private final Engine engine;
@@ -255,6 +257,7 @@ public final class Session implements AutoCloseable {
                 throw e;
             }
             started = true;
+            active = gen;
             return gen;
         } finally {
             if (!started) {
@@ -276,6 +279,7 @@ public final class Session implements AutoCloseable {
 
     /** Ends a {@link Generation}'s hold on this session. */
     void release() {
+        active = null;
         exit();
     }
 
@@ -457,6 +461,13 @@ public final class Session implements AutoCloseable {
     /** Gives the KV pages back. Fails if another thread is inside a call; a second close does nothing. */
     @Override
     public void close() {
+        Generation running = active;
+        if (running != null) {
+            // a generation whose end was not read: cancel it (it ends at the scheduler's next step) and read its end,
+            // which frees the session; the generated tokens stay in the context that is being closed anyway
+            running.cancel();
+            running.await();
+        }
         Thread me = Thread.currentThread();
         Thread other = owner.compareAndExchange(null, me);
         if (other != null) {

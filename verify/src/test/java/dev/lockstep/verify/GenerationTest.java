@@ -190,4 +190,16 @@ class GenerationTest {
             assertTrue(Float.isNaN(e.logprob()) && e.top().isEmpty(), "no log-probabilities unless asked");
         }
     }
+
+    @Test
+    void closingASessionCancelsItsRunningGenerationAndFreesItsPages() {
+        int free = engine.kvPool().freePages();
+        Session s = engine.newSession(512);
+        Generation g = s.submit(GenerateRequest.of(prompt, 400).withIgnoreEos(true).withSampling(new SamplingParams(1.0f, 0, 1f, 3)));
+        g.next();
+        s.close(); // the end was not read: close cancels the generation instead of refusing
+        assertEquals(FinishReason.CANCELLED, g.completion().finishReason());
+        assertTrue(g.completion().usage().generatedTokens() < 400, g.completion().usage().toString());
+        assertEquals(free, engine.kvPool().freePages(), "the session's pages are back in the pool");
+    }
 }
