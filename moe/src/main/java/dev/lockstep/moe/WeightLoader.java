@@ -650,11 +650,7 @@ public final class WeightLoader implements AutoCloseable {
         }
         List<WeightMatrix> dense = new ArrayList<>();
         for (Part p : parts) {
-            if (p.first() < 0 || p.rows() <= 0 || (long) p.first() + (long) p.step() * (p.rows() - 1) >= outTotal) {
-                throw new IllegalArgumentException(name + ": rows " + p.first() + " + " + p.step() + "*i, i < " + p.rows() + " are outside " + outTotal);
-            }
-            String matrixName = name + "[" + expert + "]" + (p.name() == null ? "" : "." + p.name());
-            roles.put(matrixName, role);
+            String matrixName = partName(name, outTotal, expert, p, role);
             WeightMatrix d = expertSlice(v, format, matrixName, layout, outTotal, in, expert, p);
             unchecked.put(d, v);
             dense.add(d);
@@ -700,11 +696,7 @@ public final class WeightLoader implements AutoCloseable {
         requireDtype(scales, DType.U8, "MXFP4");
         List<WeightMatrix> out = new ArrayList<>();
         for (Part p : parts) {
-            if (p.first() < 0 || p.rows() <= 0 || (long) p.first() + (long) p.step() * (p.rows() - 1) >= outTotal) {
-                throw new IllegalArgumentException(name + ": rows " + p.first() + " + " + p.step() + "*i, i < " + p.rows() + " are outside " + outTotal);
-            }
-            String matrixName = name + "[" + expert + "]" + (p.name() == null ? "" : "." + p.name());
-            roles.put(matrixName, role);
+            String matrixName = partName(name, outTotal, expert, p, role);
             String purpose = matrixName + " MXFP4 x" + tileRows;
             MemorySegment target = allocate(purpose, WeightFormat.MXFP4.tiledBytes(p.rows(), in, tileRows));
             long rowBytes = in / 2, expertRows = (long) expert * outTotal;
@@ -774,6 +766,16 @@ public final class WeightLoader implements AutoCloseable {
         WeightMatrix dense = new WeightMatrix(matrixName, format, rows, cols, copy);
         unchecked.put(dense, v);
         return packed(dense);
+    }
+
+    /** Checks that part {@code p} lies within {@code outTotal} rows; its matrix name ({@code name[expert].part}), its role recorded. */
+    private String partName(String name, int outTotal, int expert, Part p, TierPlacement.Role role) {
+        if (p.first() < 0 || p.rows() <= 0 || (long) p.first() + (long) p.step() * (p.rows() - 1) >= outTotal) {
+            throw new IllegalArgumentException(name + ": rows " + p.first() + " + " + p.step() + "*i, i < " + p.rows() + " are outside " + outTotal);
+        }
+        String matrixName = name + "[" + expert + "]" + (p.name() == null ? "" : "." + p.name());
+        roles.put(matrixName, role);
+        return matrixName;
     }
 
     /** Whether the packed cache holds every one of {@code dense}, quantized, with its scale (then no amax pass). */

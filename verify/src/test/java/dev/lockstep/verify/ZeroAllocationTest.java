@@ -51,42 +51,40 @@ class ZeroAllocationTest {
      */
     static void assertWarmDecodeAllocatesNothing(CausalLm model, KvCache cache, int first) {
         var threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
-        {  // one block per decode window series, as the callers' try-with-resources left it
-            ForwardState state = model.newState(1);
-            float[] logits = new float[model.vocabSize()];
-            int[] one = {first};
-            long deadline = System.nanoTime() + 60_000_000_000L;
-            long lastWindow = Long.MAX_VALUE;
-            int windows = 0;
-            while (lastWindow != 0 && System.nanoTime() < deadline) {
-                cache.truncate(0);
-                long before = threads.getTotalThreadAllocatedBytes();
-                for (int i = 0; i < 64; i++) {
-                    model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                    one[0] = dev.lockstep.engine.Sampler.argmax(logits, 0, model.vocabSize());
-                }
-                lastWindow = threads.getTotalThreadAllocatedBytes() - before;
-                windows++;
+        ForwardState state = model.newState(1);
+        float[] logits = new float[model.vocabSize()];
+        int[] one = {first};
+        long deadline = System.nanoTime() + 60_000_000_000L;
+        long lastWindow = Long.MAX_VALUE;
+        int windows = 0;
+        while (lastWindow != 0 && System.nanoTime() < deadline) {
+            cache.truncate(0);
+            long before = threads.getTotalThreadAllocatedBytes();
+            for (int i = 0; i < 64; i++) {
+                model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                one[0] = dev.lockstep.engine.Sampler.argmax(logits, 0, model.vocabSize());
             }
-            if (lastWindow != 0) { // name the allocating threads
-                long[] ids = threads.getAllThreadIds();
-                long[] a = threads.getThreadAllocatedBytes(ids);
-                for (int i = 0; i < 64; i++) {
-                    model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
-                }
-                long[] b = threads.getThreadAllocatedBytes(ids);
-                for (int i = 0; i < ids.length; i++) {
-                    if (b[i] != a[i]) {
-                        var info = threads.getThreadInfo(ids[i]);
-                        System.out.println("ALLOC " + (info == null ? ids[i] : info.getThreadName()) + " " + (b[i] - a[i]));
-                    }
-                }
-            }
-            if (lastWindow != 0) {
-                System.out.println(allocationSites(model, cache, state, logits, one));
-            }
-            assertEquals(0, lastWindow, "64 warm decode steps allocated " + lastWindow + " bytes (after " + windows + " windows)");
+            lastWindow = threads.getTotalThreadAllocatedBytes() - before;
+            windows++;
         }
+        if (lastWindow != 0) { // name the allocating threads
+            long[] ids = threads.getAllThreadIds();
+            long[] a = threads.getThreadAllocatedBytes(ids);
+            for (int i = 0; i < 64; i++) {
+                model.forward(one, 0, 1, cache, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+            }
+            long[] b = threads.getThreadAllocatedBytes(ids);
+            for (int i = 0; i < ids.length; i++) {
+                if (b[i] != a[i]) {
+                    var info = threads.getThreadInfo(ids[i]);
+                    System.out.println("ALLOC " + (info == null ? ids[i] : info.getThreadName()) + " " + (b[i] - a[i]));
+                }
+            }
+        }
+        if (lastWindow != 0) {
+            System.out.println(allocationSites(model, cache, state, logits, one));
+        }
+        assertEquals(0, lastWindow, "64 warm decode steps allocated " + lastWindow + " bytes (after " + windows + " windows)");
     }
 
     /** A warm NVFP4 prefill (64-token blocks: the prefill kernel bodies) allocates nothing either. */
