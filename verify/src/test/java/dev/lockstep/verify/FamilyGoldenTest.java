@@ -42,8 +42,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * (embedding, layer 0's output, the final norm's) within 1e-4, the 12 greedy tokens identical; and the engine's
  * paths bit-identical to a sequence run alone: on 1 thread and 2, batched with other sequences, through the prefix
  * cache, forked, and on a compiled schedule of 2 workers (experts by expert and by rows). Sequences of 40 tokens cross KV page
- * boundaries and, for gpt-oss, leave its 8-position window behind by more than a page. Each tiny directory's
- * tokenizer.json is a link to the bundled model's (the reference's copies are byte-identical to it).
+ * boundaries and, for gpt-oss, leave its 8-position window behind by more than a page.
  */
 class FamilyGoldenTest {
     static final double TOLERANCE = 1e-4;
