@@ -1,8 +1,7 @@
-/** The public API (Engine, Session, sampling, tokenizer) and the lockstep CLI. */
+/** The public API: Engine, Session, generation handles, sampling, tokenizer. */
 module dev.lockstep.engine {
     requires transitive dev.lockstep.moe;
     requires ai.djl.tokenizers;
-    requires info.picocli;
     requires transitive HdrHistogram; // an automatic module (the jar names none); Engine.stepHistograms returns its type
     requires jdk.management; // bench: heap bytes allocated per thread
     requires java.management;
@@ -11,6 +10,4 @@ module dev.lockstep.engine {
     requires org.slf4j;
     requires com.google.gson;
     exports dev.lockstep.engine;
-    exports dev.lockstep.engine.cli;
-    opens dev.lockstep.engine.cli to info.picocli;
 }

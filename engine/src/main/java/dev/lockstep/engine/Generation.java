@@ -26,8 +26,11 @@ public final class Generation {
     public record TopLogprob(int id, float logprob) {
     }
 
-    /** Tokens and time: prompt tokens appended, tokens generated, time to the first token, decode time. */
-    public record Usage(int promptTokens, int generatedTokens, long timeToFirstTokenNanos, long decodeNanos) {
+    /**
+     * Tokens and time: prompt tokens appended, how many of them were not computed (their KV came from the prefix cache:
+     * whole 16-token pages), tokens generated, time to the first token, decode time.
+     */
+    public record Usage(int promptTokens, int cachedTokens, int generatedTokens, long timeToFirstTokenNanos, long decodeNanos) {
     }
 
     /** The outcome: the text delivered, the generated ids, why it ended, usage, and the failure when it is {@link FinishReason#ERROR}. */
@@ -147,7 +150,7 @@ public final class Generation {
                 : FinishReason.CANCELLED;
         long firstToken = request.sawLogits ? request.firstLogitsNanos : request.finishedNanos();
         completion = new Completion(text.toString(), Arrays.copyOf(tokens, tokenCount), reason,
-                new Usage(promptTokens, request.generated, firstToken - startNanos, request.finishedNanos() - firstToken), error);
+                new Usage(promptTokens, Math.max(0, Math.min(promptTokens, request.cachedTokens - contextBefore)), request.generated, firstToken - startNanos, request.finishedNanos() - firstToken), error);
         session.release();
     }
 }

@@ -349,6 +349,8 @@ final class Scheduler implements AutoCloseable {
         boolean started;
         boolean sawLogits;
         long firstLogitsNanos;
+        /** Context positions whose KV was already there when the request started (its session's, the prefix cache's). */
+        int cachedTokens;
         int decodeSteps;
         int generated;
         // guarded by this

@@ -374,6 +374,7 @@ public final class Session implements AutoCloseable {
             keyedBlocks = Math.min(keyedBlocks, cache.length() / KvBlockDescriptor.BLOCK_TOKENS);
         }
         attachCachedPages();
+        r.cachedTokens = cache.length();
     }
 
     /**

@@ -1,7 +1,7 @@
 package dev.lockstep.verify;
 
 import dev.lockstep.engine.Tokenizer;
-import dev.lockstep.engine.cli.LockstepCli;
+import dev.lockstep.cli.LockstepCli;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 

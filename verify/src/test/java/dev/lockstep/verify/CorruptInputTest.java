@@ -1,6 +1,6 @@
 package dev.lockstep.verify;
 
-import dev.lockstep.engine.cli.LockstepCli;
+import dev.lockstep.cli.LockstepCli;
 import dev.lockstep.kernels.WorkerPool;
 import dev.lockstep.memory.Checkpoint;
 import dev.lockstep.memory.CheckpointException;

@@ -1,0 +1,130 @@
+package dev.lockstep.chat;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * gpt-oss's harmony format: messages {@code <|channel|>NAME[ to=functions.F][ <|constrain|>json]<|message|>TEXT}
+ * ended by {@code <|end|>}, {@code <|call|>} or {@code <|return|>} (the last two are end-of-sequence ids, so the
+ * output simply ends), the next one opened by {@code <|start|>assistant}. The {@code analysis} channel is reasoning,
+ * {@code final} the answer, a message addressed {@code to=functions.NAME} a tool call with TEXT as its arguments.
+ * Text outside any message (a model that skips the header) is answer text.
+ */
+final class HarmonyParser implements OutputParser {
+    private static final String CHANNEL = "<|channel|>";
+    private static final String MESSAGE = "<|message|>";
+    private static final String[] ENDS = {"<|end|>", "<|call|>", "<|return|>"};
+    private static final String START = "<|start|>";
+
+    private final String idPrefix;
+    private final StringBuilder pending = new StringBuilder();
+    private String header; // the current message's header; null between messages
+    private final StringBuilder callArguments = new StringBuilder();
+    private int calls;
+
+    HarmonyParser(String idPrefix) {
+        this.idPrefix = idPrefix;
+    }
+
+    @Override
+    public List<ChatDelta> push(String text) {
+        pending.append(text);
+        return drain(false);
+    }
+
+    @Override
+    public List<ChatDelta> finish() {
+        List<ChatDelta> out = drain(true);
+        if (header != null) {
+            endMessage(out);
+        }
+        return out;
+    }
+
+    private List<ChatDelta> drain(boolean end) {
+        List<ChatDelta> out = new ArrayList<>();
+        while (true) {
+            if (header == null) {
+                int ch = pending.indexOf(CHANNEL);
+                int msg = ch < 0 ? -1 : pending.indexOf(MESSAGE, ch);
+                if (ch >= 0 && msg >= 0) {
+                    String before = pending.substring(0, ch);
+                    int start = before.indexOf(START);
+                    String loose = start >= 0 ? before.substring(0, start) : before;
+                    if (!loose.isBlank()) {
+                        out.add(new ChatDelta.Content(loose));
+                    }
+                    header = pending.substring(ch + CHANNEL.length(), msg);
+                    pending.delete(0, msg + MESSAGE.length());
+                    continue;
+                }
+                if (end) {
+                    String rest = pending.toString();
+                    int start = rest.indexOf(START);
+                    rest = start >= 0 ? rest.substring(0, start) : rest;
+                    if (!rest.isBlank() && !rest.contains(CHANNEL)) {
+                        out.add(new ChatDelta.Content(rest));
+                    }
+                    pending.setLength(0);
+                }
+                return out;
+            }
+            int endAt = -1;
+            String endMarker = null;
+            for (String e : ENDS) {
+                int i = pending.indexOf(e);
+                if (i >= 0 && (endAt < 0 || i < endAt)) {
+                    endAt = i;
+                    endMarker = e;
+                }
+            }
+            int emit = endAt >= 0 ? endAt : end ? pending.length() : pending.length() - heldBack();
+            if (emit > 0) {
+                text(out, pending.substring(0, emit));
+                pending.delete(0, emit);
+            }
+            if (endMarker == null) {
+                return out;
+            }
+            pending.delete(0, endMarker.length());
+            endMessage(out);
+        }
+    }
+
+    private boolean isCall() {
+        return header.contains("to=functions.");
+    }
+
+    private void text(List<ChatDelta> out, String text) {
+        if (isCall()) {
+            callArguments.append(text);
+        } else if (header.startsWith("analysis")) {
+            out.add(new ChatDelta.Reasoning(text));
+        } else {
+            out.add(new ChatDelta.Content(text));
+        }
+    }
+
+    private void endMessage(List<ChatDelta> out) {
+        if (isCall()) {
+            String name = header.substring(header.indexOf("to=functions.") + "to=functions.".length()).split("[\\s<]", 2)[0];
+            int index = calls++;
+            out.add(new ChatDelta.ToolCall(index, idPrefix + index, name, callArguments.toString().strip()));
+            callArguments.setLength(0);
+        }
+        header = null;
+    }
+
+    private int heldBack() {
+        int best = 0;
+        for (String m : ENDS) {
+            for (int k = Math.min(m.length() - 1, pending.length()); k > best; k--) {
+                if (pending.substring(pending.length() - k).equals(m.substring(0, k))) {
+                    best = k;
+                    break;
+                }
+            }
+        }
+        return best;
+    }
+}

@@ -1,0 +1,80 @@
+package dev.lockstep.cli;
+
+import dev.lockstep.chat.ChatFormat;
+import dev.lockstep.engine.Engine;
+import dev.lockstep.engine.EngineOptions;
+import dev.lockstep.server.OpenAiServer;
+import dev.lockstep.server.ServerOptions;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+@Command(name = "serve", mixinStandardHelpOptions = true,
+        description = "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions (streaming or not), /v1/models,"
+                + " /health, /metrics, /tokenize, /detokenize, /apply-template, and a chat page at /.")
+final class ServeCommand extends LoadingCommand implements java.util.concurrent.Callable<Integer> {
+    @Option(names = "--host", paramLabel = "ADDR", defaultValue = ServerOptions.LOOPBACK,
+            description = "Address to listen on (default: ${DEFAULT-VALUE}, loopback only; 0.0.0.0 exposes it to the network).")
+    String host;
+
+    @Option(names = "--port", paramLabel = "N", defaultValue = "8080", description = "Port (default: ${DEFAULT-VALUE}; 0 picks a free one).")
+    int port;
+
+    @Option(names = "--threads", paramLabel = "N", description = "Compute threads (default: available processors).")
+    Integer threads;
+
+    @Option(names = "--chat-template", paramLabel = "FILE|plain",
+            description = "Chat template for /v1/chat/completions: a .jinja file, or 'plain' ('role: content' lines). Default: the model's own;"
+                    + " a model without one answers chat requests with a 400 naming this option.")
+    String chatTemplate;
+
+    @Option(names = "--max-tokens", paramLabel = "N", defaultValue = "4096", description = "Most tokens one request may generate (default: ${DEFAULT-VALUE}).")
+    int maxTokens;
+
+    @Option(names = "--max-concurrent", paramLabel = "N", defaultValue = "16", description = "Generations running at once (default: ${DEFAULT-VALUE}).")
+    int maxConcurrent;
+
+    @Option(names = "--max-queue", paramLabel = "N", defaultValue = "64", description = "Requests waiting beyond those; more get 429 (default: ${DEFAULT-VALUE}).")
+    int maxQueue;
+
+    @Option(names = "--max-request-bytes", paramLabel = "N", defaultValue = "1048576", description = "Largest request body; larger gets 413 (default: ${DEFAULT-VALUE}).")
+    int maxRequestBytes;
+
+    @Option(names = "--model-name", paramLabel = "NAME", description = "The model's id in /v1/models and responses (default: the directory's name).")
+    String modelName;
+
+    @picocli.CommandLine.Mixin
+    KvOptions kvOptions = new KvOptions();
+
+    @Override
+    public Integer call() throws InterruptedException {
+        int t = threads != null ? threads : defaultThreads();
+        checkThreads(t);
+        String name = modelName != null ? modelName : model.toAbsolutePath().normalize().getFileName().toString();
+        ServerOptions options = new ServerOptions(host, port, maxRequestBytes, maxTokens, maxConcurrent, maxQueue, name);
+        CompletableFuture<Engine> engine = new CompletableFuture<>();
+        OpenAiServer server = OpenAiServer.start(options, engine, () -> ChatFormat.load(model, chatTemplate));
+        err().println("lockstep: listening on http://" + host + ":" + server.port() + " (model " + name + " loading; GET /health says when it is ready)");
+        err().flush();
+        Engine e;
+        try {
+            e = loadEngine(kvOptions.apply(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions())));
+        } catch (RuntimeException ex) {
+            engine.completeExceptionally(ex);
+            server.close();
+            throw ex;
+        }
+        engine.complete(e);
+        err().println("lockstep: ready: http://" + host + ":" + server.port() + "/v1 (Ctrl-C stops)");
+        err().flush();
+        CountDownLatch stopped = new CountDownLatch(1);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+            server.close();
+            e.close();
+            stopped.countDown();
+        }));
+        stopped.await();
+        return 0;
+    }
+}

@@ -1,0 +1,10 @@
+/** The lockstep command line. */
+module dev.lockstep.cli {
+    requires dev.lockstep.server;
+    requires info.picocli;
+    requires com.fasterxml.jackson.databind;
+    requires jdk.management;
+    requires java.management;
+    exports dev.lockstep.cli;
+    opens dev.lockstep.cli to info.picocli;
+}
