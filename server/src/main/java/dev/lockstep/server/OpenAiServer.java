@@ -461,7 +461,8 @@ public final class OpenAiServer implements AutoCloseable {
                 }
             } catch (IOException | RuntimeException ex) {
                 gen.cancel(); // the client went away (or the sink failed): stop at the next step
-                gen.await();
+                Generation.Usage u = gen.await().usage();
+                metrics.record(FinishReason.CANCELLED, u.promptTokens(), u.cachedTokens(), u.generatedTokens(), u.timeToFirstTokenNanos(), u.decodeNanos());
                 throw ex;
             }
             Generation.Completion c = gen.completion();

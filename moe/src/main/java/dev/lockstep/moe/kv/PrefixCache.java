@@ -224,6 +224,13 @@ public final class PrefixCache implements KvPagePool.Reclaimer {
 
 
 
+    /** Pages the cache holds in memory now (each is in the pool's used count until evicted or reclaimed). */
+    public int pages() {
+        synchronized (pool) {
+            return entries.size();
+        }
+    }
+
     public long hitPages() {
         synchronized (pool) {
             return hitPages;
