@@ -31,7 +31,7 @@ final class TaggedParser implements OutputParser {
     private final StringBuilder pending = new StringBuilder();
     private State state;
     private int calls;
-    private boolean trimContent; // after </think>: the answer's leading blank lines are the format's, not text
+    private boolean trimContent; // after </think> or a call: leading blank lines are the format's, not text
 
     TaggedParser(String thinkOpen, String thinkClose, boolean startsInReasoning, String callOpen, String callClose, Body body, String idPrefix) {
         this.thinkOpen = thinkOpen;
@@ -69,6 +69,7 @@ final class TaggedParser implements OutputParser {
                     out.add(new ChatDelta.Content(callOpen + raw + (close < 0 ? "" : callClose)));
                 } else {
                     out.addAll(parsed);
+                    trimContent = true; // the blank lines between and after calls are the format's
                 }
                 state = State.TEXT;
                 if (close < 0) {
