@@ -201,14 +201,22 @@ final class Scheduler implements AutoCloseable {
         int budget = batchTokens;
         decodeTokens = prefillTokens = 0;
         decodeContext = prefillAttend = 0;
+        // Cancellations are taken once, before any request joins the batch: a request finished here lets its owner
+        // close the session (and its KV cache), so it must not be one the step is about to run (a cancel that lands
+        // between the decode and the prefill pass used to finish a request already in the batch: the step then read
+        // a closed cache and failed every request in it).
+        for (int i = 0; i < active.size(); ) {
+            Request r = active.get(i);
+            if (r.cancelled) {
+                active.remove(i);
+                r.finish(null);
+            } else {
+                i++;
+            }
+        }
         for (int pass = 0; pass < 2; pass++) {
             for (int i = 0; i < active.size() && budget > 0; ) {
                 Request r = active.get(i);
-                if (r.cancelled) {
-                    active.remove(i);
-                    r.finish(null);
-                    continue;
-                }
                 i++;
                 Session s = r.session;
                 if (!r.started) {

@@ -8,6 +8,7 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lockstep.chat.ChatDelta;
 import dev.lockstep.chat.ChatFormat;
+import dev.lockstep.chat.ChatRun;
 import dev.lockstep.chat.ChatTemplateException;
 import dev.lockstep.chat.OutputParser;
 import dev.lockstep.engine.Engine;
@@ -16,7 +17,6 @@ import dev.lockstep.engine.GenerateRequest;
 import dev.lockstep.engine.Generation;
 import dev.lockstep.engine.LogitAdjustments;
 import dev.lockstep.engine.SamplingParams;
-import dev.lockstep.engine.Session;
 import io.helidon.http.HeaderNames;
 import io.helidon.http.HeaderValues;
 import io.helidon.http.Status;
@@ -440,36 +440,34 @@ public final class OpenAiServer implements AutoCloseable {
         Engine e = ready();
         GenerateRequest g = index == 0 ? r.generate : r.generate.withSampling(withSeed(r.generate.sampling(), r.seed + index));
         OutputParser parser = r.chat ? r.format.parser(r.promptText, "call_" + r.id.substring(r.id.indexOf('-') + 1) + "_" + index + "_") : null;
-        StringBuilder text = new StringBuilder();
-        StringBuilder reasoning = new StringBuilder();
-        List<ChatDelta.ToolCall> calls = new ArrayList<>();
         ArrayNode logprobs = r.logprobs ? JSON.createArrayNode() : null;
-        try (Session s = e.newSession()) {
-            Generation gen = s.submit(g);
-            try {
-                Generation.TokenEvent ev;
-                while ((ev = gen.next()) != null) {
-                    List<ChatDelta> deltas = parser != null ? parser.push(ev.text()) : List.of(new ChatDelta.Content(ev.text()));
-                    ObjectNode lp = logprobs != null && ev.id() >= 0 ? logprob(e, ev, r.topLogprobs) : null;
-                    if (lp != null) {
-                        logprobs.add(lp);
+        ChatRun.Result result;
+        try {
+            result = ChatRun.run(e, g, parser, (ev, deltas) -> {
+                ObjectNode lp = logprobs != null && ev != null && ev.id() >= 0 ? logprob(e, ev, r.topLogprobs) : null;
+                if (lp != null) {
+                    logprobs.add(lp);
+                }
+                if (sink != null) {
+                    if (deltas.isEmpty() && lp != null) {
+                        sink.accept(new ChatDelta.Content(""), lp);
                     }
-                    emit(deltas, text, reasoning, calls, sink, lp);
+                    for (int i = 0; i < deltas.size(); i++) {
+                        sink.accept(deltas.get(i), i == 0 ? lp : null);
+                    }
                 }
-                if (parser != null) {
-                    emit(parser.finish(), text, reasoning, calls, sink, null);
-                }
-            } catch (IOException | RuntimeException ex) {
-                gen.cancel(); // the client went away (or the sink failed): stop at the next step
-                Generation.Usage u = gen.await().usage();
-                metrics.record(FinishReason.CANCELLED, u.promptTokens(), u.cachedTokens(), u.generatedTokens(), u.timeToFirstTokenNanos(), u.decodeNanos());
-                throw ex;
+            });
+        } catch (ChatRun.Aborted aborted) {
+            Generation.Usage u = aborted.partial().usage();
+            metrics.record(FinishReason.CANCELLED, u.promptTokens(), u.cachedTokens(), u.generatedTokens(), u.timeToFirstTokenNanos(), u.decodeNanos());
+            if (aborted.getCause() instanceof IOException io) {
+                throw io;
             }
-            Generation.Completion c = gen.completion();
-            Generation.Usage u = c.usage();
-            metrics.record(c.finishReason(), u.promptTokens(), u.cachedTokens(), u.generatedTokens(), u.timeToFirstTokenNanos(), u.decodeNanos());
-            return new Choice(text.toString(), reasoning.toString(), calls, c.finishReason(), u, logprobs, c.error());
+            throw new UncheckedIOException(new IOException(aborted.getCause()));
         }
+        Generation.Usage u = result.usage();
+        metrics.record(result.finishReason(), u.promptTokens(), u.cachedTokens(), u.generatedTokens(), u.timeToFirstTokenNanos(), u.decodeNanos());
+        return new Choice(result.text(), result.reasoning(), result.toolCalls(), result.finishReason(), u, logprobs, result.error());
     }
 
     private static SamplingParams withSeed(SamplingParams p, long seed) {
@@ -479,26 +477,6 @@ public final class OpenAiServer implements AutoCloseable {
     @FunctionalInterface
     private interface DeltaSink {
         void accept(ChatDelta delta, ObjectNode logprob) throws IOException;
-    }
-
-    private static void emit(List<ChatDelta> deltas, StringBuilder text, StringBuilder reasoning, List<ChatDelta.ToolCall> calls,
-                             DeltaSink sink, ObjectNode logprob) throws IOException {
-        if (deltas.isEmpty() && logprob != null && sink != null) {
-            sink.accept(new ChatDelta.Content(""), logprob);
-            return;
-        }
-        boolean first = true;
-        for (ChatDelta d : deltas) {
-            switch (d) {
-                case ChatDelta.Content c -> text.append(c.text());
-                case ChatDelta.Reasoning rz -> reasoning.append(rz.text());
-                case ChatDelta.ToolCall tc -> calls.add(tc);
-            }
-            if (sink != null) {
-                sink.accept(d, first ? logprob : null);
-            }
-            first = false;
-        }
     }
 
     private static ObjectNode logprob(Engine e, Generation.TokenEvent ev, int top) {
