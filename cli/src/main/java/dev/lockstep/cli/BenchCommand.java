@@ -14,7 +14,7 @@ import dev.lockstep.memory.LockstepException;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
-@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = AgenticBenchCommand.class, description = {
+@Command(name = "bench", mixinStandardHelpOptions = true, subcommands = {AgenticBenchCommand.class, ServeBenchCommand.class}, description = {
         "llama-bench style throughput: pp N = prefill N tokens as one block, tg N = decode N tokens one by one,",
         "both after -d tokens of context; warm-up (the tests alternating, runs and seconds), then -r measured runs each;",
         "median (min..max) tok/s and heap bytes allocated per token.",

@@ -14,6 +14,13 @@ import picocli.CommandLine.Option;
         description = "An OpenAI-compatible HTTP server: /v1/chat/completions, /v1/completions (streaming or not), /v1/models,"
                 + " /health, /metrics, /tokenize, /detokenize, /apply-template, and a chat page at /.")
 final class ServeCommand extends LoadingCommand implements java.util.concurrent.Callable<Integer> {
+    /** Helidon logs through java.util.logging at INFO (sockets bound, features, shutdown); the commands print their own lines. */
+    private static final java.util.logging.Logger HELIDON_LOG = java.util.logging.Logger.getLogger("io.helidon");
+
+    static void quietHelidon() {
+        HELIDON_LOG.setLevel(java.util.logging.Level.WARNING);
+    }
+
     @Option(names = "--host", paramLabel = "ADDR", defaultValue = ServerOptions.LOOPBACK,
             description = "Address to listen on (default: ${DEFAULT-VALUE}, loopback only; 0.0.0.0 exposes it to the network).")
     String host;
@@ -49,6 +56,9 @@ final class ServeCommand extends LoadingCommand implements java.util.concurrent.
 
     @Override
     public Integer call() throws InterruptedException {
+        if (!verbose) {
+            quietHelidon();
+        }
         int t = threads != null ? threads : defaultThreads();
         checkThreads(t);
         String name = modelName != null ? modelName : model.toAbsolutePath().normalize().getFileName().toString();
