@@ -52,11 +52,20 @@ final class Conversations {
                     fn.put("description", t.description());
                 }
                 fn.put("parameters", t.parameters() != null ? JsonSchemaElementUtils.toMap(t.parameters())
-                        : Map.of("type", "object", "properties", Map.of()));
-                tools.add(Map.of("type", "function", "function", fn));
+                        : ordered("type", "object", "properties", Map.of()));
+                tools.add(ordered("type", "function", "function", fn));
             }
         }
         return format.render(messages, tools, true, Map.of());
+    }
+
+    /** A map in the order written: templates print tools and calls with tojson, key order included. */
+    private static Map<String, Object> ordered(Object... keysAndValues) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        for (int i = 0; i < keysAndValues.length; i += 2) {
+            m.put((String) keysAndValues[i], keysAndValues[i + 1]);
+        }
+        return m;
     }
 
     private static Map<String, Object> message(ChatMessage m) {
@@ -89,8 +98,8 @@ final class Conversations {
                         } catch (Exception e) {
                             args = r.arguments(); // not JSON: the template gets the string
                         }
-                        calls.add(Map.of("id", r.id() == null ? "" : r.id(), "type", "function",
-                                "function", Map.of("name", r.name(), "arguments", args)));
+                        calls.add(ordered("id", r.id() == null ? "" : r.id(), "type", "function",
+                                "function", ordered("name", r.name(), "arguments", args)));
                     }
                     out.put("tool_calls", calls);
                 }
