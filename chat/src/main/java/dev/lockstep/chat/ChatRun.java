@@ -93,6 +93,12 @@ public final class ChatRun {
                 case ChatDelta.Content c -> text.append(c.text());
                 case ChatDelta.Reasoning r -> reasoning.append(r.text());
                 case ChatDelta.ToolCall t -> calls.add(t);
+                case ChatDelta.ToolCallStart t -> {
+                    // streamed calls are collected whole, from their ToolCall
+                }
+                case ChatDelta.ToolCallArguments t -> {
+                    // idem
+                }
             }
         }
     }

@@ -21,6 +21,7 @@ final class HarmonyParser implements OutputParser {
     private String header; // the current message's header; null between messages
     private final StringBuilder callArguments = new StringBuilder();
     private int calls;
+    private int callIndex = -1; // the call being streamed, -1 outside one
 
     HarmonyParser(String idPrefix) {
         this.idPrefix = idPrefix;
@@ -56,6 +57,10 @@ final class HarmonyParser implements OutputParser {
                     }
                     header = pending.substring(ch + CHANNEL.length(), msg);
                     pending.delete(0, msg + MESSAGE.length());
+                    if (isCall()) {
+                        callIndex = calls++;
+                        out.add(new ChatDelta.ToolCallStart(callIndex, idPrefix + callIndex, callName()));
+                    }
                     continue;
                 }
                 if (end) {
@@ -91,6 +96,10 @@ final class HarmonyParser implements OutputParser {
         }
     }
 
+    private String callName() {
+        return header.substring(header.indexOf("to=functions.") + "to=functions.".length()).split("[\\s<]", 2)[0];
+    }
+
     private boolean isCall() {
         return header.contains("to=functions.");
     }
@@ -98,6 +107,7 @@ final class HarmonyParser implements OutputParser {
     private void text(List<ChatDelta> out, String text) {
         if (isCall()) {
             callArguments.append(text);
+            out.add(new ChatDelta.ToolCallArguments(callIndex, text));
         } else if (header.startsWith("analysis")) {
             out.add(new ChatDelta.Reasoning(text));
         } else {
@@ -107,10 +117,9 @@ final class HarmonyParser implements OutputParser {
 
     private void endMessage(List<ChatDelta> out) {
         if (isCall()) {
-            String name = header.substring(header.indexOf("to=functions.") + "to=functions.".length()).split("[\\s<]", 2)[0];
-            int index = calls++;
-            out.add(new ChatDelta.ToolCall(index, idPrefix + index, name, callArguments.toString().strip()));
+            out.add(new ChatDelta.ToolCall(callIndex, idPrefix + callIndex, callName(), callArguments.toString()));
             callArguments.setLength(0);
+            callIndex = -1;
         }
         header = null;
     }

@@ -59,6 +59,18 @@ final class TaggedParser implements OutputParser {
         while (true) {
             if (state == State.CALL) {
                 int close = callClose == null ? -1 : pending.indexOf(callClose);
+                if (body == Body.HERMES && streamHermes(out, close >= 0 ? close : pending.length(), close >= 0 || end)) {
+                    if (close < 0 && !end) {
+                        return out;
+                    }
+                    pending.delete(0, close < 0 ? pending.length() : close + callClose.length());
+                    trimContent = true;
+                    state = State.TEXT;
+                    if (close < 0) {
+                        return out;
+                    }
+                    continue;
+                }
                 if (close < 0 && !end) {
                     return out;
                 }
@@ -106,6 +118,52 @@ final class TaggedParser implements OutputParser {
                 state = found.equals(thinkOpen) ? State.REASONING : State.CALL;
             }
         }
+    }
+
+    private static final java.util.regex.Pattern HERMES_HEAD = java.util.regex.Pattern.compile(
+            "\\A\\s*\\{\\s*\"name\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"\\s*,\\s*\"arguments\"\\s*:\\s*(?=\\{)");
+    private int streamIndex = -1; // the Hermes call being streamed
+    private String streamName;
+    private int argsStart;
+    private int argsSent;
+
+    /**
+     * Streams a Hermes call ({"name": ..., "arguments": {...}}) while it is generated: {@link ChatDelta.ToolCallStart}
+     * once the name and the arguments' opening brace are in, then the arguments up to the last '}' so far (the outer
+     * object's closing brace is the body's last '}', so everything before any '}' seen is surely arguments), and when
+     * {@code closed} the rest and the complete {@link ChatDelta.ToolCall}. False when the body does not start that way
+     * (yet): the caller parses it whole at the end.
+     */
+    private boolean streamHermes(List<ChatDelta> out, int bodyEnd, boolean closed) {
+        String bodyText = pending.substring(0, bodyEnd);
+        if (streamIndex < 0) {
+            java.util.regex.Matcher m = HERMES_HEAD.matcher(bodyText);
+            if (!m.find()) {
+                return false;
+            }
+            try {
+                streamName = JSON.readValue("\"" + m.group(1) + "\"", String.class);
+            } catch (Exception e) {
+                return false;
+            }
+            streamIndex = calls++;
+            argsStart = m.end();
+            argsSent = 0;
+            out.add(new ChatDelta.ToolCallStart(streamIndex, idPrefix + streamIndex, streamName));
+        }
+        int lastBrace = bodyText.lastIndexOf('}');
+        // up to (not including) the last brace: the outer object's once closed; a call cut off by the end keeps all
+        String safe = lastBrace >= argsStart ? PythonMethods.rstrip(bodyText.substring(argsStart, lastBrace), null)
+                : closed ? PythonMethods.rstrip(bodyText.substring(argsStart), null) : "";
+        if (safe.length() > argsSent) {
+            out.add(new ChatDelta.ToolCallArguments(streamIndex, safe.substring(argsSent)));
+            argsSent = safe.length();
+        }
+        if (closed) {
+            out.add(new ChatDelta.ToolCall(streamIndex, idPrefix + streamIndex, streamName, safe));
+            streamIndex = -1;
+        }
+        return true;
     }
 
     private void emitText(List<ChatDelta> out, String text) {

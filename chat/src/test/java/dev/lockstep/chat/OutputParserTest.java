@@ -58,6 +58,30 @@ class OutputParserTest {
     }
 
     @Test
+    void hermesAndHarmonyArgumentsStreamInPiecesAsTheyAreGenerated() {
+        for (OutputParser p : List.of(new TaggedParser(null, null, false, "<tool_call>", "</tool_call>", TaggedParser.Body.HERMES, "c"),
+                new HarmonyParser("c"))) {
+            String out = p instanceof HarmonyParser
+                    ? "<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{\"city\": {\"name\": \"Zürich\"}, \"days\": 3}"
+                    : "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": {\"name\": \"Zürich\"}, \"days\": 3}}\n</tool_call>";
+            List<ChatDelta> all = new ArrayList<>();
+            int pieces = 0;
+            for (int i = 0; i < out.length(); i += 4) {
+                for (ChatDelta d : p.push(out.substring(i, Math.min(out.length(), i + 4)))) {
+                    all.add(d);
+                    if (d instanceof ChatDelta.ToolCallArguments) {
+                        pieces++;
+                    }
+                }
+            }
+            all.addAll(p.finish());
+            assertEquals(new ChatDelta.ToolCallStart(0, "c0", "get_weather"), all.getFirst(), p.getClass().getSimpleName());
+            org.junit.jupiter.api.Assertions.assertTrue(pieces >= 3, p.getClass().getSimpleName() + " streamed the arguments in " + pieces + " pieces");
+            assertEquals(new ChatDelta.ToolCall(0, "c0", "get_weather", "{\"city\": {\"name\": \"Zürich\"}, \"days\": 3}"), all.getLast());
+        }
+    }
+
+    @Test
     void aCallThatDoesNotParseIsTheModelsText() {
         assertSplits(() -> new TaggedParser(null, null, false, "<tool_call>", "</tool_call>", TaggedParser.Body.HERMES, "c"),
                 "a<tool_call>not json</tool_call>b", "a<tool_call>not json</tool_call>b", "", "");
@@ -76,14 +100,22 @@ class OutputParserTest {
                 StringBuilder c = new StringBuilder();
                 StringBuilder r = new StringBuilder();
                 StringBuilder t = new StringBuilder();
+                java.util.Map<Integer, StringBuilder> streamed = new java.util.HashMap<>();
+                String where = "cut " + cut + ", step " + step;
                 for (ChatDelta d : deltas) {
                     switch (d) {
                         case ChatDelta.Content x -> c.append(x.text());
                         case ChatDelta.Reasoning x -> r.append(x.text());
-                        case ChatDelta.ToolCall x -> t.append(x.name()).append(x.arguments().replace(" ", "")).append(';');
+                        case ChatDelta.ToolCallStart x -> streamed.put(x.index(), new StringBuilder());
+                        case ChatDelta.ToolCallArguments x -> streamed.get(x.index()).append(x.text());
+                        case ChatDelta.ToolCall x -> {
+                            t.append(x.name()).append(x.arguments().replace(" ", "")).append(';');
+                            if (streamed.containsKey(x.index())) {
+                                assertEquals(x.arguments(), streamed.get(x.index()).toString(), "streamed pieces = the call's arguments, " + where);
+                            }
+                        }
                     }
                 }
-                String where = "cut " + cut + ", step " + step;
                 assertEquals(content, c.toString(), where);
                 assertEquals(reasoning, r.toString(), where);
                 assertEquals(calls, t.toString(), where);

@@ -139,6 +139,12 @@ final class ChatCommand extends LoadingCommand implements java.util.concurrent.C
                 }
                 case ChatDelta.Reasoning r -> out.print(r.text());
                 case ChatDelta.ToolCall call -> out.print("[tool call " + call.name() + " " + call.arguments() + "]");
+                case ChatDelta.ToolCallStart start -> {
+                    // printed whole, from the ToolCall
+                }
+                case ChatDelta.ToolCallArguments args -> {
+                    // idem
+                }
             }
         }
         out.flush();

@@ -72,7 +72,7 @@ public final class Generation {
     /** Ends the generation at the scheduler's next step (finish reason {@link FinishReason#CANCELLED}); any thread. */
     public void cancel() {
         userCancelled = true;
-        request.cancelled = true;
+        request.cancel();
     }
 
     /**
@@ -109,7 +109,7 @@ public final class Generation {
             text.append(piece);
             if (stops.stopped()) {
                 stoppedByString = true;
-                request.cancelled = true;
+                request.cancel();
             }
             return request.logprobs > 0 ? new TokenEvent(id, piece, request.logprob(index), request.top(index)) : new TokenEvent(id, piece);
         }

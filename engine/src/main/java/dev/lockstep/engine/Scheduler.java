@@ -74,6 +74,7 @@ final class Scheduler implements AutoCloseable {
         if (stopping) {
             throw stopped();
         }
+        r.schedulerThread = thread;
         incoming.add(r);
         LockSupport.unpark(thread);
         if (stopping && incoming.remove(r)) { // raced with close: nobody will step it
@@ -122,7 +123,11 @@ final class Scheduler implements AutoCloseable {
                 continue;
             }
             try {
-                step();
+                if (!step()) {
+                    // every active request waits for its consumer to read (MAX_UNREAD_TOKENS): a read, a cancel or a
+                    // new request unparks this thread
+                    LockSupport.park(this);
+                }
             } catch (RuntimeException | Error e) { // a bug: fail everything rather than leave callers waiting
                 fatal = e;
                 stopping = true;
@@ -140,12 +145,15 @@ final class Scheduler implements AutoCloseable {
         inBatch.clear();
     }
 
-    /** One forward over every request that has work, retried without a request that fails on its own. */
-    private void step() {
+    /**
+     * One forward over every request that has work, retried without a request that fails on its own; false when no
+     * request had any (all of them wait for their consumers).
+     */
+    private boolean step() {
         while (true) {
             fillBatch();
             if (batch.size() == 0) {
-                return;
+                return false;
             }
             int sequences = inBatch.size();
             long t0 = System.nanoTime();
@@ -169,7 +177,7 @@ final class Scheduler implements AutoCloseable {
                     fatal = e; // a JVM-level failure: stop taking work rather than step on in an unknown state
                     stopping = true;
                 }
-                return;
+                return true;
             }
             steps++;
             afterForward();
@@ -189,7 +197,7 @@ final class Scheduler implements AutoCloseable {
                     System.err.println("lockstep: step listener removed after it threw " + e);
                 }
             }
-            return;
+            return true;
         }
     }
 
@@ -233,6 +241,9 @@ final class Scheduler implements AutoCloseable {
                 boolean decode = r.sawLogits;
                 if ((pass == 0) != decode) {
                     continue;
+                }
+                if (decode && r.backlogged()) {
+                    continue; // its consumer is MAX_UNREAD_TOKENS behind: a slow reader holds back only its own session
                 }
                 if (!decode) {
                     // Pages another request computes this step (or just computed) are taken, not recomputed:
@@ -346,7 +357,15 @@ final class Scheduler implements AutoCloseable {
      * sample up to {@code maxNewTokens}. Results cross threads under this object's monitor.
      */
     static final class Request {
+        /**
+         * Tokens a request may have generated that its consumer has not read yet; beyond that it sits out decode steps
+         * until the consumer catches up (the event stream is bounded, and the scheduler never waits for a reader).
+         */
+        static final int MAX_UNREAD_TOKENS = 64;
+
         final Session session;
+        /** The scheduler's thread, unparked when a read or a cancel may give it work again. */
+        volatile Thread schedulerThread;
         final Sampler sampler;
         final int maxNewTokens;
         /** Ids that end the generation (the model's end-of-sequence set; empty to ignore it). */
@@ -388,6 +407,23 @@ final class Scheduler implements AutoCloseable {
             this.sampler = sampler;
             this.maxNewTokens = maxNewTokens;
             this.eos = eos;
+        }
+
+        /** Ends the request at the scheduler's next step; any thread. */
+        void cancel() {
+            cancelled = true;
+            wakeScheduler();
+        }
+
+        private void wakeScheduler() {
+            Thread t = schedulerThread;
+            if (t != null) {
+                LockSupport.unpark(t);
+            }
+        }
+
+        synchronized boolean backlogged() {
+            return emittedCount - consumed >= MAX_UNREAD_TOKENS;
         }
 
         private boolean isEos(int id) {
@@ -523,10 +559,17 @@ final class Scheduler implements AutoCloseable {
                         wait();
                     } catch (InterruptedException e) {
                         interrupted = true;
-                        cancelled = true;
+                        cancel();
                     }
                 }
-                return consumed < emittedCount ? emitted[consumed++] : -1;
+                if (consumed == emittedCount) {
+                    return -1;
+                }
+                int id = emitted[consumed++];
+                if (emittedCount - consumed == MAX_UNREAD_TOKENS - 1) {
+                    wakeScheduler(); // it may have been sitting out steps for this reader
+                }
+                return id;
             } finally {
                 if (interrupted) {
                     Thread.currentThread().interrupt();
@@ -536,7 +579,7 @@ final class Scheduler implements AutoCloseable {
 
         /** Cancels and waits until the scheduler has let go of the session. */
         synchronized void cancelAndAwait() {
-            cancelled = true;
+            cancel();
             while (!done) {
                 try {
                     wait();

@@ -5,6 +5,7 @@ import dev.langchain4j.model.chat.request.ChatRequest;
 import dev.langchain4j.model.chat.response.ChatResponse;
 import dev.langchain4j.model.chat.response.CompleteToolCall;
 import dev.langchain4j.model.chat.response.PartialThinking;
+import dev.langchain4j.model.chat.response.PartialToolCall;
 import dev.langchain4j.model.chat.response.StreamingChatResponseHandler;
 import dev.langchain4j.agent.tool.ToolExecutionRequest;
 import dev.lockstep.chat.ChatDelta;
@@ -44,6 +45,7 @@ public final class LockstepStreamingChatModel implements StreamingChatModel {
             ChatResponse response;
             try {
                 String prompt = Conversations.prompt(format, request);
+                java.util.Map<Integer, ChatDelta.ToolCallStart> started = new java.util.HashMap<>();
                 ChatRun.Result r = ChatRun.run(engine, Conversations.generateRequest(engine, prompt, request, defaults),
                         format.parser(prompt, Conversations.idPrefix()), (event, deltas) -> {
                             for (ChatDelta d : deltas) {
@@ -56,6 +58,14 @@ public final class LockstepStreamingChatModel implements StreamingChatModel {
                                     case ChatDelta.Reasoning t -> handler.onPartialThinking(new PartialThinking(t.text()));
                                     case ChatDelta.ToolCall t -> handler.onCompleteToolCall(new CompleteToolCall(t.index(),
                                             ToolExecutionRequest.builder().id(t.id()).name(t.name()).arguments(t.arguments()).build()));
+                                    case ChatDelta.ToolCallStart t -> {
+                                        started.put(t.index(), t);
+                                    }
+                                    case ChatDelta.ToolCallArguments a -> {
+                                        ChatDelta.ToolCallStart t = started.get(a.index());
+                                        handler.onPartialToolCall(PartialToolCall.builder().index(a.index()).id(t.id()).name(t.name())
+                                                .partialArguments(a.text()).build());
+                                    }
                                 }
                             }
                         });

@@ -562,7 +562,7 @@ public final class OpenAiServer implements AutoCloseable {
                     ((ObjectNode) first.withArray("choices").get(0)).putObject("delta").put("role", "assistant").put("content", "");
                     sse(out, first);
                 }
-                int[] callsSeen = {0};
+                java.util.Set<Integer> streamedCalls = new java.util.HashSet<>();
                 Choice c = run(r, index, (delta, logprob) -> {
                     ObjectNode chunk = chunk(r, created, index);
                     ObjectNode choice = (ObjectNode) chunk.withArray("choices").get(0);
@@ -571,9 +571,18 @@ public final class OpenAiServer implements AutoCloseable {
                         switch (delta) {
                             case ChatDelta.Content ct -> d.put("content", ct.text());
                             case ChatDelta.Reasoning rz -> d.put("reasoning_content", rz.text());
+                            case ChatDelta.ToolCallStart st -> {
+                                streamedCalls.add(st.index());
+                                ObjectNode call = d.putArray("tool_calls").addObject().put("index", st.index()).put("id", st.id()).put("type", "function");
+                                call.putObject("function").put("name", st.name()).put("arguments", "");
+                            }
+                            case ChatDelta.ToolCallArguments a ->
+                                    d.putArray("tool_calls").addObject().put("index", a.index()).putObject("function").put("arguments", a.text());
                             case ChatDelta.ToolCall tc -> {
+                                if (streamedCalls.contains(tc.index())) {
+                                    return; // its start and arguments went out already
+                                }
                                 d.putArray("tool_calls").add(toolCall(tc, true));
-                                callsSeen[0]++;
                             }
                         }
                         if (logprob != null) {

@@ -202,4 +202,20 @@ class GenerationTest {
         assertTrue(g.completion().usage().generatedTokens() < 400, g.completion().usage().toString());
         assertEquals(free, engine.kvPool().freePages(), "the session's pages are back in the pool");
     }
+
+    @Test
+    void aSlowReaderHoldsBackOnlyItsOwnSession() throws Exception {
+        try (Session slow = engine.newSession(); Session fast = engine.newSession()) {
+            Generation unread = slow.submit(GenerateRequest.of(prompt, 300).withIgnoreEos(true));
+            // nobody reads `unread`: the scheduler generates up to the bound, then leaves it out of its steps
+            Generation.Completion other = fast.submit(GenerateRequest.of(prompt, 200).withIgnoreEos(true)).await();
+            assertEquals(200, other.usage().generatedTokens(), "the other session ran to its end meanwhile");
+            Thread.sleep(200);
+            int ahead = slow.length() - prompt.length;
+            assertTrue(ahead <= 64 + 1, "the unread session generated " + ahead + " tokens ahead of its reader (bound 64)");
+            Generation.Completion c = unread.await(); // reading resumes it
+            assertEquals(300, c.usage().generatedTokens());
+            assertEquals(FinishReason.LENGTH, c.finishReason());
+        }
+    }
 }
