@@ -82,7 +82,9 @@ final class ChatCommand extends LoadingCommand implements java.util.concurrent.C
                     } else if (!line.isBlank()) {
                         messages.add(message("user", line));
                         String reply = turn(engine, session, format, messages, out);
-                        messages.add(message("assistant", reply));
+                        // stored stripped, as chat clients store replies: the template puts back the separator the
+                        // model wrote (a leading space after "assistant:"), so the next turn's tokens match the KV
+                        messages.add(message("assistant", reply.strip()));
                     }
                     out.print("> ");
                     out.flush();

@@ -41,7 +41,7 @@ public final class LockstepCli {
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             boolean verbose = parseResult.hasMatchedOption("--verbose")
                     || (parseResult.subcommand() != null && parseResult.subcommand().hasMatchedOption("--verbose"));
-            if (ex instanceof LockstepException || ex instanceof IllegalArgumentException) {
+            if (ex instanceof LockstepException || ex instanceof IllegalArgumentException || ex instanceof dev.lockstep.chat.ChatTemplateException) {
                 err.println("lockstep: error: " + ex.getMessage());
                 if (verbose) {
                     ex.printStackTrace(err);

@@ -197,6 +197,22 @@ class ServerTest {
     }
 
     @Test
+    void beyondTheRunningAndWaitingLimitsRequestsGet429() throws Exception {
+        try (OpenAiServer s = OpenAiServer.start(ServerOptions.defaults("kjv").withPort(0).withLimits(1 << 16, 512, 1, 0),
+                CompletableFuture.completedFuture(engine), () -> ChatFormat.load(Golden.bundledModel(), "plain"))) {
+            String url = "http://127.0.0.1:" + s.port() + "/v1/completions";
+            HttpResponse<InputStream> first = HTTP.send(HttpRequest.newBuilder(URI.create(url)).POST(HttpRequest.BodyPublishers.ofString(
+                    "{\"prompt\": \"x\", \"max_tokens\": 400, \"ignore_eos\": true, \"stream\": true}")).build(), HttpResponse.BodyHandlers.ofInputStream());
+            first.body().readNBytes(100); // it is running
+            HttpResponse<String> second = HTTP.send(HttpRequest.newBuilder(URI.create(url)).POST(HttpRequest.BodyPublishers.ofString(
+                    "{\"prompt\": \"x\", \"max_tokens\": 2}")).build(), HttpResponse.BodyHandlers.ofString());
+            assertEquals(429, second.statusCode(), second.body());
+            assertEquals("queue_full", JSON.readTree(second.body()).at("/error/code").asText());
+            first.body().close();
+        }
+    }
+
+    @Test
     void healthIs503WhileTheModelLoads() throws Exception {
         CompletableFuture<Engine> loading = new CompletableFuture<>();
         try (OpenAiServer s = OpenAiServer.start(ServerOptions.defaults("kjv").withPort(0), loading, () -> ChatFormat.load(Golden.bundledModel(), "plain"))) {
