@@ -6,7 +6,7 @@ import java.lang.foreign.ValueLayout;
 import java.lang.invoke.VarHandle;
 
 /**
- * A link: a single-producer/single-consumer ring of 320-byte vectors ({@link VectorRingDescriptor} lays it out).
+ * A link in shared memory ({@link Link}): a single-producer/single-consumer ring of 320-byte vectors ({@link VectorRingDescriptor} lays it out).
  * Lock-free and allocation-free. The producer claims {@code n} slots ({@link #tryClaim}), writes the payload
  * into them ({@link #slotOffset}), then publishes them with one release store ({@link #commit}); the consumer
  * sees them with an acquire load ({@link #available}), reads, and gives the slots back ({@link #release}). A full
@@ -16,9 +16,7 @@ import java.lang.invoke.VarHandle;
  * <p>Exactly one producer thread and one consumer thread; each keeps a cached copy of the other's position and
  * reads the shared one only when the cache says the ring is full (producer) or empty (consumer).
  */
-public final class VectorRing {
-    /** {@link #tryClaim} result when fewer than the requested slots are free. */
-    public static final long INSUFFICIENT_CAPACITY = -1;
+public final class VectorRing implements Link {
 
     private static final VarHandle POSITION = ValueLayout.JAVA_LONG.varHandle();
 
@@ -54,11 +52,18 @@ public final class VectorRing {
         return capacity;
     }
 
+    @Override
+    public LinkParameters parameters() {
+        return LinkParameters.ring(capacity);
+    }
+
+    @Override
     public MemorySegment segment() {
         return segment;
     }
 
     /** Offset in {@link #segment()} of the slot of vector {@code index}. */
+    @Override
     public long slotOffset(long index) {
         return VectorRingDescriptor.slotOffset(index, capacity);
     }
@@ -70,6 +75,7 @@ public final class VectorRing {
      * {@code slotOffset(first + i)}), or {@link #INSUFFICIENT_CAPACITY} when fewer than {@code n} slots are free.
      * Claims must be committed in order before the next claim.
      */
+    @Override
     public long tryClaim(int n) {
         if (n <= 0 || n > capacity) {
             throw new IllegalArgumentException("claim of " + n + " vectors on a ring of " + capacity);
@@ -87,6 +93,7 @@ public final class VectorRing {
     }
 
     /** Publishes every claimed vector (one release store: their payload is visible before the new tail). */
+    @Override
     public void commit() {
         POSITION.setRelease(segment, (long) VectorRingDescriptor.TAIL_OFFSET, claimed);
     }
@@ -115,6 +122,7 @@ public final class VectorRing {
     // ---- consumer ----
 
     /** Vectors committed and not yet released, from index {@link #readIndex()} on (acquire: their payload is visible). */
+    @Override
     public int available() {
         long avail = tailCache - consumed;
         if (avail == 0) {
@@ -125,11 +133,13 @@ public final class VectorRing {
     }
 
     /** Index of the next vector to read: at {@code slotOffset(readIndex() + i)}. */
+    @Override
     public long readIndex() {
         return consumed;
     }
 
     /** Gives {@code n} read vectors' slots back to the producer (one release store). */
+    @Override
     public void release(int n) {
         if (n < 0 || consumed + n > tailCache) {
             throw new IllegalArgumentException("release of " + n + " vectors, " + (tailCache - consumed) + " read");

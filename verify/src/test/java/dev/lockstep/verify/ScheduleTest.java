@@ -114,6 +114,73 @@ class ScheduleTest {
         }
     }
 
+    /**
+     * The executor, compiler and verifier see links only through {@link Link}: a factory of links with a smaller largest
+     * message than their capacity (as a network transport's frame) gives more, smaller fragments, every claim within
+     * the limit, and the same results.
+     */
+    @Test
+    void anotherLinkImplementationRunsTheSameStepThroughTheSeam() {
+        int workers = 3, max = 3000;
+        dev.lockstep.interconnect.LinkParameters params = new dev.lockstep.interconnect.LinkParameters(16, 5);
+        Schedule s = ScheduleCompiler.compile(star(workers, max), params);
+        ScheduleVerifier.verify(s);
+        assertEquals(10, s.fragments(s.graph().messages().get(workers - 1 + 1)), "38 vectors in fragments of 4");
+        java.util.concurrent.atomic.AtomicLong claims = new java.util.concurrent.atomic.AtomicLong();
+        java.util.concurrent.atomic.AtomicInteger largest = new java.util.concurrent.atomic.AtomicInteger();
+        dev.lockstep.interconnect.LinkFactory counting = new dev.lockstep.interconnect.LinkFactory() {
+            @Override
+            public dev.lockstep.interconnect.LinkParameters parameters() {
+                return params;
+            }
+
+            @Override
+            public dev.lockstep.interconnect.Link open(int from, int to, java.lang.foreign.Arena arena) {
+                dev.lockstep.interconnect.VectorRing ring = new dev.lockstep.interconnect.VectorRing(arena, 16);
+                return new dev.lockstep.interconnect.Link() {
+                    public dev.lockstep.interconnect.LinkParameters parameters() { return params; }
+                    public MemorySegment segment() { return ring.segment(); }
+                    public long slotOffset(long index) { return ring.slotOffset(index); }
+                    public long tryClaim(int n) {
+                        claims.incrementAndGet();
+                        largest.accumulateAndGet(n, Math::max);
+                        return ring.tryClaim(n);
+                    }
+                    public void commit() { ring.commit(); }
+                    public int available() { return ring.available(); }
+                    public long readIndex() { return ring.readIndex(); }
+                    public void release(int n) { ring.release(n); }
+                };
+            }
+        };
+        Random rnd = new Random(9);
+        try (ScheduleExecutor ex = new ScheduleExecutor(workers, counting, 4, false, ScheduleExecutor::defaultIdle)) {
+            ex.reserveRegions(s.graph().regions());
+            Scatter task = new Scatter(workers, max);
+            for (int step = 0; step < 50; step++) {
+                int n = rnd.nextInt(max + 1);
+                task.n = n;
+                for (int i = 0; i < n; i++) {
+                    task.data[0][i] = rnd.nextFloat();
+                }
+                float[] in = task.data[0].clone();
+                ex.begin(s);
+                ex.region(1, task);
+                ex.end();
+                for (int w = 1; w < workers; w++) {
+                    for (int i = 0; i < n; i++) {
+                        assertEquals(in[i] * 2 + w, task.results[w][i], "step " + step + " worker " + w + " float " + i);
+                    }
+                }
+            }
+            assertTrue(claims.get() >= 50 * 4 * 10, "claims through the seam: " + claims.get());
+            assertTrue(largest.get() <= 5, "largest claim " + largest.get() + " vectors; the link's largest message is 5");
+            Schedule ring = ScheduleCompiler.compile(star(workers, max), 16);
+            IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> ex.begin(ring));
+            assertTrue(e.getMessage().contains("does not fit this executor"), e.getMessage());
+        }
+    }
+
     @Test
     void aFailingPartFailsItsStepAndTheNextStepRuns() {
         Schedule s = ScheduleCompiler.compile(star(2, 80), 8);
@@ -455,7 +522,7 @@ class ScheduleTest {
         String why = rejection(new Schedule(pair(), new int[][] {
                 start0().send(1, 1, 0, 8).compute(1, -1).recv(1, 2, 0, 2).sync(1, 0).build(),
                 start1().recv(1, 1, 0, 8).compute(1, -1).send(1, 2, 0, 2).sync(1, 0).build()}, 8));
-        assertTrue(why.contains("worker 0 op 1 (SEND x") && why.contains("overflows the ring: 1 + 8 vectors on a ring of 8"), why);
+        assertTrue(why.contains("worker 0 op 1 (SEND x") && why.contains("overflows the link: 1 + 8 vectors; its largest message is 8 (capacity 8)"), why);
     }
 
     @Test

@@ -1,20 +1,21 @@
 package dev.lockstep.interconnect.schedule;
 
+import dev.lockstep.interconnect.LinkParameters;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 
 /**
- * A compiled step: one straight-line program per worker, over one ring per ordered worker pair of
- * {@link #ringVectors()} 320-byte slots each. An op is {@link #OP_INTS} ints:
+ * A compiled step: one straight-line program per worker, over one link per ordered worker pair of
+ * {@link #ringVectors()} 320-byte slots each ({@link #links()}: capacity and largest message). An op is {@link #OP_INTS} ints:
  * <pre>
  *   COMPUTE  region  weightGroup  -         -        run this worker's part of the region
  *   SEND     region  message      fragment  vectors  claim 1 + vectors slots on link (me -> to), write, commit
  *   RECV     region  message      fragment  vectors  wait for that fragment on link (from -> me), read, release
  *   SYNC     region  barrier      -         -        epoch barrier (every K steps; a no-op otherwise)
  * </pre>
- * A message's payload is split into fragments of at most {@code ringVectors - 1} vectors (one slot carries the
- * fragment's header), so no message is too big for a ring; {@code vectors} is the fragment's upper bound, the
+ * A message's payload is split into fragments of at most {@code maxMessageVectors - 1} vectors (one slot carries the
+ * fragment's header), so no message is too big for a link; {@code vectors} is the fragment's upper bound, the
  * header says how many it carries this step.
  */
 public final class Schedule {
@@ -27,17 +28,33 @@ public final class Schedule {
     private final StepGraph graph;
     private final int[][] programs;
     private final int ringVectors;
+    private final LinkParameters links;
 
+    /** Over shared-memory rings of {@code ringVectors} slots ({@link LinkParameters#ring}). */
     public Schedule(StepGraph graph, int[][] programs, int ringVectors) {
+        this(graph, programs, ringParameters(ringVectors));
+    }
+
+    public Schedule(StepGraph graph, int[][] programs, LinkParameters links) {
         if (programs.length != graph.workers()) {
             throw new IllegalArgumentException(programs.length + " programs for " + graph.workers() + " workers");
         }
+        this.graph = graph;
+        this.programs = programs;
+        this.ringVectors = links.capacityVectors();
+        this.links = links;
+    }
+
+    private static LinkParameters ringParameters(int ringVectors) {
         if (ringVectors < 2 || Integer.bitCount(ringVectors) != 1) {
             throw new IllegalArgumentException("ring capacity must be a power of two >= 2 vectors, got " + ringVectors);
         }
-        this.graph = graph;
-        this.programs = programs;
-        this.ringVectors = ringVectors;
+        return LinkParameters.ring(ringVectors);
+    }
+
+    /** The links' capacity and largest message, as compiled for. */
+    public LinkParameters links() {
+        return links;
     }
 
     public StepGraph graph() {
@@ -52,9 +69,9 @@ public final class Schedule {
         return ringVectors;
     }
 
-    /** Payload vectors one fragment carries at most. */
+    /** Payload vectors one fragment carries at most (the largest message less its header slot). */
     public int fragmentVectors() {
-        return ringVectors - 1;
+        return links.maxMessageVectors() - 1;
     }
 
     /** Fragments message {@code m}'s payload is cut into (at least one: the header travels even with no payload). */

@@ -21,13 +21,19 @@ public final class ScheduleCompiler {
     private ScheduleCompiler() {
     }
 
+    /** Over shared-memory rings of {@code ringVectors} slots. */
     public static Schedule compile(StepGraph g, int ringVectors) {
+        return compile(g, dev.lockstep.interconnect.LinkParameters.ring(ringVectors));
+    }
+
+    /** Over links with {@code links}' capacity and largest message (fragments are cut to fit the latter). */
+    public static Schedule compile(StepGraph g, dev.lockstep.interconnect.LinkParameters links) {
         Schedule.ProgramBuilder[] b = new Schedule.ProgramBuilder[g.workers()];
         for (int w = 0; w < b.length; w++) {
             b[w] = new Schedule.ProgramBuilder();
         }
         // a throwaway schedule with no programs' content gives the fragment arithmetic
-        Schedule shape = new Schedule(g, new int[g.workers()][], ringVectors);
+        Schedule shape = new Schedule(g, new int[g.workers()][], links);
         List<MessageSpec> messages = g.messages();
         for (int r = 0; r < g.regions(); r++) {
             for (int w = 0; w < g.workers(); w++) {
@@ -44,7 +50,7 @@ public final class ScheduleCompiler {
         for (int w = 0; w < b.length; w++) {
             programs[w] = b[w].sync(last, EPOCH_BARRIER).build();
         }
-        return new Schedule(g, programs, ringVectors);
+        return new Schedule(g, programs, links);
     }
 
     /** Worker {@code w}'s SENDs then RECVs of region {@code r}'s messages of one kind, in their fixed order. */

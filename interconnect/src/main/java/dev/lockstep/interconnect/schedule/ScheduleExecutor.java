@@ -2,7 +2,9 @@ package dev.lockstep.interconnect.schedule;
 
 import dev.lockstep.interconnect.Affinity;
 import dev.lockstep.interconnect.VectorDescriptor;
-import dev.lockstep.interconnect.VectorRing;
+import dev.lockstep.interconnect.Link;
+import dev.lockstep.interconnect.LinkFactory;
+import dev.lockstep.interconnect.LinkParameters;
 import org.HdrHistogram.Histogram;
 import org.agrona.concurrent.BackoffIdleStrategy;
 import org.agrona.concurrent.IdleStrategy;
@@ -19,8 +21,9 @@ import java.util.function.Supplier;
 /**
  * Runs compiled {@link Schedule}s: worker 0 is the calling thread (the coordinator, which drives the step
  * region by region), workers {@code 1..N-1} are platform threads, optionally pinned to CPUs, that each run
- * their straight-line program every step. Workers talk only through a full mesh of {@link VectorRing}s, one per
- * ordered pair; every message is a header vector and its payload vectors ({@link MessageDescriptor}), claimed
+ * their straight-line program every step. Workers talk only through a full mesh of {@link Link}s, one per
+ * ordered pair (shared-memory {@code VectorRing}s unless a {@link LinkFactory} says otherwise); every message is a
+ * header vector and its payload vectors ({@link MessageDescriptor}), claimed
  * and committed at once. A worker waits only at a RECV (and at the epoch barrier),
  * with an Agrona {@link IdleStrategy}; between steps it spins a little, then parks until the coordinator's
  * next step-start message.
@@ -40,7 +43,8 @@ public final class ScheduleExecutor implements AutoCloseable {
     private final int ringVectors;
     private final int epochSteps;
     private final Arena arena = Arena.ofShared();
-    private final VectorRing[] links; // [from * workers + to]
+    private final Link[] links; // [from * workers + to]
+    private final LinkParameters linkParameters;
     private final Thread[] threads;
     private final List<Schedule> schedules = new CopyOnWriteArrayList<>();
     private final AtomicIntegerArray parked;
@@ -75,6 +79,11 @@ public final class ScheduleExecutor implements AutoCloseable {
      * worker's waiting strategy at a RECV.
      */
     public ScheduleExecutor(int workers, int ringVectors, int epochSteps, boolean pin, Supplier<IdleStrategy> idle) {
+        this(workers, LinkFactory.sharedMemory(ringVectors), epochSteps, pin, idle);
+    }
+
+    /** The same over links that {@code linkFactory} opens (its parameters must be those the schedules were compiled for). */
+    public ScheduleExecutor(int workers, LinkFactory linkFactory, int epochSteps, boolean pin, Supplier<IdleStrategy> idle) {
         if (workers < 1) {
             throw new IllegalArgumentException("workers must be >= 1, got " + workers);
         }
@@ -82,13 +91,18 @@ public final class ScheduleExecutor implements AutoCloseable {
             throw new IllegalArgumentException("epoch must be >= 1 step, got " + epochSteps);
         }
         this.workers = workers;
-        this.ringVectors = ringVectors;
+        this.linkParameters = linkFactory.parameters();
+        this.ringVectors = linkParameters.capacityVectors();
         this.epochSteps = epochSteps;
-        this.links = new VectorRing[workers * workers];
+        this.links = new Link[workers * workers];
         for (int from = 0; from < workers; from++) {
             for (int to = 0; to < workers; to++) {
                 if (from != to) {
-                    links[from * workers + to] = new VectorRing(arena, ringVectors);
+                    Link l = linkFactory.open(from, to, arena);
+                    if (!l.parameters().equals(linkParameters)) {
+                        throw new IllegalArgumentException("link " + from + "->" + to + " has " + l.parameters() + ", the factory said " + linkParameters);
+                    }
+                    links[from * workers + to] = l;
                 }
             }
         }
@@ -133,6 +147,11 @@ public final class ScheduleExecutor implements AutoCloseable {
         return ringVectors;
     }
 
+    /** The links' capacity and largest message: a schedule must be compiled for exactly these. */
+    public LinkParameters linkParameters() {
+        return linkParameters;
+    }
+
     private static final System.Logger LOG = System.getLogger("dev.lockstep.interconnect");
     private static final java.util.concurrent.atomic.AtomicBoolean PIN_REFUSAL_LOGGED = new java.util.concurrent.atomic.AtomicBoolean();
 
@@ -164,8 +183,8 @@ public final class ScheduleExecutor implements AutoCloseable {
         if (shutdown) {
             throw new IllegalStateException("schedule executor is closed");
         }
-        if (s.workers() != workers || s.ringVectors() != ringVectors) {
-            throw new IllegalArgumentException(s + " does not fit this executor (" + workers + " workers, rings of " + ringVectors + ")");
+        if (s.workers() != workers || !s.links().equals(linkParameters)) {
+            throw new IllegalArgumentException(s + " does not fit this executor (" + workers + " workers, links " + linkParameters + ")");
         }
         if (current != null) {
             throw new IllegalStateException("a step is already running");
@@ -321,7 +340,7 @@ public final class ScheduleExecutor implements AutoCloseable {
     // ---------------------------------------------------------------- workers
 
     private void workerLoop(WorkerState st) {
-        VectorRing start = links[st.worker]; // link 0 -> worker
+        Link start = links[st.worker]; // link 0 -> worker
         long lastWork = System.nanoTime();
         while (!shutdown) {
             if (start.available() == 0) {
@@ -436,9 +455,9 @@ public final class ScheduleExecutor implements AutoCloseable {
         int offset = fragment * perFragment;
         int floats = Math.max(0, Math.min(perFragment, total - offset));
         int vectors = VectorDescriptor.vectorsForFloats(floats);
-        VectorRing ring = links[m.from() * workers + m.to()];
+        Link ring = links[m.from() * workers + m.to()];
         long first;
-        while ((first = ring.tryClaim(MessageDescriptor.HEADER_VECTORS + vectors)) == VectorRing.INSUFFICIENT_CAPACITY) {
+        while ((first = ring.tryClaim(MessageDescriptor.HEADER_VECTORS + vectors)) == Link.INSUFFICIENT_CAPACITY) {
             if (shutdown || (st.worker == 0 && !threads[m.to() - 1].isAlive())) {
                 throw new ScheduleException("worker " + m.to() + " no longer takes " + m);
             }
@@ -469,7 +488,7 @@ public final class ScheduleExecutor implements AutoCloseable {
     }
 
     private void recv(WorkerState st, MessageSpec m, int fragment, int r, int region, RegionTask coordinatorTask) {
-        VectorRing ring = links[m.from() * workers + m.to()];
+        Link ring = links[m.from() * workers + m.to()];
         if (st.worker == 0) {
             drainOwed(m.from(), false); // take what has come of what was deferred on this link
             if (m.kind() == MessageSpec.Kind.OUTPUT && !st.aborted && (owedCount[m.from()] > 0 || ring.available() == 0)
@@ -547,7 +566,7 @@ public final class ScheduleExecutor implements AutoCloseable {
      * they report is kept for the end of the step.
      */
     private void drainOwed(int from, boolean wait) {
-        VectorRing ring = links[from * workers];
+        Link ring = links[from * workers];
         int[] q = owed[from];
         int slots = q.length / 2;
         while (owedCount[from] > 0) {

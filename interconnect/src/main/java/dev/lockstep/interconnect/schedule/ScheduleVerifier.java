@@ -62,8 +62,9 @@ public final class ScheduleVerifier {
                         if (f < 0 || f >= s.fragments(m)) {
                             throw reject(s, w, op, "names fragment " + f + " of a message cut into " + s.fragments(m));
                         }
-                        if (vectors < 0 || 1 + vectors > s.ringVectors()) {
-                            throw reject(s, w, op, "overflows the ring: 1 + " + vectors + " vectors on a ring of " + s.ringVectors());
+                        if (vectors < 0 || 1 + vectors > s.links().maxMessageVectors()) {
+                            throw reject(s, w, op, "overflows the link: 1 + " + vectors + " vectors; its largest message is "
+                                    + s.links().maxMessageVectors() + " (capacity " + s.ringVectors() + ")");
                         }
                         if (send) {
                             sends[id][f]++;
