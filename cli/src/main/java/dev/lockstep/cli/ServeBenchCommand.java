@@ -68,7 +68,7 @@ final class ServeBenchCommand extends LoadingCommand implements java.util.concur
              OpenAiServer server = OpenAiServer.start(ServerOptions.defaults("bench").withPort(0).withLimits(1 << 20, 4096, 64, 256),
                      CompletableFuture.completedFuture(engine), () -> ChatFormat.load(model, "plain"))) {
             String url = "http://127.0.0.1:" + server.port() + "/v1/completions";
-            HttpClient http = HttpClient.newHttpClient();
+            HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).build(); // what serve speaks: no h2c upgrade attempt
             run(engine, http, url, 8, 2, true); // warm-up: the JIT compiles both paths before anything is measured
             run(engine, http, url, 8, 2, false);
             out().printf(Locale.ROOT, "%s, %d threads, %d requests per stream, %d tokens each (greedy, ignore_eos), prompt %d tokens%n%n",

@@ -78,6 +78,9 @@ public final class OpenAiServer implements AutoCloseable {
                 .host(options.host())
                 .port(options.port())
                 .maxPayloadSize(options.maxRequestBytes())
+                // one small write per token: without TCP_NODELAY, Nagle's algorithm holds a token back until the
+                // client's delayed ACK (tens of ms)
+                .connectionOptions(o -> o.tcpNoDelay(true))
                 .routing(this::routes)
                 .build()
                 .start();
