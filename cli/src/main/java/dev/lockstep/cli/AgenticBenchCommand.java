@@ -51,6 +51,12 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
             description = "Also write every scheduler step of the three runs as CSV: what it carried and how long it took.")
     java.nio.file.Path stepLog;
 
+    @Option(names = "--token-slo-ms", paramLabel = "MS|Fx", description = {
+            "A per-token latency target for the runs: MS milliseconds, or Fx = F times the median decode-only step of a first",
+            "cache-on run without a target (that run is reported too). Steps carrying decode tokens take prefill only up to",
+            "what the online step-cost model says fits (EngineOptions.withTokenSloNanos)."})
+    String tokenSlo;
+
     @Option(names = "--seed", defaultValue = "1", description = "Seed of the token ids (default ${DEFAULT-VALUE}).")
     long seed;
 
@@ -78,8 +84,36 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
             AgenticBench.run(engine, new AgenticBench.Workload(Math.min(4, sessions), Math.min(256, systemTokens), 2, toolTokens, genTokens,
                     fanout, seed + 1));
         }
+        AgenticBench.Report baseline = null;
+        double sloMs = 0;
+        String sloWhy = "";
+        if (tokenSlo != null) {
+            String spec = tokenSlo.strip();
+            try {
+                if (spec.endsWith("x")) {
+                    double factor = Double.parseDouble(spec.substring(0, spec.length() - 1));
+                    baseline = runOnce(base.withPrefixCache(true), w);
+                    double median = baseline.stepCosts().medianDecodeOnlyMicros() / 1e3;
+                    if (!(median > 0)) {
+                        throw new IllegalArgumentException("--token-slo-ms " + spec + ": the calibration run had no decode-only step");
+                    }
+                    sloMs = factor * median;
+                    sloWhy = String.format(Locale.ROOT, " = %s x the median decode-only step (%.3f ms) of the cache-on run without a target", spec, median);
+                } else {
+                    sloMs = Double.parseDouble(spec);
+                }
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("--token-slo-ms takes milliseconds or a factor such as 1.5x, got '" + tokenSlo + "'");
+            }
+            if (!(sloMs > 0)) {
+                throw new IllegalArgumentException("--token-slo-ms must be positive, got " + tokenSlo);
+            }
+            base = base.withTokenSloNanos(Math.round(sloMs * 1e6));
+        }
         AgenticBench.Report on = runOnce(base.withPrefixCache(true), w);
+        Engine.TokenSloReport onSlo = lastSlo;
         AgenticBench.Report off = runOnce(base.withKvDiskBytes(0).withPrefixCache(false), w);
+        Engine.TokenSloReport offTarget = lastSlo;
         AgenticBench.Report single = runOnce(base.withPrefixCache(true), w.withSessions(1));
         // decode alone: every session generating at once vs one session, 15 alternating pairs; the ratio is the
         // median of the pairs' ratios (a one-session run is ~20 ms: a host hiccup moves it, its pair moves with it)
@@ -102,8 +136,11 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
                 model.getFileName(), t, sessions, turns, systemTokens, toolTokens, genTokens, fanout, batchTokens);
         out().printf(Locale.ROOT, "| run | roots | prefix cache | TTFT p50 ms | TTFT p99 ms | token p50 ms | p99 | p999 | p99/p50 | aggregate tok/s | prefix hit | peak KV pages (MB) | steps | step p50 / p99 ms | step tokens p50 / p99 |%n");
         out().printf(Locale.ROOT, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%n");
-        row("cache on", on);
-        row("cache off", off);
+        if (baseline != null) {
+            row("cache on, no target", baseline);
+        }
+        row(tokenSlo != null ? "cache on, target" : "cache on", on);
+        row(tokenSlo != null ? "cache off, target" : "cache off", off);
         row("single session", single);
         out().printf(Locale.ROOT, "%n| turn | root TTFT p50 ms on | off | on/off speed-up | root TTFT p99 ms on | off | subagent TTFT p50 ms on | off |%n");
         out().printf(Locale.ROOT, "|---:|---:|---:|---:|---:|---:|---:|---:|%n");
@@ -120,6 +157,23 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
                 pairs, sessions, decodeMany[pairs / 2], decodeOne[pairs / 2], batching, pairRatio[0], pairRatio[pairs - 1],
                 sessions, on.tokensPerSecond() / single.tokensPerSecond());
         double jitter = ms(on.interToken(), 99) / ms(on.interToken(), 50);
+        if (tokenSlo != null) {
+            out().printf(Locale.ROOT, "%ntoken latency target %.3f ms%s:%n", sloMs, sloWhy);
+            for (var e : java.util.List.of(java.util.Map.entry("cache on", java.util.Map.entry(on, onSlo)), java.util.Map.entry("cache off", java.util.Map.entry(off, offTarget)))) {
+                AgenticBench.Report r = e.getValue().getKey();
+                Engine.TokenSloReport slo = e.getValue().getValue();
+                out().printf(Locale.ROOT, "- %s: token p99 %.3f ms = %.2f x the target (goal <= 1.2), p50 %.3f ms; %d of %d decode steps carried"
+                                + " no prefill and still took longer than the target; %d steps had a prefill chunk cut to fit%n",
+                        e.getKey(), ms(r.interToken(), 99), ms(r.interToken(), 99) / sloMs, ms(r.interToken(), 50), slo.decodeOnlyOverTarget(),
+                        slo.decodeSteps(), slo.prefillCutSteps());
+            }
+            if (baseline != null) {
+                double p50 = baseline.stepCosts().decodeOnlyMicros(50) / 1e3, p99 = baseline.stepCosts().decodeOnlyMicros(99) / 1e3;
+                out().printf(Locale.ROOT, "- without the target (cache on): token p99/p50 %.2f; with it %.2f. The floor: steps carrying decode tokens"
+                                + " and nothing else took p50 %.3f ms, p99 %.3f ms (p99/p50 %.2f): no chunking of prefill makes a step steadier than that%n",
+                        ms(baseline.interToken(), 99) / ms(baseline.interToken(), 50), jitter, p50, p99, p99 / p50);
+            }
+        }
         out().printf(Locale.ROOT, "%nTTFT p50 off/on: %.1fx (target >= 5); aggregate decode tok/s %d sessions / 1: %.2fx (target >= 1.6); token p99/p50 with the cache: %.2f (target <= 1.5)%n",
                 ttftRatio, sessions, batching, jitter);
         if (csv != null) {
@@ -147,10 +201,14 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         }
     }
 
+    private Engine.TokenSloReport lastSlo; // the latest runOnce's engine's target report (null without a target)
+
     private AgenticBench.Report runOnce(EngineOptions options, AgenticBench.Workload w) {
         try (Engine engine = loadEngine(options)) {
             checkContext(engine, w);
-            return AgenticBench.run(engine, w);
+            AgenticBench.Report r = AgenticBench.run(engine, w);
+            lastSlo = engine.tokenSloReport();
+            return r;
         }
     }
 

@@ -51,6 +51,10 @@ final class ServeCommand extends LoadingCommand implements java.util.concurrent.
     @Option(names = "--model-name", paramLabel = "NAME", description = "The model's id in /v1/models and responses (default: the directory's name).")
     String modelName;
 
+    @Option(names = "--token-slo-ms", paramLabel = "MS", description = "A per-token latency target: steps carrying decode tokens take prefill"
+            + " chunks only up to what the online step-cost model says fits (default: none).")
+    Double tokenSloMs;
+
     @picocli.CommandLine.Mixin
     KvOptions kvOptions = new KvOptions();
 
@@ -69,7 +73,14 @@ final class ServeCommand extends LoadingCommand implements java.util.concurrent.
         err().flush();
         Engine e;
         try {
-            e = loadEngine(kvOptions.apply(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions())));
+            EngineOptions o = kvOptions.apply(new EngineOptions(t, EngineOptions.KernelChoice.PROVIDER, loadOptions()));
+            if (tokenSloMs != null) {
+                if (!(tokenSloMs > 0)) {
+                    throw new IllegalArgumentException("--token-slo-ms must be positive, got " + tokenSloMs);
+                }
+                o = o.withTokenSloNanos(Math.round(tokenSloMs * 1e6));
+            }
+            e = loadEngine(o);
         } catch (RuntimeException ex) {
             engine.completeExceptionally(ex);
             server.close();

@@ -88,7 +88,7 @@ public final class Engine implements AutoCloseable {
             throw e;
         }
         this.prefixCache = options.prefixCache() ? new PrefixCache(kvPool, kvDisk) : null;
-        this.scheduler = new Scheduler(model, options.batchTokens(), options.pinThreads() ? () -> pin(0) : null);
+        this.scheduler = new Scheduler(model, options.batchTokens(), options.tokenSloNanos(), options.pinThreads() ? () -> pin(0) : null);
     }
 
     private static final System.Logger LOG = System.getLogger("dev.lockstep.engine");
@@ -264,6 +264,23 @@ public final class Engine implements AutoCloseable {
     }
 
     /** Forward steps the scheduler has run. */
+    /**
+     * The per-token latency target at work ({@link EngineOptions#withTokenSloNanos}): steps that carried decode tokens,
+     * how many of them carried nothing else and still took longer than the target (the target is below what the
+     * decode tokens alone cost), how many had a prefill chunk cut to fit, and the fitted cost model in microseconds
+     * (per step, per decode token, per decode context position, per prefill token, per prefill attended position; null
+     * until fitted). Null when the engine has no target.
+     */
+    public TokenSloReport tokenSloReport() {
+        StepBudget.Report r = scheduler.stepBudget();
+        return r == null ? null : new TokenSloReport(r.targetNanos(), r.decodeSteps(), r.decodeOnlyOverTarget(), r.prefillCutSteps(),
+                r.coefficientsMicros());
+    }
+
+    /** See {@link #tokenSloReport()}. */
+    public record TokenSloReport(long targetNanos, long decodeSteps, long decodeOnlyOverTarget, long prefillCutSteps, double[] coefficientsMicros) {
+    }
+
     public long schedulerSteps() {
         return scheduler.steps();
     }

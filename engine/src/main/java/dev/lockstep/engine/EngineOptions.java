@@ -6,12 +6,14 @@ package dev.lockstep.engine;
  * tokens one scheduler step batches ({@code batchTokens}), whether compute threads are pinned to CPUs
  * ({@code pinThreads}), whether full pages are shared through the prefix
  * cache ({@code prefixCache}), whether loading ends with the kernel warm-up that brings every Vector API kernel body
- * the model runs to C2 code before the first token ({@code kernelWarmup}, on by default; DESIGN.md, "Steady speed"); {@code threads} compute threads (the caller's thread is one of them) and which
+ * the model runs to C2 code before the first token ({@code kernelWarmup}, on by default; DESIGN.md, "Steady speed"), a
+ * per-token latency target that caps each step's prefill ({@code tokenSloNanos}, 0 for none); {@code threads} compute threads (the caller's thread is one of them) and which
  * kernels, and how weights are prepared at load ({@code load}: as stored, or quantized to NVFP4). Every choice of
  * kernels gives the same bits; they differ in speed only.
  */
 public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load, long kvCacheBytes,
-                            long kvDiskBytes, int batchTokens, boolean prefixCache, boolean pinThreads, boolean kernelWarmup) {
+                            long kvDiskBytes, int batchTokens, boolean prefixCache, boolean pinThreads, boolean kernelWarmup,
+                            long tokenSloNanos) {
     /** Which kernels serve the forwards. */
     public enum KernelChoice {
         /** {@code KernelProvider}'s choice: the Vector API kernels when the module is present (the fast ones once compiled). */
@@ -45,6 +47,9 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
         if (batchTokens < 1) {
             throw new IllegalArgumentException("batchTokens must be positive, got " + batchTokens);
         }
+        if (tokenSloNanos < 0) {
+            throw new IllegalArgumentException("tokenSloNanos must be >= 0 (0: no step-time budget), got " + tokenSloNanos);
+        }
     }
 
     /**
@@ -55,7 +60,7 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
     public static final int DEFAULT_BATCH_TOKENS = 64;
 
     public EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.LoadOptions load) {
-        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true, false, true);
+        this(threads, kernels, load, 0, 0, DEFAULT_BATCH_TOKENS, true, false, true, 0);
     }
 
     public EngineOptions(int threads, KernelChoice kernels) {
@@ -64,22 +69,22 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
 
     /** These options with the weights prepared as {@code load} says. */
     public EngineOptions withLoad(dev.lockstep.moe.LoadOptions load) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup, tokenSloNanos);
     }
 
     /** These options with a KV page pool of {@code bytes} (0: {@link Engine#DEFAULT_KV_CACHE_BYTES}). */
     public EngineOptions withKvCacheBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup);
+        return new EngineOptions(threads, kernels, load, bytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup, tokenSloNanos);
     }
 
     /** These options with a DISK tier of {@code bytes} for the prefix cache's cold KV pages (0: none). */
     public EngineOptions withKvDiskBytes(long bytes) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache, pinThreads, kernelWarmup);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, bytes, batchTokens, prefixCache, pinThreads, kernelWarmup, tokenSloNanos);
     }
 
     /** These options with at most {@code tokens} tokens per scheduler step. */
     public EngineOptions withBatchTokens(int tokens) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache, pinThreads, kernelWarmup);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, tokens, prefixCache, pinThreads, kernelWarmup, tokenSloNanos);
     }
 
     /**
@@ -87,12 +92,12 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
      * where pinning is refused the engine says so once and runs unpinned.
      */
     public EngineOptions withPinnedThreads(boolean pin) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pin, kernelWarmup);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pin, kernelWarmup, tokenSloNanos);
     }
 
     /** These options with the prefix cache on or off. */
     public EngineOptions withPrefixCache(boolean on) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on, pinThreads, kernelWarmup);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, on, pinThreads, kernelWarmup, tokenSloNanos);
     }
 
     /**
@@ -101,7 +106,16 @@ public record EngineOptions(int threads, KernelChoice kernels, dev.lockstep.moe.
      * kernels never need it.
      */
     public EngineOptions withKernelWarmup(boolean on) {
-        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, on);
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, on, tokenSloNanos);
+    }
+
+    /**
+     * These options with a per-token latency target (0: none): a step that carries decode tokens takes prefill chunks
+     * only up to what the step-cost model, fitted online to the recent steps, says fits in {@code nanos}
+     * (Sarathi-Serve's stall-free batching; DESIGN.md). Tokens are the same either way; only the chunking changes.
+     */
+    public EngineOptions withTokenSloNanos(long nanos) {
+        return new EngineOptions(threads, kernels, load, kvCacheBytes, kvDiskBytes, batchTokens, prefixCache, pinThreads, kernelWarmup, nanos);
     }
 
     public EngineOptions(int threads) {

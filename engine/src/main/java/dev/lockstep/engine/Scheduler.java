@@ -49,6 +49,7 @@ final class Scheduler implements AutoCloseable {
     private long decodeContext;
     private long prefillAttend;
     private volatile StepListener listener;
+    private final StepBudget stepBudget; // null: no per-token latency target
     /**
      * Wall time of each step (forward + sampling), nanoseconds, and its tokens; guarded by {@link #stepLock}.
      * Made on the scheduler's thread as it starts, off a cold start's critical path.
@@ -58,6 +59,12 @@ final class Scheduler implements AutoCloseable {
     private org.HdrHistogram.Histogram stepTokens;
 
     Scheduler(CausalLm model, int batchTokens, Runnable onStart) {
+        this(model, batchTokens, 0, onStart);
+    }
+
+    /** {@code tokenSloNanos} > 0 caps the prefill a step carrying decode tokens takes ({@link StepBudget}). */
+    Scheduler(CausalLm model, int batchTokens, long tokenSloNanos, Runnable onStart) {
+        this.stepBudget = tokenSloNanos > 0 ? new StepBudget(tokenSloNanos) : null;
         this.onStart = onStart;
         this.model = model;
         this.vocab = model.vocabSize();
@@ -100,6 +107,11 @@ final class Scheduler implements AutoCloseable {
 
     long steps() {
         return steps;
+    }
+
+    /** The per-token latency target's report, or null without one. */
+    StepBudget.Report stepBudget() {
+        return stepBudget == null ? null : stepBudget.report();
     }
 
     void listener(StepListener l) {
@@ -186,6 +198,9 @@ final class Scheduler implements AutoCloseable {
                 stepTimes.recordValue(Math.min(t1 - t0, stepTimes.getHighestTrackableValue()));
                 stepTokens.recordValue(Math.min(batchTokensOfLastStep, stepTokens.getHighestTrackableValue()));
             }
+            if (stepBudget != null) {
+                stepBudget.record(decodeTokens, decodeContext, prefillTokens, prefillAttend, sequences, t1 - t0);
+            }
             StepListener l = listener;
             if (l != null) {
                 try {
@@ -256,6 +271,12 @@ final class Scheduler implements AutoCloseable {
                 }
                 int unfed = s.unfedTokens();
                 int n = Math.min(unfed, budget);
+                if (!decode && stepBudget != null) {
+                    n = stepBudget.prefillAllowance(decodeTokens, decodeContext, prefillTokens, prefillAttend, s.cache().length(), n);
+                    if (n == 0) {
+                        continue; // the step's time budget is spent: this prompt goes on next step
+                    }
+                }
                 try {
                     s.cache().reserve(n);
                 } catch (RuntimeException e) { // full pool or full context: this request only

@@ -15,10 +15,26 @@ public final class StepCostFit implements StepListener {
     private static final int STRIDE = TERMS + 2;
     private double[] steps = new double[STRIDE * 1024]; // per step: the terms (1 first), the time in us, the sequences
     private int n;
+    private int window; // 0: every step; else at most this many, the most recent (the oldest half is dropped when full)
+
+    /** A fit over the most recent {@code maxSteps} steps only (the scheduler's online model: it follows drift). */
+    public static StepCostFit window(int maxSteps) {
+        if (maxSteps < 2 * TERMS) {
+            throw new IllegalArgumentException("a window must hold at least " + 2 * TERMS + " steps, got " + maxSteps);
+        }
+        StepCostFit f = new StepCostFit();
+        f.window = maxSteps;
+        return f;
+    }
 
     @Override
     public synchronized void onStep(int decodeTokens, long decodeContextPositions, int prefillTokens, long prefillAttendPositions,
                                     int sequences, long stepNanos) {
+        if (window > 0 && n == window) {
+            int drop = window / 2;
+            System.arraycopy(steps, drop * STRIDE, steps, 0, (n - drop) * STRIDE);
+            n -= drop;
+        }
         if ((n + 1) * STRIDE > steps.length) {
             steps = Arrays.copyOf(steps, 2 * steps.length);
         }
@@ -43,6 +59,28 @@ public final class StepCostFit implements StepListener {
 
     /** The columns {@link #writeCsv} writes. */
     public static final String CSV_HEADER = "run,step,decode_tokens,decode_context_positions,prefill_tokens,prefill_attend_positions,sequences,step_us";
+
+    /** The median time of the steps that carried decode tokens and no prefill, in microseconds (NaN when none did). */
+    public double medianDecodeOnlyMicros() {
+        return decodeOnlyMicros(50);
+    }
+
+    /** The {@code percentile} time of the steps that carried decode tokens and no prefill, in microseconds (NaN when none did). */
+    public synchronized double decodeOnlyMicros(double percentile) {
+        double[] t = new double[n];
+        int k = 0;
+        for (int s = 0; s < n; s++) {
+            int o = s * STRIDE;
+            if (steps[o + 1] > 0 && steps[o + 3] == 0) {
+                t[k++] = steps[o + TERMS];
+            }
+        }
+        if (k == 0) {
+            return Double.NaN;
+        }
+        Arrays.sort(t, 0, k);
+        return t[Math.min(k - 1, (int) Math.floor(percentile / 100 * k))];
+    }
 
     /** Steps seen. */
     public synchronized int steps() {
