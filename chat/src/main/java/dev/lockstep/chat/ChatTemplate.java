@@ -71,6 +71,7 @@ public final class ChatTemplate {
         globals.registerFilter(new ToJson());
         globals.registerFilter(new Items());
         globals.registerTag(new GenerationTag());
+        globals.registerTag(new PythonForTag());
         globals.registerExpTest(new PythonIterable("iterable"));
         globals.registerExpTest(new PythonIterable("sequence"));
     }
@@ -105,6 +106,13 @@ public final class ChatTemplate {
         bindings.put("tools", ChatValues.of(tools));
         bindings.put("add_generation_prompt", addGenerationPrompt);
         bindings.putIfAbsent("strftime_now", STRFTIME_DEFINED); // `strftime_now is defined` holds, as in HF
+        java.util.Set<String> none = new java.util.HashSet<>();
+        bindings.forEach((k, v) -> {
+            if (v == null) {
+                none.add(k); // Jinjava's context drops null values; `for x in tools` must still see that tools is None
+            }
+        });
+        bindings.put(PythonForTag.NONE_NAMES, none);
         CLOCK.set(clock);
         RenderResult result;
         try {
