@@ -17,12 +17,15 @@ import java.util.regex.Pattern;
  * Jinjava's {@code for} with two of Python Jinja's semantics it lacks: a filtered loop
  * ({@code {% for x in xs if cond %}}: the loop, {@code loop.index} and {@code loop.last} included, runs over the items
  * that pass), and iterating {@code None} is an error (jinja2 raises {@code TypeError: 'NoneType' object is not
- * iterable}, so HF refuses such a conversation; an undefined name still iterates as empty, as in Jinja).
+ * iterable}, so HF refuses such a conversation; an undefined name still iterates as empty, as in Jinja), and the
+ * items behind {@code loop.previtem} / {@code loop.nextitem} (which Jinjava's loop object does not have).
  */
 final class PythonForTag extends ForTag {
     private static final long serialVersionUID = 1L;
     /** The context variable holding the names the caller bound to None (Jinjava's context does not keep null values). */
     static final String NONE_NAMES = "__lockstep_none_names__";
+    /** The context variable holding the innermost loop's items, for {@code loop.previtem} and {@code loop.nextitem}. */
+    static final String LOOP_ITEMS = "__lockstep_loop_items__";
     private static final Pattern NAME = Pattern.compile("[A-Za-z_]\\w*");
     private static final Pattern ATTRIBUTE = Pattern.compile("([A-Za-z_]\\w*)(?:\\.([A-Za-z_]\\w*)|\\[\\s*['\"]([^'\"]+)['\"]\\s*\\])");
 
@@ -55,7 +58,16 @@ final class PythonForTag extends ForTag {
             }
             collection = kept;
         }
-        return renderForCollection(tagNode, interpreter, vars, collection);
+        List<Object> items = null; // what loop.previtem / loop.nextitem index into (PythonMethods resolves them)
+        if (collection instanceof java.util.Collection<?> c) {
+            items = new ArrayList<>(c);
+        } else if (collection instanceof Map<?, ?> m) {
+            items = new ArrayList<>(m.keySet());
+        }
+        try (var scope = interpreter.enterScope()) {
+            interpreter.getContext().put(LOOP_ITEMS, items);
+            return renderForCollection(tagNode, interpreter, vars, collection);
+        }
     }
 
     private static void bind(JinjavaInterpreter interpreter, List<String> vars, Object item) {

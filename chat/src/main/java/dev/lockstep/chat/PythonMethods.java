@@ -308,6 +308,15 @@ final class PythonMethods extends ELResolver {
 
     @Override
     public Object getValue(ELContext context, Object base, Object property) {
+        if (base instanceof com.hubspot.jinjava.util.ForLoop loop && ("previtem".equals(property) || "nextitem".equals(property))) {
+            var interpreter = com.hubspot.jinjava.interpret.JinjavaInterpreter.getCurrent();
+            Object items = interpreter == null ? null : interpreter.getContext().get(PythonForTag.LOOP_ITEMS);
+            if (items instanceof List<?> list) {
+                int at = loop.getIndex0() + ("previtem".equals(property) ? -1 : 1);
+                context.setPropertyResolved(true);
+                return at >= 0 && at < list.size() ? list.get(at) : null;
+            }
+        }
         return null;
     }
 
