@@ -55,6 +55,9 @@ public final class ChatTemplate {
                 .withLstripBlocks(true)
                 .withElResolver(resolver)
                 .withMaxOutputSize(MAX_OUTPUT_CHARS)
+                .withIterateOverMapKeys(true) // Python: `for k in d` iterates the keys
+                .withEnableRecursiveMacroCalls(true) // templates format JSON schemas with macros that call themselves
+                .withMaxMacroRecursionDepth(64)
                 .withLegacyOverrides(LegacyOverrides.newBuilder()
                         .withUsePyishObjectMapper(true)
                         .withKeepNullableLoopValues(true)
@@ -70,6 +73,8 @@ public final class ChatTemplate {
         globals.registerFunction(new ELFunctionDefinition("", "strftime_now", ChatTemplate.class, "strftimeNow", String.class));
         globals.registerFilter(new ToJson());
         globals.registerFilter(new Items());
+        globals.registerFilter(new Trim());
+        globals.registerFilter(new Slice());
         globals.registerTag(new GenerationTag());
         globals.registerTag(new PythonForTag());
         globals.registerExpTest(new PythonIterable("iterable"));
@@ -177,6 +182,67 @@ public final class ChatTemplate {
             boolean sortKeys = Boolean.TRUE.equals(kwargs.get("sort_keys"));
             boolean ensureAscii = Boolean.TRUE.equals(kwargs.get("ensure_ascii"));
             return PythonJson.dumps(var, indent == null ? null : ((Number) indent).intValue(), items, keys, sortKeys, ensureAscii);
+        }
+    }
+
+    /**
+     * {@code x | trim(chars=None)}: Python's {@code str(x).strip(chars)}; a missing value (Jinja's Undefined, which
+     * Jinjava cannot tell from None) trims to "" where Jinjava's filter printed "null".
+     */
+    private static final class Trim implements Filter {
+        @Override
+        public String getName() {
+            return "trim";
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            if (var == null) {
+                return "";
+            }
+            String chars = args.length > 0 ? args[0] : null;
+            return PythonMethods.rstrip(PythonMethods.lstrip(PythonValues.str(var), chars), chars);
+        }
+    }
+
+    /** {@code x|__lockstep_slice(start, stop)}: Python's {@code x[start:stop]} on a list or string (None: open end). */
+    private static final class Slice implements Filter {
+        @Override
+        public String getName() {
+            return JinjaSource.SLICE_FILTER;
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
+            return filter(var, interpreter, (Object[]) args, Map.of());
+        }
+
+        @Override
+        public Object filter(Object var, JinjavaInterpreter interpreter, Object[] args, Map<String, Object> kwargs) {
+            if (var == null) {
+                throw new ChatTemplateException("TypeError: 'NoneType' object is not subscriptable");
+            }
+            int length = var instanceof CharSequence cs ? cs.length() : var instanceof List<?> l ? l.size() : -1;
+            if (length < 0) {
+                throw new ChatTemplateException("cannot slice a " + var.getClass().getSimpleName());
+            }
+            int start = bound(args.length > 0 ? args[0] : null, 0, length);
+            int stop = bound(args.length > 1 ? args[1] : null, length, length);
+            if (stop < start) {
+                stop = start;
+            }
+            return var instanceof CharSequence cs ? cs.subSequence(start, stop).toString() : new ArrayList<>(((List<?>) var).subList(start, stop));
+        }
+
+        private static int bound(Object v, int none, int length) {
+            if (v == null) {
+                return none;
+            }
+            long i = ((Number) v).longValue();
+            if (i < 0) {
+                i += length;
+            }
+            return (int) Math.max(0, Math.min(length, i));
         }
     }
 

@@ -11,6 +11,10 @@ import java.util.regex.Pattern;
  *   <li>{@code x[:n]} (slice with no start) becomes {@code x[0:n]};</li>
  *   <li>{@code not x is defined} (Python: {@code not (x is defined)}; Jinjava binds {@code not} first) becomes
  *       {@code not (x is defined)}, for every test;</li>
+ *   <li>{@code not x == y} (Python: {@code not (x == y)}) becomes {@code not (x == y)}, for every comparison;</li>
+ *   <li>{@code messages[a+1:]}, {@code x.y[:n-1]} (Jinjava reads a slice bound only as a plain value, inside a
+ *       {@code set} not even that) become {@code (messages|__lockstep_slice(a+1, none))}: Python's slicing; other
+ *       slices get their bounds parenthesized;</li>
  *   <li>{@code namespace(n=messages|length - 1)} (Jinjava applies {@code - 1} to the named argument) becomes
  *       {@code namespace(n=(messages|length - 1))}.</li>
  * </ul>
@@ -20,10 +24,52 @@ final class JinjaSource {
     private static final Pattern TAG = Pattern.compile("\\{[{%].*?[%}]\\}", Pattern.DOTALL);
     private static final Pattern REVERSE_SLICE = Pattern.compile("\\[\\s*::\\s*-1\\s*\\]");
     private static final Pattern OPEN_SLICE = Pattern.compile("\\[\\s*:(?!:)");
+    private static final Pattern NOT_COMPARE = Pattern.compile(
+            "\\bnot\\s+([A-Za-z_][\\w.]*(?:\\[[^\\]\\[]*\\])*)\\s*(==|!=|<=|>=|<|>)\\s*(-?\\d+(?:\\.\\d+)?|'[^']*'|\"[^\"]*\"|[A-Za-z_][\\w.]*)");
+    private static final Pattern SLICE = Pattern.compile("\\[([^\\[\\]:'\"]*):([^\\[\\]:'\"]*)\\]");
+    private static final Pattern PATH_SLICE = Pattern.compile(
+            "(?<![\\w.\\])])([A-Za-z_][\\w]*(?:\\.[A-Za-z_]\\w*)*)\\[([^\\[\\]:'\"]*):([^\\[\\]:'\"]*)\\]");
+    /** The filter that slices as Python does (registered by {@link ChatTemplate}). */
+    static final String SLICE_FILTER = "__lockstep_slice";
     private static final Pattern NOT_IS = Pattern.compile(
             "\\bnot\\s+([A-Za-z_][\\w.]*(?:\\[[^\\]\\[]*\\])*)\\s+is\\s+(not\\s+)?([A-Za-z_]\\w*)");
 
     private JinjaSource() {
+    }
+
+    /** {@code name.path[a:b]} becomes {@code (name.path|__lockstep_slice(a, b))}: Python's slice semantics, any bounds. */
+    private static String pathSlices(String tag) {
+        Matcher m = PATH_SLICE.matcher(tag);
+        StringBuilder out = new StringBuilder();
+        while (m.find()) {
+            String a = spaced(m.group(2).strip());
+            String b = spaced(m.group(3).strip());
+            m.appendReplacement(out, Matcher.quoteReplacement("(" + m.group(1) + "|" + SLICE_FILTER + "(" + (a.isEmpty() ? "none" : a) + ", "
+                    + (b.isEmpty() ? "none" : b) + "))"));
+        }
+        m.appendTail(out);
+        return out.toString();
+    }
+
+    /** {@code x[a+1:]} and {@code x[0:n-1]}: Jinjava parses a slice bound only as a plain value; parenthesized it takes any. */
+    private static String parenthesizeSliceBounds(String tag) {
+        Matcher m = SLICE.matcher(tag);
+        StringBuilder out = new StringBuilder();
+        while (m.find()) {
+            m.appendReplacement(out, Matcher.quoteReplacement("[" + bound(m.group(1)) + ":" + bound(m.group(2)) + "]"));
+        }
+        m.appendTail(out);
+        return out.toString();
+    }
+
+    /** {@code n+1} becomes {@code n + 1}: Jinjava's lexer reads {@code +1} after a name as a signed number. */
+    private static String spaced(String e) {
+        return e.replaceAll("([\\w)\\]])([+-])(\\d)", "$1 $2 $3");
+    }
+
+    private static String bound(String b) {
+        String t = spaced(b.strip());
+        return t.isEmpty() || t.matches("-?[\\w.]+") ? b : "(" + t + ")";
     }
 
     private static String parenthesizeNamespaceArguments(String tag) {
@@ -70,8 +116,11 @@ final class JinjaSource {
         while (tags.find()) {
             String tag = tags.group();
             tag = REVERSE_SLICE.matcher(tag).replaceAll("|reverse");
+            tag = pathSlices(tag);
             tag = OPEN_SLICE.matcher(tag).replaceAll("[0:");
             tag = NOT_IS.matcher(tag).replaceAll("not ($1 is $2$3)");
+            tag = NOT_COMPARE.matcher(tag).replaceAll("not ($1 $2 $3)");
+            tag = parenthesizeSliceBounds(tag);
             tag = parenthesizeNamespaceArguments(tag);
             tags.appendReplacement(out, Matcher.quoteReplacement(tag));
         }

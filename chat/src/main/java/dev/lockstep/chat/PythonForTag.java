@@ -46,7 +46,7 @@ final class PythonForTag extends ForTag {
         }
         if (condition != null) {
             List<Object> kept = new ArrayList<>();
-            ForLoop items = ObjectIterator.getLoop(collection);
+            ForLoop items = ObjectIterator.getLoop(collection instanceof Map<?, ?> m ? new ArrayList<>(m.keySet()) : collection); // keys, as Python
             try (var scope = interpreter.enterScope()) {
                 while (items.hasNext()) {
                     Object item = items.next();
