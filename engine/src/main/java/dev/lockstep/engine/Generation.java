@@ -28,9 +28,21 @@ public final class Generation {
 
     /**
      * Tokens and time: prompt tokens appended, how many of them were not computed (their KV came from the prefix cache:
-     * whole 16-token pages), tokens generated, time to the first token, decode time.
+     * whole 16-token pages), tokens generated, time to the first token, decode time, and when each delivered token was
+     * sampled (nanoseconds from {@link Session#submit}; the gaps are the per-token latencies).
      */
-    public record Usage(int promptTokens, int cachedTokens, int generatedTokens, long timeToFirstTokenNanos, long decodeNanos) {
+    public record Usage(int promptTokens, int cachedTokens, int generatedTokens, long timeToFirstTokenNanos, long decodeNanos,
+                        long[] tokenTimesNanos) {
+        @Override
+        public long[] tokenTimesNanos() {
+            return tokenTimesNanos.clone();
+        }
+
+        @Override
+        public String toString() {
+            return "Usage[promptTokens=" + promptTokens + ", cachedTokens=" + cachedTokens + ", generatedTokens=" + generatedTokens
+                    + ", timeToFirstTokenNanos=" + timeToFirstTokenNanos + ", decodeNanos=" + decodeNanos + ", tokenTimes=" + tokenTimesNanos.length + "]";
+        }
     }
 
     /** The outcome: the text delivered, the generated ids, why it ended, usage, and the failure when it is {@link FinishReason#ERROR}. */
@@ -149,8 +161,13 @@ public final class Generation {
                 : request.generated >= request.maxNewTokens ? FinishReason.LENGTH
                 : FinishReason.CANCELLED;
         long firstToken = request.sawLogits ? request.firstLogitsNanos : request.finishedNanos();
+        long[] times = request.emittedNanos(tokenCount);
+        for (int i = 0; i < times.length; i++) {
+            times[i] -= startNanos;
+        }
         completion = new Completion(text.toString(), Arrays.copyOf(tokens, tokenCount), reason,
-                new Usage(promptTokens, Math.max(0, Math.min(promptTokens, request.cachedTokens - contextBefore)), request.generated, firstToken - startNanos, request.finishedNanos() - firstToken), error);
+                new Usage(promptTokens, Math.max(0, Math.min(promptTokens, request.cachedTokens - contextBefore)), request.generated,
+                        firstToken - startNanos, request.finishedNanos() - firstToken, times), error);
         session.release();
     }
 }

@@ -403,6 +403,7 @@ final class Scheduler implements AutoCloseable {
         int generated;
         // guarded by this
         private int[] emitted = new int[16];
+        private long[] emittedNanos = new long[16]; // System.nanoTime() of each emitted token
         private int emittedCount;
         private int consumed;
         private boolean done;
@@ -484,6 +485,7 @@ final class Scheduler implements AutoCloseable {
             synchronized (this) {
                 if (emittedCount == emitted.length) {
                     emitted = java.util.Arrays.copyOf(emitted, 2 * emittedCount);
+                    emittedNanos = java.util.Arrays.copyOf(emittedNanos, 2 * emittedCount);
                 }
                 if (logprobs > 0) {
                     if (emittedLogprob.length < emitted.length) {
@@ -495,6 +497,7 @@ final class Scheduler implements AutoCloseable {
                     System.arraycopy(bestIds, 0, topIds, emittedCount * logprobs, logprobs);
                     System.arraycopy(bestValues, 0, topLogprobs, emittedCount * logprobs, logprobs);
                 }
+                emittedNanos[emittedCount] = System.nanoTime();
                 emitted[emittedCount++] = next;
                 notifyAll();
             }
@@ -540,6 +543,11 @@ final class Scheduler implements AutoCloseable {
         }
 
         /** Log-probability of emitted token {@code i}, NaN when none were asked for. */
+        /** When each of the first {@code n} emitted tokens was sampled, in {@link System#nanoTime()}. */
+        synchronized long[] emittedNanos(int n) {
+            return java.util.Arrays.copyOf(emittedNanos, Math.min(n, emittedCount));
+        }
+
         synchronized float logprob(int i) {
             return logprobs > 0 ? emittedLogprob[i] : Float.NaN;
         }

@@ -64,6 +64,11 @@ class GenerationTest {
             assertEquals(24, c.usage().generatedTokens());
             assertEquals(prompt.length, c.usage().promptTokens());
             assertTrue(c.usage().timeToFirstTokenNanos() > 0 && c.usage().decodeNanos() > 0, c.usage().toString());
+            long[] times = c.usage().tokenTimesNanos();
+            assertEquals(24, times.length, "a time per delivered token");
+            for (int i = 1; i < times.length; i++) {
+                assertTrue(times[i] >= times[i - 1] && times[0] > 0, "token times ascend from submit: " + java.util.Arrays.toString(times));
+            }
             StringBuilder text = new StringBuilder();
             events.forEach(e -> text.append(e.text()));
             assertEquals(c.text(), text.toString(), "the events' pieces make the completion's text");
