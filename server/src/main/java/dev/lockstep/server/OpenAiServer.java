@@ -496,12 +496,22 @@ public final class OpenAiServer implements AutoCloseable {
 
     private void complete(ServerResponse res, Request r) {
         List<Choice> choices = new ArrayList<>();
-        try {
+        // the n choices run at once, each in its own session: the scheduler batches their steps
+        try (var pool = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
+            List<java.util.concurrent.Future<Choice>> running = new ArrayList<>();
             for (int i = 0; i < r.n; i++) {
-                choices.add(run(r, i, null));
+                final int index = i;
+                running.add(pool.submit(() -> run(r, index, null)));
             }
-        } catch (IOException | RuntimeException ex) {
-            error(res, new ApiError(500, "server_error", null, null, "generation failed: " + ex.getMessage()));
+            for (var f : running) {
+                choices.add(f.get());
+            }
+        } catch (java.util.concurrent.ExecutionException ex) {
+            error(res, new ApiError(500, "server_error", null, null, "generation failed: " + ex.getCause().getMessage()));
+            return;
+        } catch (InterruptedException ex) {
+            Thread.currentThread().interrupt();
+            error(res, new ApiError(500, "server_error", null, null, "interrupted"));
             return;
         }
         for (Choice c : choices) {

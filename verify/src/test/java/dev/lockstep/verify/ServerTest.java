@@ -197,6 +197,24 @@ class ServerTest {
     }
 
     @Test
+    void nChoicesAreSeededChoiceByChoiceAndReproducible() throws Exception {
+        String body = "{\"prompt\": \"" + PROMPT + "\", \"max_tokens\": 12, \"temperature\": 0.9, \"seed\": 5, \"n\": 3}";
+        JsonNode a = JSON.readTree(post("/v1/completions", body).body());
+        JsonNode b = JSON.readTree(post("/v1/completions", body).body());
+        assertEquals(3, a.get("choices").size());
+        for (int i = 0; i < 3; i++) {
+            assertEquals(i, a.at("/choices/" + i + "/index").asInt());
+            assertEquals(a.at("/choices/" + i + "/text").asText(), b.at("/choices/" + i + "/text").asText(), "same seed, same choice " + i);
+            try (Session s = engine.newSession()) {
+                String alone = s.submit(GenerateRequest.of(engine.tokenizer().encode(PROMPT), 12)
+                        .withSampling(new dev.lockstep.engine.SamplingParams(0.9f, 0, 1f, 5 + i))).await().text();
+                assertEquals(alone, a.at("/choices/" + i + "/text").asText(), "choice " + i + " is the request alone with seed + " + i);
+            }
+        }
+        assertEquals(36, a.at("/usage/completion_tokens").asInt());
+    }
+
+    @Test
     void beyondTheRunningAndWaitingLimitsRequestsGet429() throws Exception {
         try (OpenAiServer s = OpenAiServer.start(ServerOptions.defaults("kjv").withPort(0).withLimits(1 << 16, 512, 1, 0),
                 CompletableFuture.completedFuture(engine), () -> ChatFormat.load(Golden.bundledModel(), "plain"))) {
