@@ -181,6 +181,44 @@ class ScheduleTest {
         }
     }
 
+    /** A worker stuck in its part is reported by name after the stall timeout, never waited on forever. */
+    @Test
+    void aStalledWorkerIsReportedByNameAfterTheStallTimeout() throws Exception {
+        int workers = 2, max = 64;
+        Schedule s = ScheduleCompiler.compile(star(workers, max), 16);
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        Scatter stuck = new Scatter(workers, max) {
+            @Override
+            public void compute(int worker, long stamp) {
+                if (worker == 1) {
+                    try {
+                        release.await(); // stuck until the test lets go
+                    } catch (InterruptedException e) {
+                        Thread.currentThread().interrupt();
+                    }
+                }
+                super.compute(worker, stamp);
+            }
+        };
+        stuck.n = 8;
+        try (ScheduleExecutor ex = new ScheduleExecutor(workers, 16, 1, false, ScheduleExecutor::defaultIdle)) {
+            ex.stallTimeout(java.time.Duration.ofMillis(300));
+            ex.reserveRegions(s.graph().regions());
+            long t0 = System.nanoTime();
+            ScheduleException e = org.junit.jupiter.api.Assertions.assertThrows(ScheduleException.class, () -> {
+                ex.begin(s);
+                ex.region(1, stuck);
+                ex.end();
+            });
+            long waitedMs = (System.nanoTime() - t0) / 1_000_000;
+            assertTrue(e.getMessage().contains("worker 1 stalled") && e.getMessage().contains("stall timeout 300 ms"), e.getMessage());
+            assertTrue(waitedMs >= 300 && waitedMs < 10_000, "gave up after " + waitedMs + " ms");
+            release.countDown();
+            ScheduleException next = org.junit.jupiter.api.Assertions.assertThrows(ScheduleException.class, () -> ex.begin(s));
+            assertTrue(next.getMessage().contains("broken") && next.getMessage().contains("worker 1 stalled"), next.getMessage());
+        }
+    }
+
     @Test
     void aFailingPartFailsItsStepAndTheNextStepRuns() {
         Schedule s = ScheduleCompiler.compile(star(2, 80), 8);

@@ -57,6 +57,10 @@ public final class ScheduleExecutor implements AutoCloseable {
     private final AtomicIntegerArray barrier = new AtomicIntegerArray(2); // [arrivals, generation]
     private final AtomicLongArray arrivalNs;
     private volatile boolean shutdown;
+    /** How long the coordinator waits on one worker before it reports it stalled (and this executor broken). */
+    private volatile long stallNanos = 30_000_000_000L;
+    private volatile String broken; // why this executor can run no more steps, or null
+    private long waitingSince; // coordinator: when its current wait began (0: not waiting)
     private final boolean pin;
     private volatile String pinning = "unpinned";
     private Thread pinnedCoordinator;
@@ -134,6 +138,36 @@ public final class ScheduleExecutor implements AutoCloseable {
         this.pin = pin;
     }
 
+    /**
+     * How long the coordinator waits for one worker (a message, a claim on a full link, the epoch barrier) before it
+     * gives up: the step fails with a {@link ScheduleException} naming the worker and what it waited for, and this
+     * executor refuses further steps (a stalled worker may still write later). Default 30 s.
+     */
+    public void stallTimeout(java.time.Duration timeout) {
+        if (timeout.isNegative() || timeout.isZero()) {
+            throw new IllegalArgumentException("stall timeout must be positive, got " + timeout);
+        }
+        stallNanos = timeout.toNanos();
+    }
+
+    /** The coordinator's idle step in a wait for {@code worker}: throws once the wait exceeds the stall timeout. */
+    private void coordinatorWaits(int worker, String what) {
+        coordinatorWaits("worker " + worker, what);
+    }
+
+    private void coordinatorWaits(String who, String what) {
+        long now = System.nanoTime();
+        if (waitingSince == 0) {
+            waitingSince = now;
+        } else if (now - waitingSince > stallNanos) {
+            String why = who + " stalled: the coordinator waited " + (now - waitingSince) / 1_000_000 + " ms"
+                    + " for " + what + " (stall timeout " + stallNanos / 1_000_000 + " ms)";
+            waitingSince = 0;
+            broken = why;
+            throw new ScheduleException(why);
+        }
+    }
+
     /** The default waiting strategy: spin, then yield (workers may share a core), then park briefly. */
     public static IdleStrategy defaultIdle() {
         return new BackoffIdleStrategy(2_000, 2_000, 1_000, 50_000);
@@ -182,6 +216,9 @@ public final class ScheduleExecutor implements AutoCloseable {
     public void begin(Schedule s) {
         if (shutdown) {
             throw new IllegalStateException("schedule executor is closed");
+        }
+        if (broken != null) {
+            throw new ScheduleException("schedule executor is broken (" + broken + "); close it and make a new one");
         }
         if (s.workers() != workers || !s.links().equals(linkParameters)) {
             throw new IllegalArgumentException(s + " does not fit this executor (" + workers + " workers, links " + linkParameters + ")");
@@ -464,8 +501,12 @@ public final class ScheduleExecutor implements AutoCloseable {
             if (st.worker == 0) {
                 // the receiver may be blocked sending to us what we deferred: take it, so that it can move
                 drainOwed(m.to(), false);
+                coordinatorWaits(m.to(), "room on its link for " + m);
             }
             st.idle.idle();
+        }
+        if (st.worker == 0) {
+            waitingSince = 0;
         }
         st.idle.reset();
         MemorySegment seg = ring.segment();
@@ -505,7 +546,13 @@ public final class ScheduleExecutor implements AutoCloseable {
             if (st.worker == 0 && !threads[m.from() - 1].isAlive()) {
                 throw new ScheduleException("worker " + m.from() + " stopped: " + failures.get(m.from()), failures.get(m.from()));
             }
+            if (st.worker == 0) {
+                coordinatorWaits(m.from(), m.toString());
+            }
             st.idle.idle();
+        }
+        if (st.worker == 0) {
+            waitingSince = 0;
         }
         st.idle.reset();
         MemorySegment seg = ring.segment();
@@ -580,9 +627,11 @@ public final class ScheduleExecutor implements AutoCloseable {
                 if (!threads[from - 1].isAlive()) {
                     throw new ScheduleException("worker " + from + " stopped: " + failures.get(from), failures.get(from));
                 }
+                coordinatorWaits(from, "the outputs it owes (its parts were taken over)");
                 coordinator.idle.idle();
                 continue;
             }
+            waitingSince = 0;
             coordinator.idle.reset();
             MemorySegment seg = ring.segment();
             long h = ring.slotOffset(ring.readIndex());
@@ -595,6 +644,17 @@ public final class ScheduleExecutor implements AutoCloseable {
             owedHead[from] = (owedHead[from] + 1) % slots;
             owedCount[from]--;
         }
+    }
+
+    /** The workers that have not reached the barrier the coordinator reached at {@code since} (by their last arrival time). */
+    private String lateAtBarrier(long since) {
+        StringBuilder late = new StringBuilder();
+        for (int w = 1; w < workers; w++) {
+            if (arrivalNs.get(w) < since) {
+                late.append(late.isEmpty() ? "worker " : ", ").append(w);
+            }
+        }
+        return late.isEmpty() ? "a worker" : late.toString();
     }
 
     /** The epoch barrier, every {@code epochSteps} steps; records each worker's lag behind the first arrival. */
@@ -630,7 +690,13 @@ public final class ScheduleExecutor implements AutoCloseable {
                 if (shutdown) {
                     throw new ScheduleException("executor closed while worker " + st.worker + " waited at the epoch barrier");
                 }
+                if (st.worker == 0) {
+                    coordinatorWaits(lateAtBarrier(now), "the epoch barrier (" + barrier.get(0) + " of " + workers + " arrived)");
+                }
                 st.idle.idle();
+            }
+            if (st.worker == 0) {
+                waitingSince = 0;
             }
             st.idle.reset();
         }
