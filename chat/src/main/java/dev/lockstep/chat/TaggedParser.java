@@ -71,12 +71,27 @@ final class TaggedParser implements OutputParser {
                     }
                     continue;
                 }
+                int streamedCalls = 0;
+                if (body == Body.JSON_LIST) {
+                    if (listStreamer == null) {
+                        listStreamer = new JsonCallStreamer(idPrefix, calls);
+                    }
+                    out.addAll(listStreamer.update(pending.substring(0, close >= 0 ? close : pending.length()), close >= 0 || end));
+                    streamedCalls = listStreamer.streamed();
+                }
                 if (close < 0 && !end) {
                     return out;
                 }
+                listStreamer = null;
                 String raw = pending.substring(0, close < 0 ? pending.length() : close);
                 pending.delete(0, close < 0 ? pending.length() : close + callClose.length());
-                List<ChatDelta.ToolCall> parsed = parse(raw);
+                List<ChatDelta.ToolCall> parsed;
+                if (streamedCalls > 0) { // the streamed calls are out; the whole parse gives the ones that could not stream
+                    calls += streamedCalls;
+                    parsed = parseQuietly(raw, streamedCalls);
+                } else {
+                    parsed = parse(raw);
+                }
                 if (parsed == null) {
                     out.add(new ChatDelta.Content(callOpen + raw + (close < 0 ? "" : callClose)));
                 } else {
@@ -122,6 +137,7 @@ final class TaggedParser implements OutputParser {
 
     private static final java.util.regex.Pattern HERMES_HEAD = java.util.regex.Pattern.compile(
             "\\A\\s*\\{\\s*\"name\"\\s*:\\s*\"((?:[^\"\\\\]|\\\\.)*)\"\\s*,\\s*\"arguments\"\\s*:\\s*(?=\\{)");
+    private JsonCallStreamer listStreamer; // the JSON list being streamed (Mistral, Granite)
     private int streamIndex = -1; // the Hermes call being streamed
     private String streamName;
     private int argsStart;
@@ -196,6 +212,25 @@ final class TaggedParser implements OutputParser {
             }
         }
         return best;
+    }
+
+    /**
+     * After {@code skip} calls were streamed: the list's later calls from a whole parse (empty when it does not
+     * parse: what streamed stays the answer).
+     */
+    private List<ChatDelta.ToolCall> parseQuietly(String raw, int skip) {
+        try {
+            JsonNode node = JSON.readTree(raw.strip());
+            List<ChatDelta.ToolCall> out = new ArrayList<>();
+            if (node.isArray()) {
+                for (int i = skip; i < node.size(); i++) {
+                    out.add(call(node.get(i)));
+                }
+            }
+            return out;
+        } catch (Exception e) {
+            return new ArrayList<>();
+        }
     }
 
     private List<ChatDelta.ToolCall> parse(String raw) {

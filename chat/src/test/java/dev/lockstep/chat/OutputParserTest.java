@@ -49,6 +49,27 @@ class OutputParserTest {
     }
 
     @Test
+    void jsonListsStreamEachCallAndFallBackForArgumentsFirst() {
+        Supplier<OutputParser> mistral = () -> new TaggedParser(null, null, false, "[TOOL_CALLS]", null, TaggedParser.Body.JSON_LIST, "c");
+        assertSplits(mistral, "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": [1, {\"y\": \"}]\"}]}}, {\"name\": \"b\", \"arguments\": {}}]",
+                "", "", "a{\"x\":[1,{\"y\":\"}]\"}]};b{};");
+        assertSplits(mistral, "[TOOL_CALLS][{\"arguments\": {\"q\": 1}, \"name\": \"late\"}]", "", "", "late{\"q\":1};");
+        assertSplits(mistral, "[TOOL_CALLS][{\"name\": \"a\", \"arguments\": {\"x\": 1}}, {\"arguments\": {}, \"name\": \"b\"}]",
+                "", "", "a{\"x\":1};b{};");
+        // streamed: a start, then argument pieces, then the call
+        OutputParser p = mistral.get();
+        List<ChatDelta> all = new ArrayList<>();
+        String out = "[TOOL_CALLS][{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Zürich\", \"days\": 3}}]";
+        for (int i = 0; i < out.length(); i += 3) {
+            all.addAll(p.push(out.substring(i, Math.min(out.length(), i + 3))));
+        }
+        all.addAll(p.finish());
+        assertEquals(new ChatDelta.ToolCallStart(0, "c0", "get_weather"), all.getFirst());
+        org.junit.jupiter.api.Assertions.assertTrue(all.stream().filter(d -> d instanceof ChatDelta.ToolCallArguments).count() >= 3, all.toString());
+        assertEquals(new ChatDelta.ToolCall(0, "c0", "get_weather", "{\"city\": \"Zürich\", \"days\": 3}"), all.getLast());
+    }
+
+    @Test
     void harmonyChannels() {
         assertSplits(() -> new HarmonyParser("c"),
                 "<|channel|>analysis<|message|>Need weather.<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>"
