@@ -10,14 +10,13 @@ import java.util.List;
  * {@code final} the answer, a message addressed {@code to=functions.NAME} a tool call with TEXT as its arguments.
  * Text outside any message (a model that skips the header) is answer text.
  */
-final class HarmonyParser implements OutputParser {
+final class HarmonyParser extends BufferedOutputParser {
     private static final String CHANNEL = "<|channel|>";
     private static final String MESSAGE = "<|message|>";
     private static final String[] ENDS = {"<|end|>", "<|call|>", "<|return|>"};
     private static final String START = "<|start|>";
 
     private final String idPrefix;
-    private final StringBuilder pending = new StringBuilder();
     private String header; // the current message's header; null between messages
     private final StringBuilder callArguments = new StringBuilder();
     private int calls;
@@ -28,21 +27,16 @@ final class HarmonyParser implements OutputParser {
     }
 
     @Override
-    public List<ChatDelta> push(String text) {
-        pending.append(text);
-        return drain(false);
-    }
-
-    @Override
     public List<ChatDelta> finish() {
-        List<ChatDelta> out = drain(true);
+        List<ChatDelta> out = super.finish();
         if (header != null) {
             endMessage(out);
         }
         return out;
     }
 
-    private List<ChatDelta> drain(boolean end) {
+    @Override
+    List<ChatDelta> drain(boolean end) {
         List<ChatDelta> out = new ArrayList<>();
         while (true) {
             if (header == null) {
@@ -74,24 +68,16 @@ final class HarmonyParser implements OutputParser {
                 }
                 return out;
             }
-            int endAt = -1;
-            String endMarker = null;
-            for (String e : ENDS) {
-                int i = pending.indexOf(e);
-                if (i >= 0 && (endAt < 0 || i < endAt)) {
-                    endAt = i;
-                    endMarker = e;
-                }
-            }
-            int emit = endAt >= 0 ? endAt : end ? pending.length() : pending.length() - heldBack();
+            Scan.Found found = Scan.first(pending, ENDS);
+            int emit = Scan.decided(pending, found, end, ENDS);
             if (emit > 0) {
                 text(out, pending.substring(0, emit));
                 pending.delete(0, emit);
             }
-            if (endMarker == null) {
+            if (found == null) {
                 return out;
             }
-            pending.delete(0, endMarker.length());
+            pending.delete(0, found.marker().length());
             endMessage(out);
         }
     }
@@ -124,16 +110,4 @@ final class HarmonyParser implements OutputParser {
         header = null;
     }
 
-    private int heldBack() {
-        int best = 0;
-        for (String m : ENDS) {
-            for (int k = Math.min(m.length() - 1, pending.length()); k > best; k--) {
-                if (pending.substring(pending.length() - k).equals(m.substring(0, k))) {
-                    best = k;
-                    break;
-                }
-            }
-        }
-        return best;
-    }
 }

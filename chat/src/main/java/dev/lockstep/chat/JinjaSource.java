@@ -77,32 +77,19 @@ final class JinjaSource {
         if (at < 0) {
             return tag;
         }
-        StringBuilder out = new StringBuilder(tag.substring(0, at + "namespace(".length()));
-        int i = at + "namespace(".length();
-        int depth = 0;
-        char quote = 0;
-        int argStart = i;
-        for (; i < tag.length(); i++) {
-            char c = tag.charAt(i);
-            if (quote != 0) {
-                if (c == quote) {
-                    quote = 0;
-                }
-            } else if (c == '"' || c == '\'') {
-                quote = c;
-            } else if (c == '(' || c == '[' || c == '{') {
-                depth++;
-            } else if ((c == ')' || c == ']' || c == '}') && depth > 0) {
-                depth--;
-            } else if ((c == ',' || c == ')') && depth == 0) {
-                out.append(namedArgument(tag.substring(argStart, i))).append(c);
-                argStart = i + 1;
-                if (c == ')') {
-                    return out + parenthesizeNamespaceArguments(tag.substring(i + 1));
-                }
+        int open = at + "namespace(".length();
+        StringBuilder out = new StringBuilder(tag.substring(0, open));
+        for (int argStart = open; ; ) {
+            int i = Scan.topLevel(tag, argStart, ",", ")");
+            if (i < 0) {
+                return tag; // unbalanced: left as written, the parser reports it
             }
+            out.append(namedArgument(tag.substring(argStart, i))).append(tag.charAt(i));
+            if (tag.charAt(i) == ')') {
+                return out + parenthesizeNamespaceArguments(tag.substring(i + 1));
+            }
+            argStart = i + 1;
         }
-        return tag; // unbalanced: left as written, the parser reports it
     }
 
     private static String namedArgument(String argument) {

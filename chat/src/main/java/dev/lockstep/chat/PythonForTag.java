@@ -98,24 +98,6 @@ final class PythonForTag extends ForTag {
 
     /** The offset of the loop filter's {@code " if "}, outside quotes and brackets; -1 when there is none. */
     static int topLevelIf(String s) {
-        int depth = 0;
-        char quote = 0;
-        for (int i = 0; i < s.length(); i++) {
-            char c = s.charAt(i);
-            if (quote != 0) {
-                if (c == quote) {
-                    quote = 0;
-                }
-            } else if (c == '"' || c == '\'') {
-                quote = c;
-            } else if (c == '(' || c == '[' || c == '{') {
-                depth++;
-            } else if (c == ')' || c == ']' || c == '}') {
-                depth--;
-            } else if (depth == 0 && s.startsWith(" if ", i)) {
-                return i;
-            }
-        }
-        return -1;
+        return Scan.topLevel(s, 0, " if ");
     }
 }

@@ -12,7 +12,7 @@ import java.util.List;
  * {@code <think>...</think>} reasoning. A call body that does not parse is answer text (what the model wrote), not an
  * error: the client sees it.
  */
-final class TaggedParser implements OutputParser {
+final class TaggedParser extends BufferedOutputParser {
     enum Body { HERMES, JSON_LIST, DEEPSEEK }
 
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -28,7 +28,6 @@ final class TaggedParser implements OutputParser {
     private final String callClose; // null: the call runs to the end of output
     private final Body body;
     private final String idPrefix;
-    private final StringBuilder pending = new StringBuilder();
     private State state;
     private int calls;
     private boolean trimContent; // after </think> or a call: leading blank lines are the format's, not text
@@ -44,17 +43,7 @@ final class TaggedParser implements OutputParser {
     }
 
     @Override
-    public List<ChatDelta> push(String text) {
-        pending.append(text);
-        return drain(false);
-    }
-
-    @Override
-    public List<ChatDelta> finish() {
-        return drain(true);
-    }
-
-    private List<ChatDelta> drain(boolean end) {
+    List<ChatDelta> drain(boolean end) {
         List<ChatDelta> out = new ArrayList<>();
         while (true) {
             if (state == State.CALL) {
@@ -105,26 +94,16 @@ final class TaggedParser implements OutputParser {
                 continue;
             }
             String[] markers = state == State.REASONING ? new String[] {thinkClose} : new String[] {thinkOpen, callOpen};
-            int at = -1;
-            String found = null;
-            for (String m : markers) {
-                if (m == null) {
-                    continue;
-                }
-                int i = pending.indexOf(m);
-                if (i >= 0 && (at < 0 || i < at)) {
-                    at = i;
-                    found = m;
-                }
-            }
-            int emit = at >= 0 ? at : end ? pending.length() : pending.length() - heldBack(markers);
+            Scan.Found hit = Scan.first(pending, markers);
+            int emit = Scan.decided(pending, hit, end, markers);
             if (emit > 0) {
                 emitText(out, pending.substring(0, emit));
                 pending.delete(0, emit);
             }
-            if (found == null) {
+            if (hit == null) {
                 return out;
             }
+            String found = hit.marker();
             pending.delete(0, found.length());
             if (state == State.REASONING) {
                 state = State.TEXT;
@@ -198,21 +177,6 @@ final class TaggedParser implements OutputParser {
     }
 
     /** The longest suffix of the pending text that is a proper prefix of a marker: it may become one. */
-    private int heldBack(String[] markers) {
-        int best = 0;
-        for (String m : markers) {
-            if (m == null) {
-                continue;
-            }
-            for (int k = Math.min(m.length() - 1, pending.length()); k > best; k--) {
-                if (pending.substring(pending.length() - k).equals(m.substring(0, k))) {
-                    best = k;
-                    break;
-                }
-            }
-        }
-        return best;
-    }
 
     /**
      * After {@code skip} calls were streamed: the list's later calls from a whole parse (empty when it does not

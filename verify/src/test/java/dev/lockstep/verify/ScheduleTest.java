@@ -82,6 +82,27 @@ class ScheduleTest {
         return g;
     }
 
+    /** {@code steps} scatter steps of random sizes up to {@code max}; every worker's doubled share checked. */
+    static void runScatterSteps(ScheduleExecutor ex, Schedule s, int workers, int max, int steps, Random rnd) {
+        Scatter task = new Scatter(workers, max);
+        for (int step = 0; step < steps; step++) {
+            int n = rnd.nextInt(max + 1);
+            task.n = n;
+            for (int i = 0; i < n; i++) {
+                task.data[0][i] = rnd.nextFloat();
+            }
+            float[] in = task.data[0].clone();
+            ex.begin(s);
+            ex.region(1, task);
+            ex.end();
+            for (int w = 1; w < workers; w++) {
+                for (int i = 0; i < n; i++) {
+                    assertEquals(in[i] * 2 + w, task.results[w][i], "step " + step + " worker " + w + " float " + i);
+                }
+            }
+        }
+    }
+
     @Test
     void compiledStarRunsStepsWithFragmentsAndVariableSizes() {
         int workers = 3, max = 3000; // 38 vectors: 3 fragments on rings of 16
@@ -91,23 +112,7 @@ class ScheduleTest {
         Random rnd = new Random(7);
         try (ScheduleExecutor ex = new ScheduleExecutor(workers, 16, 4, false, ScheduleExecutor::defaultIdle)) {
             ex.reserveRegions(s.graph().regions());
-            Scatter task = new Scatter(workers, max);
-            for (int step = 0; step < 300; step++) {
-                int n = rnd.nextInt(max + 1);
-                task.n = n;
-                for (int i = 0; i < n; i++) {
-                    task.data[0][i] = rnd.nextFloat();
-                }
-                float[] in = task.data[0].clone();
-                ex.begin(s);
-                ex.region(1, task);
-                ex.end();
-                for (int w = 1; w < workers; w++) {
-                    for (int i = 0; i < n; i++) {
-                        assertEquals(in[i] * 2 + w, task.results[w][i], "step " + step + " worker " + w + " float " + i);
-                    }
-                }
-            }
+            runScatterSteps(ex, s, workers, max, 300, rnd);
             assertEquals(300, ex.steps());
             assertTrue(ex.vectorsSent() > 300 * 4, "vectors sent " + ex.vectorsSent());
             assertEquals(75, ex.driftNs(1).getTotalCount()); // a barrier every 4 steps
@@ -156,23 +161,7 @@ class ScheduleTest {
         Random rnd = new Random(9);
         try (ScheduleExecutor ex = new ScheduleExecutor(workers, counting, 4, false, ScheduleExecutor::defaultIdle)) {
             ex.reserveRegions(s.graph().regions());
-            Scatter task = new Scatter(workers, max);
-            for (int step = 0; step < 50; step++) {
-                int n = rnd.nextInt(max + 1);
-                task.n = n;
-                for (int i = 0; i < n; i++) {
-                    task.data[0][i] = rnd.nextFloat();
-                }
-                float[] in = task.data[0].clone();
-                ex.begin(s);
-                ex.region(1, task);
-                ex.end();
-                for (int w = 1; w < workers; w++) {
-                    for (int i = 0; i < n; i++) {
-                        assertEquals(in[i] * 2 + w, task.results[w][i], "step " + step + " worker " + w + " float " + i);
-                    }
-                }
-            }
+            runScatterSteps(ex, s, workers, max, 50, rnd);
             assertTrue(claims.get() >= 50 * 4 * 10, "claims through the seam: " + claims.get());
             assertTrue(largest.get() <= 5, "largest claim " + largest.get() + " vectors; the link's largest message is 5");
             Schedule ring = ScheduleCompiler.compile(star(workers, max), 16);
