@@ -15,10 +15,13 @@ import java.util.List;
  * next step (a client gone away) and {@link Aborted} carries the listener's exception and the partial result.
  */
 public final class ChatRun {
-    /** Called for each token event with the deltas it completed (possibly none). */
+    /**
+     * Called for each token event with the deltas it completed (possibly none); {@code moreReady}: the next event is
+     * already there (a streaming writer flushes only when it is not).
+     */
     @FunctionalInterface
     public interface Listener {
-        void accept(Generation.TokenEvent event, List<ChatDelta> deltas) throws Exception;
+        void accept(Generation.TokenEvent event, List<ChatDelta> deltas, boolean moreReady) throws Exception;
     }
 
     /** The reply: answer text, reasoning, tool calls, why it ended, usage, and the engine's failure if it failed. */
@@ -63,14 +66,14 @@ public final class ChatRun {
                     List<ChatDelta> deltas = parser != null ? parser.push(ev.text()) : List.of(new ChatDelta.Content(ev.text()));
                     collect(deltas, text, reasoning, calls);
                     if (listener != null) {
-                        listener.accept(ev, deltas);
+                        listener.accept(ev, deltas, gen.ready());
                     }
                 }
                 if (parser != null) {
                     List<ChatDelta> deltas = parser.finish();
                     collect(deltas, text, reasoning, calls);
                     if (listener != null && !deltas.isEmpty()) {
-                        listener.accept(null, deltas);
+                        listener.accept(null, deltas, false);
                     }
                 }
             } catch (Exception e) {

@@ -128,6 +128,14 @@ public final class Generation {
         return null;
     }
 
+    /**
+     * Whether {@link #next()} would return without waiting: a token is already generated, or the generation has ended.
+     * A streaming consumer uses it to write what is ready in one go and flush once.
+     */
+    public boolean ready() {
+        return finished || tail != null || request.ready();
+    }
+
     /** Reads every remaining event and returns the completion. */
     public Completion await() {
         while (next() != null) {

@@ -444,6 +444,11 @@ final class Scheduler implements AutoCloseable {
             }
         }
 
+        /** Whether {@link #next()} would return at once (a token is waiting, or the request is done). */
+        synchronized boolean ready() {
+            return consumed < emittedCount || done;
+        }
+
         synchronized boolean backlogged() {
             return emittedCount - consumed >= MAX_UNREAD_TOKENS;
         }

@@ -47,7 +47,7 @@ public final class LockstepStreamingChatModel implements StreamingChatModel {
                 String prompt = Conversations.prompt(format, request);
                 java.util.Map<Integer, ChatDelta.ToolCallStart> started = new java.util.HashMap<>();
                 ChatRun.Result r = ChatRun.run(engine, Conversations.generateRequest(engine, prompt, request, defaults),
-                        format.parser(prompt, Conversations.idPrefix()), (event, deltas) -> {
+                        format.parser(prompt, Conversations.idPrefix()), (event, deltas, moreReady) -> {
                             for (ChatDelta d : deltas) {
                                 switch (d) {
                                     case ChatDelta.Content c -> {

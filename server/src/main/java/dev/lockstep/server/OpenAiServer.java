@@ -446,7 +446,7 @@ public final class OpenAiServer implements AutoCloseable {
         ArrayNode logprobs = r.logprobs ? JSON.createArrayNode() : null;
         ChatRun.Result result;
         try {
-            result = ChatRun.run(e, g, parser, (ev, deltas) -> {
+            result = ChatRun.run(e, g, parser, (ev, deltas, moreReady) -> {
                 ObjectNode lp = logprobs != null && ev != null && ev.id() >= 0 ? logprob(e, ev, r.topLogprobs) : null;
                 if (lp != null) {
                     logprobs.add(lp);
@@ -457,6 +457,9 @@ public final class OpenAiServer implements AutoCloseable {
                     }
                     for (int i = 0; i < deltas.size(); i++) {
                         sink.accept(deltas.get(i), i == 0 ? lp : null);
+                    }
+                    if (!moreReady) {
+                        sink.flush(); // what is ready went out in one write
                     }
                 }
             });
@@ -477,9 +480,11 @@ public final class OpenAiServer implements AutoCloseable {
         return new SamplingParams(p.temperature(), p.topK(), p.topP(), seed);
     }
 
-    @FunctionalInterface
+    /** Where a streamed choice's deltas go: each is written as an event; {@link #flush} sends what was written. */
     private interface DeltaSink {
         void accept(ChatDelta delta, ObjectNode logprob) throws IOException;
+
+        void flush() throws IOException;
     }
 
     private static ObjectNode logprob(Engine e, Generation.TokenEvent ev, int top) {
@@ -576,43 +581,51 @@ public final class OpenAiServer implements AutoCloseable {
                     sse(out, first);
                 }
                 java.util.Set<Integer> streamedCalls = new java.util.HashSet<>();
-                Choice c = run(r, index, (delta, logprob) -> {
-                    ObjectNode chunk = chunk(r, created, index);
-                    ObjectNode choice = (ObjectNode) chunk.withArray("choices").get(0);
-                    if (r.chat) {
-                        ObjectNode d = choice.putObject("delta");
-                        switch (delta) {
-                            case ChatDelta.Content ct -> d.put("content", ct.text());
-                            case ChatDelta.Reasoning rz -> d.put("reasoning_content", rz.text());
-                            case ChatDelta.ToolCallStart st -> {
-                                streamedCalls.add(st.index());
-                                ObjectNode call = d.putArray("tool_calls").addObject().put("index", st.index()).put("id", st.id()).put("type", "function");
-                                call.putObject("function").put("name", st.name()).put("arguments", "");
-                            }
-                            case ChatDelta.ToolCallArguments a ->
-                                    d.putArray("tool_calls").addObject().put("index", a.index()).putObject("function").put("arguments", a.text());
-                            case ChatDelta.ToolCall tc -> {
-                                if (streamedCalls.contains(tc.index())) {
-                                    return; // its start and arguments went out already
-                                }
-                                d.putArray("tool_calls").add(toolCall(tc, true));
-                            }
-                        }
-                        if (logprob != null) {
-                            choice.putObject("logprobs").putArray("content").add(logprob);
-                        } else {
-                            choice.putNull("logprobs");
-                        }
-                    } else {
-                        choice.put("text", delta instanceof ChatDelta.Content ct ? ct.text() : "");
-                        if (logprob != null) {
-                            choice.set("logprobs", completionLogprobs(JSON.createArrayNode().add(logprob)));
-                        } else {
-                            choice.putNull("logprobs");
-                        }
+                Choice c = run(r, index, new DeltaSink() {
+                    @Override
+                    public void flush() throws IOException {
+                        out.flush();
                     }
-                    choice.putNull("finish_reason");
-                    sse(out, chunk);
+
+                    @Override
+                    public void accept(ChatDelta delta, ObjectNode logprob) throws IOException {
+                        ObjectNode chunk = chunk(r, created, index);
+                        ObjectNode choice = (ObjectNode) chunk.withArray("choices").get(0);
+                        if (r.chat) {
+                            ObjectNode d = choice.putObject("delta");
+                            switch (delta) {
+                                case ChatDelta.Content ct -> d.put("content", ct.text());
+                                case ChatDelta.Reasoning rz -> d.put("reasoning_content", rz.text());
+                                case ChatDelta.ToolCallStart st -> {
+                                    streamedCalls.add(st.index());
+                                    ObjectNode call = d.putArray("tool_calls").addObject().put("index", st.index()).put("id", st.id()).put("type", "function");
+                                    call.putObject("function").put("name", st.name()).put("arguments", "");
+                                }
+                                case ChatDelta.ToolCallArguments a ->
+                                        d.putArray("tool_calls").addObject().put("index", a.index()).putObject("function").put("arguments", a.text());
+                                case ChatDelta.ToolCall tc -> {
+                                    if (streamedCalls.contains(tc.index())) {
+                                        return; // its start and arguments went out already
+                                    }
+                                    d.putArray("tool_calls").add(toolCall(tc, true));
+                                }
+                            }
+                            if (logprob != null) {
+                                choice.putObject("logprobs").putArray("content").add(logprob);
+                            } else {
+                                choice.putNull("logprobs");
+                            }
+                        } else {
+                            choice.put("text", delta instanceof ChatDelta.Content ct ? ct.text() : "");
+                            if (logprob != null) {
+                                choice.set("logprobs", completionLogprobs(JSON.createArrayNode().add(logprob)));
+                            } else {
+                                choice.putNull("logprobs");
+                            }
+                        }
+                        choice.putNull("finish_reason");
+                        write(out, chunk); // flushed when nothing more is ready (flush())
+                    }
                 });
                 generated += c.usage.generatedTokens();
                 cached = index == 0 ? c.usage.cachedTokens() : cached;
@@ -654,8 +667,13 @@ public final class OpenAiServer implements AutoCloseable {
     }
 
     private static void sse(OutputStream out, JsonNode event) throws IOException {
-        out.write(("data: " + JSON.writeValueAsString(event) + "\n\n").getBytes(StandardCharsets.UTF_8));
+        write(out, event);
         out.flush();
+    }
+
+    /** One server-sent event, not flushed. */
+    private static void write(OutputStream out, JsonNode event) throws IOException {
+        out.write(("data: " + JSON.writeValueAsString(event) + "\n\n").getBytes(StandardCharsets.UTF_8));
     }
 
     private static ObjectNode toolCall(ChatDelta.ToolCall tc, boolean indexed) {
