@@ -52,7 +52,7 @@ public final class ChatTemplate {
         resolver.add(JinjavaInterpreterResolver.DEFAULT_RESOLVER_READ_ONLY);
         JinjavaConfig config = JinjavaConfig.newBuilder()
                 .withTrimBlocks(true)
-                .withLstripBlocks(true)
+                .withLstripBlocks(false) // done by JinjaSource.lstripBlocks, as Jinja2 does it
                 .withElResolver(resolver)
                 .withMaxOutputSize(MAX_OUTPUT_CHARS)
                 .withIterateOverMapKeys(true) // Python: `for k in d` iterates the keys

@@ -97,7 +97,36 @@ final class JinjaSource {
         return m.matches() ? m.group(1) + "=(" + m.group(2) + ")" : argument;
     }
 
+    private static final Pattern ANY_TAG = Pattern.compile("\\{[{%#].*?[%}#]\\}", Pattern.DOTALL);
+
+    /**
+     * Jinja2's {@code lstrip_blocks}: the spaces and tabs between the start of a line and a block tag or comment are
+     * removed ({@code {%+} keeps them). Done here because Jinjava's own strips them before any tag, also after text
+     * on the same line ({@code "a: {% if %}"} lost its space).
+     */
+    static String lstripBlocks(String source) {
+        Matcher m = ANY_TAG.matcher(source);
+        StringBuilder out = new StringBuilder(source.length());
+        int textStart = 0;
+        while (m.find()) {
+            String text = source.substring(textStart, m.start());
+            String tag = m.group();
+            boolean strips = (tag.startsWith("{%") || tag.startsWith("{#")) && !tag.startsWith("{%+") && !tag.startsWith("{#+");
+            if (strips) {
+                int nl = text.lastIndexOf('\n');
+                String tail = text.substring(nl + 1);
+                if ((nl >= 0 || m.start() == tail.length()) && tail.chars().allMatch(c -> c == ' ' || c == '\t')) {
+                    text = text.substring(0, nl + 1);
+                }
+            }
+            out.append(text).append(tag);
+            textStart = m.end();
+        }
+        return out.append(source.substring(textStart)).toString();
+    }
+
     static String normalize(String source) {
+        source = lstripBlocks(source);
         Matcher tags = TAG.matcher(source);
         StringBuilder out = new StringBuilder(source.length());
         while (tags.find()) {
