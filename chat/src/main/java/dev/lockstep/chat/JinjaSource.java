@@ -125,8 +125,27 @@ final class JinjaSource {
         return out.append(source.substring(textStart)).toString();
     }
 
+    private static final Pattern COMMENT = Pattern.compile("\\{#(-?)(.*?)(-?)#\\}(\\n?)", Pattern.DOTALL);
+
+    /**
+     * Comments become empty expressions ({@code {{ '' }}}, whitespace control kept), the newline after one dropped as
+     * {@code trim_blocks} drops it: in Jinja2 a comment is a token, so a later {@code {%-} strips only back to it; Jinjava
+     * dropped comments first and {@code {%-} then ate the text before the comment too.
+     */
+    static String comments(String source) {
+        Matcher m = COMMENT.matcher(source);
+        StringBuilder out = new StringBuilder(source.length());
+        while (m.find()) {
+            boolean rightTrim = !m.group(3).isEmpty();
+            String replacement = "{{" + m.group(1) + " '' " + m.group(3) + "}}" + (rightTrim ? m.group(4) : "");
+            m.appendReplacement(out, Matcher.quoteReplacement(replacement));
+        }
+        m.appendTail(out);
+        return out.toString();
+    }
+
     static String normalize(String source) {
-        source = lstripBlocks(source);
+        source = comments(lstripBlocks(source));
         Matcher tags = TAG.matcher(source);
         StringBuilder out = new StringBuilder(source.length());
         while (tags.find()) {
