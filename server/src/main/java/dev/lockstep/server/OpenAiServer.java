@@ -146,7 +146,7 @@ public final class OpenAiServer implements AutoCloseable {
         Engine e = ready();
         String text;
         if (Fields.present(body, "messages")) {
-            text = chat().render(ChatFormat.messages(messages(body)), null, Fields.bool(body, "add_generation_prompt", true), Map.of());
+            text = chat().render(ChatFormat.messages(CompletionRequest.messages(body)), null, Fields.bool(body, "add_generation_prompt", true), Map.of());
         } else {
             text = Fields.string(body, "content", Fields.string(body, "prompt", null));
             if (text == null) {
@@ -165,14 +165,14 @@ public final class OpenAiServer implements AutoCloseable {
 
     private ObjectNode detokenize(JsonNode body) {
         Engine e = ready();
-        int[] ids = tokenIds(body, "tokens", e);
+        int[] ids = CompletionRequest.tokenIds(body, "tokens", e);
         return JSON.createObjectNode().put("content", e.tokenizer().decode(ids));
     }
 
     private ObjectNode applyTemplate(JsonNode body) {
         ready();
         ChatFormat f = chat();
-        return JSON.createObjectNode().put("prompt", render(f, body));
+        return JSON.createObjectNode().put("prompt", CompletionRequest.render(f, body));
     }
 
     private void page(ServerResponse res) {
@@ -186,9 +186,10 @@ public final class OpenAiServer implements AutoCloseable {
     // ---- generation ----
 
     private void generate(ServerRequest req, ServerResponse res, boolean chat) {
-        Request r;
+        CompletionRequest r;
         try {
-            r = parse(body(req), chat);
+            String id = (chat ? "chatcmpl-" : "cmpl-") + Long.toHexString(System.currentTimeMillis()) + Long.toHexString(ids.incrementAndGet());
+            r = CompletionRequest.parse(body(req), chat, ready(), this::chat, options, id);
         } catch (ApiError e) {
             error(res, e);
             return;
@@ -204,7 +205,7 @@ public final class OpenAiServer implements AutoCloseable {
         }
         metrics.running.incrementAndGet();
         try {
-            if (r.stream) {
+            if (r.stream()) {
                 stream(res, r);
             } else {
                 complete(res, r);
@@ -234,220 +235,21 @@ public final class OpenAiServer implements AutoCloseable {
         }
     }
 
-    /** A parsed request: what to run, n times, and how to answer. */
-    private record Request(boolean chat, String id, int[] prompt, String promptText, GenerateRequest generate, long seed, int n,
-                           boolean stream, boolean includeUsage, int topLogprobs, boolean logprobs, ChatFormat format, boolean tools) {
-    }
-
-    private Request parse(JsonNode body, boolean chat) {
-        Engine e = ready();
-        String model = Fields.string(body, "model", options.modelName());
-        if (!model.equals(options.modelName())) {
-            throw new ApiError(404, "invalid_request_error", "model", "model_not_found", "the model '" + model + "' does not exist; this server runs '" + options.modelName() + "'");
-        }
-        int capacity = e.model().maxPositions();
-        int n = Fields.integer(body, "n", 1, 1, 16);
-        boolean stream = Fields.bool(body, "stream", false);
-        boolean includeUsage = false;
-        JsonNode so = body.get("stream_options");
-        if (so != null && !so.isNull()) {
-            if (!so.isObject()) {
-                throw ApiError.invalid("stream_options", "'stream_options' must be an object");
-            }
-            includeUsage = Fields.bool(so, "include_usage", false);
-        }
-        ChatFormat f = null;
-        String promptText;
-        int[] prompt;
-        boolean hasTools = false;
-        if (chat) {
-            f = chat();
-            JsonNode rf = body.get("response_format");
-            if (rf != null && !rf.isNull() && !(rf.isObject() && "text".equals(rf.path("type").asText()))) {
-                throw ApiError.invalid("response_format", "'response_format' supports only {\"type\": \"text\"}, got " + Fields.brief(rf));
-            }
-            hasTools = toolsOf(body) != null;
-            promptText = render(f, body);
-            prompt = e.tokenizer().encode(promptText);
-        } else {
-            JsonNode p = body.get("prompt");
-            if (p == null || p.isNull()) {
-                throw ApiError.invalid("prompt", "'prompt' is required: a string or an array of token ids");
-            }
-            if (p.isTextual()) {
-                promptText = p.asText();
-                prompt = e.tokenizer().encode(promptText);
-            } else if (p.isArray() && p.size() == 1 && p.get(0).isTextual()) {
-                promptText = p.get(0).asText();
-                prompt = e.tokenizer().encode(promptText);
-            } else if (p.isArray()) {
-                prompt = tokenIds(body, "prompt", e);
-                promptText = e.tokenizer().decode(prompt);
-            } else {
-                throw ApiError.invalid("prompt", "'prompt' must be a string or an array of token ids, got " + Fields.brief(p));
-            }
-        }
-        if (prompt.length == 0) {
-            throw ApiError.invalid(chat ? "messages" : "prompt", "the prompt is empty");
-        }
-        if (prompt.length >= capacity) {
-            throw ApiError.invalid(chat ? "messages" : "prompt", "context_length_exceeded",
-                    "the prompt has " + prompt.length + " tokens; this model's context holds " + capacity);
-        }
-        int room = capacity - prompt.length;
-        String maxField = chat && Fields.present(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-        int maxTokens = Fields.integer(body, maxField, Math.min(options.maxTokens(), room), 0, options.maxTokens());
-        if (maxTokens > room) {
-            throw ApiError.invalid(maxField, "context_length_exceeded", "the prompt (" + prompt.length + " tokens) + " + maxField + " ("
-                    + maxTokens + ") exceed this model's context of " + capacity + " tokens");
-        }
-        float temperature = (float) Fields.number(body, "temperature", 1.0, 0, 2);
-        float topP = (float) Fields.number(body, "top_p", 1.0, Double.MIN_VALUE, 1);
-        int topK = Fields.integer(body, "top_k", 0, -1, 1 << 20);
-        long seed = Fields.seed(body, "seed", ThreadLocalRandom.current().nextLong());
-        float minP = (float) Fields.number(body, "min_p", 0, 0, 1);
-        float presence = (float) Fields.number(body, "presence_penalty", 0, -2, 2);
-        float frequency = (float) Fields.number(body, "frequency_penalty", 0, -2, 2);
-        float repetition = (float) Fields.number(body, "repetition_penalty", 1, 0.01, 10);
-        Map<Integer, Float> bias = logitBias(body, e);
-        boolean logprobs;
-        int topLogprobs;
-        if (chat) {
-            logprobs = Fields.bool(body, "logprobs", false);
-            topLogprobs = Fields.integer(body, "top_logprobs", 0, 0, GenerateRequest.MAX_LOGPROBS);
-            if (topLogprobs > 0 && !logprobs) {
-                throw ApiError.invalid("top_logprobs", "'top_logprobs' needs 'logprobs': true");
-            }
-        } else {
-            topLogprobs = Fields.integer(body, "logprobs", 0, 0, GenerateRequest.MAX_LOGPROBS);
-            logprobs = Fields.present(body, "logprobs");
-        }
-        GenerateRequest g = GenerateRequest.of(prompt, maxTokens)
-                .withSampling(new SamplingParams(temperature, Math.max(0, topK), topP, seed))
-                .withStop(Fields.stops(body))
-                .withIgnoreEos(Fields.bool(body, "ignore_eos", false))
-                .withAdjustments(new LogitAdjustments(bias, repetition, frequency, presence, -1, minP))
-                .withLogprobs(logprobs ? Math.max(1, topLogprobs) : 0);
-        String id = (chat ? "chatcmpl-" : "cmpl-") + Long.toHexString(System.currentTimeMillis()) + Long.toHexString(ids.incrementAndGet());
-        return new Request(chat, id, prompt, promptText, g, seed, n, stream, includeUsage, topLogprobs, logprobs, f, hasTools);
-    }
-
-    private static JsonNode messages(JsonNode body) {
-        JsonNode m = body.get("messages");
-        if (m == null || !m.isArray() || m.isEmpty()) {
-            throw ApiError.invalid("messages", "'messages' must be a non-empty array of {role, content} objects");
-        }
-        for (int i = 0; i < m.size(); i++) {
-            JsonNode msg = m.get(i);
-            if (!msg.isObject() || !msg.path("role").isTextual()) {
-                throw ApiError.invalid("messages[" + i + "]", "'messages[" + i + "]' must be an object with a string 'role'");
-            }
-            JsonNode c = msg.get("content");
-            if (c != null && !c.isNull() && !c.isTextual() && !c.isArray()) {
-                throw ApiError.invalid("messages[" + i + "].content", "'messages[" + i + "].content' must be a string or an array of parts");
-            }
-        }
-        return m;
-    }
-
-    /** The request's tools for the template, null when it has none or {@code tool_choice} is "none". */
-    private static JsonNode toolsOf(JsonNode body) {
-        JsonNode tools = body.get("tools");
-        if (tools == null || tools.isNull()) {
-            return null;
-        }
-        if (!tools.isArray()) {
-            throw ApiError.invalid("tools", "'tools' must be an array of {type: function, function: {...}} objects");
-        }
-        for (int i = 0; i < tools.size(); i++) {
-            JsonNode t = tools.get(i);
-            if (!t.isObject() || !"function".equals(t.path("type").asText()) || !t.path("function").path("name").isTextual()) {
-                throw ApiError.invalid("tools[" + i + "]", "'tools[" + i + "]' must be {\"type\": \"function\", \"function\": {\"name\": ...}}");
-            }
-        }
-        JsonNode choice = body.get("tool_choice");
-        if (choice != null && !choice.isNull()) {
-            if (choice.isTextual() && choice.asText().equals("none")) {
-                return null;
-            }
-            if (!(choice.isTextual() && (choice.asText().equals("auto") || choice.asText().equals("required"))) && !choice.isObject()) {
-                throw ApiError.invalid("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or a function object");
-            }
-        }
-        return tools.isEmpty() ? null : tools;
-    }
-
-    private static String render(ChatFormat f, JsonNode body) {
-        JsonNode tools = toolsOf(body);
-        Map<String, Object> kwargs = new HashMap<>();
-        JsonNode k = body.get("chat_template_kwargs");
-        if (k != null && !k.isNull()) {
-            if (!k.isObject()) {
-                throw ApiError.invalid("chat_template_kwargs", "'chat_template_kwargs' must be an object");
-            }
-            k.properties().forEach(en -> kwargs.put(en.getKey(), JSON.convertValue(en.getValue(), Object.class)));
-        }
-        List<Object> toolList = tools == null ? null : new ArrayList<>(JSON.convertValue(tools, List.class));
-        return f.render(ChatFormat.messages(messages(body)), toolList, Fields.bool(body, "add_generation_prompt", true), kwargs);
-    }
-
-    private static Map<Integer, Float> logitBias(JsonNode body, Engine e) {
-        JsonNode b = body.get("logit_bias");
-        Map<Integer, Float> out = new HashMap<>();
-        if (b == null || b.isNull()) {
-            return out;
-        }
-        if (!b.isObject() || b.size() > 1024) {
-            throw ApiError.invalid("logit_bias", "'logit_bias' must be an object of at most 1024 token id -> bias entries");
-        }
-        int vocab = e.model().vocabSize();
-        for (var en : b.properties()) {
-            int id;
-            try {
-                id = Integer.parseInt(en.getKey());
-            } catch (NumberFormatException x) {
-                throw ApiError.invalid("logit_bias", "'logit_bias' keys must be token ids, got \"" + en.getKey() + "\"");
-            }
-            if (id < 0 || id >= vocab || !en.getValue().isNumber() || Math.abs(en.getValue().asDouble()) > 100) {
-                throw ApiError.invalid("logit_bias", "'logit_bias' entry " + en.getKey() + ": ids are in [0, " + vocab + "), biases in [-100, 100]");
-            }
-            out.put(id, (float) en.getValue().asDouble());
-        }
-        return out;
-    }
-
-    private static int[] tokenIds(JsonNode body, String field, Engine e) {
-        JsonNode a = body.get(field);
-        if (a == null || !a.isArray()) {
-            throw ApiError.invalid(field, "'" + field + "' must be an array of token ids");
-        }
-        int vocab = e.model().vocabSize();
-        int[] ids = new int[a.size()];
-        for (int i = 0; i < ids.length; i++) {
-            JsonNode t = a.get(i);
-            if (!t.isIntegralNumber() || !t.canConvertToInt() || t.asInt() < 0 || t.asInt() >= vocab) {
-                throw ApiError.invalid(field, "'" + field + "[" + i + "]' must be a token id in [0, " + vocab + "), got " + Fields.brief(t));
-            }
-            ids[i] = t.asInt();
-        }
-        return ids;
-    }
-
     /** One choice's outcome. */
     private record Choice(String text, String reasoning, List<ChatDelta.ToolCall> calls, FinishReason reason, Generation.Usage usage,
                           ArrayNode logprobs, RuntimeException error) {
     }
 
     /** Runs choice {@code index} to the end, calling {@code sink} with each delta (streaming) as it comes. */
-    private Choice run(Request r, int index, DeltaSink sink) throws IOException {
+    private Choice run(CompletionRequest r, int index, DeltaSink sink) throws IOException {
         Engine e = ready();
-        GenerateRequest g = index == 0 ? r.generate : r.generate.withSampling(withSeed(r.generate.sampling(), r.seed + index));
-        OutputParser parser = r.chat ? r.format.parser(r.promptText, "call_" + r.id.substring(r.id.indexOf('-') + 1) + "_" + index + "_") : null;
-        ArrayNode logprobs = r.logprobs ? JSON.createArrayNode() : null;
+        GenerateRequest g = index == 0 ? r.generate() : r.generate().withSampling(withSeed(r.generate().sampling(), r.seed() + index));
+        OutputParser parser = r.chat() ? r.format().parser(r.promptText(), "call_" + r.id().substring(r.id().indexOf('-') + 1) + "_" + index + "_") : null;
+        ArrayNode logprobs = r.logprobs() ? JSON.createArrayNode() : null;
         ChatRun.Result result;
         try {
             result = ChatRun.run(e, g, parser, (ev, deltas, moreReady) -> {
-                ObjectNode lp = logprobs != null && ev != null && ev.id() >= 0 ? logprob(e, ev, r.topLogprobs) : null;
+                ObjectNode lp = logprobs != null && ev != null && ev.id() >= 0 ? logprob(e, ev, r.topLogprobs()) : null;
                 if (lp != null) {
                     logprobs.add(lp);
                 }
@@ -499,12 +301,12 @@ public final class OpenAiServer implements AutoCloseable {
         return o;
     }
 
-    private void complete(ServerResponse res, Request r) {
+    private void complete(ServerResponse res, CompletionRequest r) {
         List<Choice> choices = new ArrayList<>();
         // the n choices run at once, each in its own session: the scheduler batches their steps
         try (var pool = java.util.concurrent.Executors.newVirtualThreadPerTaskExecutor()) {
             List<java.util.concurrent.Future<Choice>> running = new ArrayList<>();
-            for (int i = 0; i < r.n; i++) {
+            for (int i = 0; i < r.n(); i++) {
                 final int index = i;
                 running.add(pool.submit(() -> run(r, index, null)));
             }
@@ -526,7 +328,7 @@ public final class OpenAiServer implements AutoCloseable {
             }
         }
         ObjectNode out = JSON.createObjectNode();
-        out.put("id", r.id).put("object", r.chat ? "chat.completion" : "text_completion").put("created", System.currentTimeMillis() / 1000)
+        out.put("id", r.id()).put("object", r.chat() ? "chat.completion" : "text_completion").put("created", System.currentTimeMillis() / 1000)
                 .put("model", options.modelName());
         ArrayNode arr = out.putArray("choices");
         int generated = 0;
@@ -534,7 +336,7 @@ public final class OpenAiServer implements AutoCloseable {
             Choice c = choices.get(i);
             generated += c.usage.generatedTokens();
             ObjectNode ch = arr.addObject().put("index", i);
-            if (r.chat) {
+            if (r.chat()) {
                 ObjectNode msg = ch.putObject("message").put("role", "assistant");
                 msg.put("content", c.text.isEmpty() && !c.calls.isEmpty() ? null : c.text);
                 if (!c.reasoning.isEmpty()) {
@@ -565,7 +367,7 @@ public final class OpenAiServer implements AutoCloseable {
         json(res, 200, out);
     }
 
-    private void stream(ServerResponse res, Request r) {
+    private void stream(ServerResponse res, CompletionRequest r) {
         res.status(Status.OK_200);
         res.header(HeaderNames.CONTENT_TYPE, "text/event-stream; charset=utf-8");
         res.header(HeaderValues.CACHE_NO_CACHE);
@@ -573,9 +375,9 @@ public final class OpenAiServer implements AutoCloseable {
         int generated = 0;
         int cached = 0;
         try (OutputStream out = res.outputStream()) {
-            for (int i = 0; i < r.n; i++) {
+            for (int i = 0; i < r.n(); i++) {
                 final int index = i;
-                if (r.chat) {
+                if (r.chat()) {
                     ObjectNode first = chunk(r, created, index);
                     ((ObjectNode) first.withArray("choices").get(0)).putObject("delta").put("role", "assistant").put("content", "");
                     sse(out, first);
@@ -591,7 +393,7 @@ public final class OpenAiServer implements AutoCloseable {
                     public void accept(ChatDelta delta, ObjectNode logprob) throws IOException {
                         ObjectNode chunk = chunk(r, created, index);
                         ObjectNode choice = (ObjectNode) chunk.withArray("choices").get(0);
-                        if (r.chat) {
+                        if (r.chat()) {
                             ObjectNode d = choice.putObject("delta");
                             switch (delta) {
                                 case ChatDelta.Content ct -> d.put("content", ct.text());
@@ -631,7 +433,7 @@ public final class OpenAiServer implements AutoCloseable {
                 cached = index == 0 ? c.usage.cachedTokens() : cached;
                 ObjectNode last = chunk(r, created, index);
                 ObjectNode choice = (ObjectNode) last.withArray("choices").get(0);
-                if (r.chat) {
+                if (r.chat()) {
                     choice.putObject("delta");
                 } else {
                     choice.put("text", "");
@@ -646,7 +448,7 @@ public final class OpenAiServer implements AutoCloseable {
                 choice.put("finish_reason", finishReason(c));
                 sse(out, last);
             }
-            if (r.includeUsage) {
+            if (r.includeUsage()) {
                 ObjectNode u = chunk(r, created, 0);
                 u.putArray("choices");
                 u.set("usage", usage(r, cached, generated));
@@ -659,9 +461,9 @@ public final class OpenAiServer implements AutoCloseable {
         }
     }
 
-    private ObjectNode chunk(Request r, long created, int index) {
+    private ObjectNode chunk(CompletionRequest r, long created, int index) {
         ObjectNode c = JSON.createObjectNode();
-        c.put("id", r.id).put("object", r.chat ? "chat.completion.chunk" : "text_completion").put("created", created).put("model", options.modelName());
+        c.put("id", r.id()).put("object", r.chat() ? "chat.completion.chunk" : "text_completion").put("created", created).put("model", options.modelName());
         c.putArray("choices").addObject().put("index", index);
         return c;
     }
@@ -714,8 +516,8 @@ public final class OpenAiServer implements AutoCloseable {
         };
     }
 
-    private static ObjectNode usage(Request r, int cached, int generated) {
-        int promptTokens = r.prompt.length;
+    private static ObjectNode usage(CompletionRequest r, int cached, int generated) {
+        int promptTokens = r.prompt().length;
         ObjectNode u = JSON.createObjectNode();
         u.put("prompt_tokens", promptTokens).put("completion_tokens", generated).put("total_tokens", promptTokens + generated);
         u.putObject("prompt_tokens_details").put("cached_tokens", cached);

@@ -150,18 +150,19 @@ public final class ScheduleExecutor implements AutoCloseable {
         stallNanos = timeout.toNanos();
     }
 
-    /** The coordinator's idle step in a wait for {@code worker}: throws once the wait exceeds the stall timeout. */
-    private void coordinatorWaits(int worker, String what) {
-        coordinatorWaits("worker " + worker, what);
-    }
-
-    private void coordinatorWaits(String who, String what) {
+    /**
+     * The coordinator's idle step in a wait for worker {@code worker} (0: the workers named by {@link #lateAtBarrier})
+     * for {@code what} + {@code detail}: throws once the wait exceeds the stall timeout. Allocates nothing until then
+     * (it runs in the spin loops of every step).
+     */
+    private void coordinatorWaits(int worker, String what, Object detail) {
         long now = System.nanoTime();
         if (waitingSince == 0) {
             waitingSince = now;
         } else if (now - waitingSince > stallNanos) {
+            String who = worker > 0 ? "worker " + worker : lateAtBarrier(waitingSince);
             String why = who + " stalled: the coordinator waited " + (now - waitingSince) / 1_000_000 + " ms"
-                    + " for " + what + " (stall timeout " + stallNanos / 1_000_000 + " ms)";
+                    + " for " + what + (detail == null ? "" : detail) + " (stall timeout " + stallNanos / 1_000_000 + " ms)";
             waitingSince = 0;
             broken = why;
             throw new ScheduleException(why);
@@ -501,7 +502,7 @@ public final class ScheduleExecutor implements AutoCloseable {
             if (st.worker == 0) {
                 // the receiver may be blocked sending to us what we deferred: take it, so that it can move
                 drainOwed(m.to(), false);
-                coordinatorWaits(m.to(), "room on its link for " + m);
+                coordinatorWaits(m.to(), "room on its link for ", m);
             }
             st.idle.idle();
         }
@@ -547,7 +548,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                 throw new ScheduleException("worker " + m.from() + " stopped: " + failures.get(m.from()), failures.get(m.from()));
             }
             if (st.worker == 0) {
-                coordinatorWaits(m.from(), m.toString());
+                coordinatorWaits(m.from(), "", m);
             }
             st.idle.idle();
         }
@@ -627,7 +628,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                 if (!threads[from - 1].isAlive()) {
                     throw new ScheduleException("worker " + from + " stopped: " + failures.get(from), failures.get(from));
                 }
-                coordinatorWaits(from, "the outputs it owes (its parts were taken over)");
+                coordinatorWaits(from, "the outputs it owes (its parts were taken over)", null);
                 coordinator.idle.idle();
                 continue;
             }
@@ -691,7 +692,7 @@ public final class ScheduleExecutor implements AutoCloseable {
                     throw new ScheduleException("executor closed while worker " + st.worker + " waited at the epoch barrier");
                 }
                 if (st.worker == 0) {
-                    coordinatorWaits(lateAtBarrier(now), "the epoch barrier (" + barrier.get(0) + " of " + workers + " arrived)");
+                    coordinatorWaits(0, "the epoch barrier", null);
                 }
                 st.idle.idle();
             }
