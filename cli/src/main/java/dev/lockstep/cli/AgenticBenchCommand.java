@@ -98,7 +98,7 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
                         throw new IllegalArgumentException("--token-slo-ms " + spec + ": the calibration run had no decode-only step");
                     }
                     sloMs = factor * median;
-                    sloWhy = String.format(Locale.ROOT, " = %s x the median decode-only step (%.3f ms) of the cache-on run without a target", spec, median);
+                    sloWhy = String.format(Locale.ROOT, " = %s the median decode-only step (%.3f ms) of the cache-on run without a target", spec, median);
                 } else {
                     sloMs = Double.parseDouble(spec);
                 }
@@ -159,14 +159,8 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         double jitter = ms(on.interToken(), 99) / ms(on.interToken(), 50);
         if (tokenSlo != null) {
             out().printf(Locale.ROOT, "%ntoken latency target %.3f ms%s:%n", sloMs, sloWhy);
-            for (var e : java.util.List.of(java.util.Map.entry("cache on", java.util.Map.entry(on, onSlo)), java.util.Map.entry("cache off", java.util.Map.entry(off, offTarget)))) {
-                AgenticBench.Report r = e.getValue().getKey();
-                Engine.TokenSloReport slo = e.getValue().getValue();
-                out().printf(Locale.ROOT, "- %s: token p99 %.3f ms = %.2f x the target (goal <= 1.2), p50 %.3f ms; %d of %d decode steps carried"
-                                + " no prefill and still took longer than the target; %d steps had a prefill chunk cut to fit%n",
-                        e.getKey(), ms(r.interToken(), 99), ms(r.interToken(), 99) / sloMs, ms(r.interToken(), 50), slo.decodeOnlyOverTarget(),
-                        slo.decodeSteps(), slo.prefillCutSteps());
-            }
+            sloLine("cache on", on, onSlo, sloMs);
+            sloLine("cache off", off, offTarget, sloMs);
             if (baseline != null) {
                 double p50 = baseline.stepCosts().decodeOnlyMicros(50) / 1e3, p99 = baseline.stepCosts().decodeOnlyMicros(99) / 1e3;
                 out().printf(Locale.ROOT, "- without the target (cache on): token p99/p50 %.2f; with it %.2f. The floor: steps carrying decode tokens"
@@ -199,6 +193,13 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
             throw new IllegalArgumentException("the workload needs " + w.maxContext() + " positions; the model holds "
                     + engine.model().maxPositions() + " (max_position_embeddings): fewer turns or tokens");
         }
+    }
+
+    private void sloLine(String run, AgenticBench.Report r, Engine.TokenSloReport slo, double sloMs) {
+        out().printf(Locale.ROOT, "- %s: token p99 %.3f ms = %.2f x the target (goal <= 1.2), p50 %.3f ms; %d of %d decode steps carried"
+                        + " no prefill and still took longer than the target; %d steps had a prefill chunk cut to fit%n",
+                run, ms(r.interToken(), 99), ms(r.interToken(), 99) / sloMs, ms(r.interToken(), 50), slo.decodeOnlyOverTarget(),
+                slo.decodeSteps(), slo.prefillCutSteps());
     }
 
     private Engine.TokenSloReport lastSlo; // the latest runOnce's engine's target report (null without a target)
