@@ -255,13 +255,7 @@ public final class ChatTemplate {
 
         @Override
         public Object filter(Object var, JinjavaInterpreter interpreter, String... args) {
-            List<List<Object>> items = new ArrayList<>();
-            if (var instanceof Map<?, ?> m) {
-                for (Map.Entry<?, ?> e : m.entrySet()) {
-                    items.add(java.util.Arrays.asList(e.getKey(), e.getValue()));
-                }
-            }
-            return items;
+            return var instanceof Map<?, ?> m ? PythonMethods.items(m) : new ArrayList<>();
         }
     }
 

@@ -14,6 +14,7 @@ import java.util.List;
  * left to the caller's whole parse at the end ({@link #streamed()} says how many were streamed).
  */
 final class JsonCallStreamer {
+    private static final com.fasterxml.jackson.databind.ObjectMapper JSON = new com.fasterxml.jackson.databind.ObjectMapper();
     private final String idPrefix;
     private final int firstIndex;
     private int streamed;         // calls completed by streaming
@@ -200,7 +201,7 @@ final class JsonCallStreamer {
 
     private static String unescape(String raw) {
         try {
-            return new com.fasterxml.jackson.databind.ObjectMapper().readValue("\"" + raw + "\"", String.class);
+            return JSON.readValue("\"" + raw + "\"", String.class);
         } catch (Exception e) {
             return raw;
         }

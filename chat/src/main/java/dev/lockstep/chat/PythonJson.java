@@ -16,10 +16,6 @@ final class PythonJson {
     private PythonJson() {
     }
 
-    static String dumps(Object value, Integer indent, String itemSeparator, String keySeparator, boolean sortKeys) {
-        return dumps(value, indent, itemSeparator, keySeparator, sortKeys, false);
-    }
-
     static String dumps(Object value, Integer indent, String itemSeparator, String keySeparator, boolean sortKeys, boolean ensureAscii) {
         String items = itemSeparator != null ? itemSeparator : indent == null ? ", " : ",";
         String keys = keySeparator != null ? keySeparator : ": ";

@@ -80,18 +80,21 @@ final class PythonMethods extends ELResolver {
 
     private static Object dict(Map<?, ?> m, String name, Object[] p) {
         return switch (name) {
-            case "items" -> {
-                List<List<Object>> items = new ArrayList<>();
-                for (Map.Entry<?, ?> e : m.entrySet()) {
-                    items.add(java.util.Arrays.asList(e.getKey(), e.getValue()));
-                }
-                yield items;
-            }
+            case "items" -> items(m);
             case "keys" -> new ArrayList<>(m.keySet());
             case "values" -> new ArrayList<>(m.values());
             case "get" -> m.containsKey(p[0]) ? m.get(p[0]) : p.length > 1 ? p[1] : null;
             default -> NOT_HANDLED;
         };
+    }
+
+    /** Python's {@code d.items()}: the (key, value) pairs, in order ({@code dict | items} too). */
+    static List<List<Object>> items(Map<?, ?> m) {
+        List<List<Object>> items = new ArrayList<>();
+        for (Map.Entry<?, ?> e : m.entrySet()) {
+            items.add(java.util.Arrays.asList(e.getKey(), e.getValue()));
+        }
+        return items;
     }
 
     private static Object list(List<?> l, String name, Object[] p) {

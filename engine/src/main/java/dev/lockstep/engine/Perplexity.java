@@ -64,6 +64,11 @@ public final class Perplexity {
     }
 
     static double nll(float[] logits, int off, int vocab, int target) {
+        return logSumExp(logits, off, vocab) - logits[off + target];
+    }
+
+    /** {@code log(sum(exp(logits)))} over one row, in double, the maximum subtracted first (the log-softmax's normalizer). */
+    static double logSumExp(float[] logits, int off, int vocab) {
         double max = Double.NEGATIVE_INFINITY;
         for (int i = 0; i < vocab; i++) {
             max = Math.max(max, logits[off + i]);
@@ -72,6 +77,6 @@ public final class Perplexity {
         for (int i = 0; i < vocab; i++) {
             sum += Math.exp(logits[off + i] - max);
         }
-        return max + Math.log(sum) - logits[off + target];
+        return max + Math.log(sum);
     }
 }

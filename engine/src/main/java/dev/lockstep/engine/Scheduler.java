@@ -519,15 +519,7 @@ final class Scheduler implements AutoCloseable {
                 bestIds = new int[logprobs];
                 bestValues = new float[logprobs];
             }
-            double max = Double.NEGATIVE_INFINITY;
-            for (int i = 0; i < vocab; i++) {
-                max = Math.max(max, logits[off + i]);
-            }
-            double sum = 0;
-            for (int i = 0; i < vocab; i++) {
-                sum += Math.exp(logits[off + i] - max);
-            }
-            double lse = max + Math.log(sum);
+            double lse = Perplexity.logSumExp(logits, off, vocab);
             int n = Math.min(logprobs, vocab), filled = 0;
             for (int i = 0; i < vocab; i++) {
                 float v = logits[off + i];

@@ -45,10 +45,7 @@ final class ServerMetrics {
             ttft.observe(ttftNanos / 1e9);
         }
         if (generated > 1) {
-            double perToken = decodeNanos / 1e9 / (generated - 1);
-            for (int i = 1; i < generated; i++) {
-                tpot.observe(perToken);
-            }
+            tpot.observe(decodeNanos / 1e9 / (generated - 1), generated - 1); // each token after the first, at the mean
         }
     }
 
@@ -113,14 +110,19 @@ final class ServerMetrics {
         }
 
         void observe(double v) {
+            observe(v, 1);
+        }
+
+        /** {@code n} observations of {@code v}. */
+        void observe(double v, long n) {
             for (int i = 0; i < bounds.length; i++) {
                 if (v <= bounds[i]) {
-                    counts[i].increment();
+                    counts[i].add(n);
                     break;
                 }
             }
-            count.increment();
-            sum.add(v);
+            count.add(n);
+            sum.add(v * n);
         }
 
         void render(StringBuilder out, String name, String help) {

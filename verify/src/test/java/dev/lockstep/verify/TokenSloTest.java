@@ -62,7 +62,7 @@ class TokenSloTest {
             }
             if (target) {
                 Engine.TokenSloReport r = engine.tokenSloReport();
-                assertNotNull(r);
+                assertEquals(1_000L, r.targetNanos(), "the report is of the target the engine was given");
                 assertNotNull(r.coefficientsMicros(), "the cost model was fitted after " + engine.schedulerSteps() + " steps");
                 assertTrue(r.prefillCutSteps() > 0, "steps with a prefill chunk cut: " + r.prefillCutSteps());
                 assertTrue(r.decodeSteps() > 0 && r.decodeOnlyOverTarget() > 0, "a 1 us target is below every decode-only step: " + r);
