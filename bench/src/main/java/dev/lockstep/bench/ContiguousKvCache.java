@@ -20,6 +20,7 @@ import java.lang.foreign.MemorySegment;
  * </pre>
  */
 final class ContiguousKvCache implements KvCache {
+    private boolean closed;
     private static final long ALIGNMENT_BYTES = 64;
 
     private final int layers;
@@ -125,7 +126,13 @@ final class ContiguousKvCache implements KvCache {
     }
 
     @Override
+    public boolean isClosed() {
+        return closed;
+    }
+
+    @Override
     public void close() {
+        closed = true;
         arena.close();
     }
 }

@@ -109,4 +109,9 @@ public interface CausalLm extends AutoCloseable {
     default dev.lockstep.interconnect.schedule.Schedule schedule(int tokens, int logitsRows) {
         return null;
     }
+
+    /** When disaggregated ({@link ExecutionPlan#disaggregated}): the pools' busy time, overlap and link traffic so far; null otherwise. */
+    default DisaggregationStats disaggregationStats() {
+        return null;
+    }
 }

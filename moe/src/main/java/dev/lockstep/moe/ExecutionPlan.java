@@ -10,6 +10,11 @@ package dev.lockstep.moe;
  *       by 320-byte-vector messages on a full mesh of rings. With {@link Placement#EXPERTS} each worker holds a
  *       contiguous range of every MoE layer's experts, and the tokens routed there and the expert outputs travel
  *       as vectors; with {@link Placement#ROWS} every matrix, experts included, is split by output rows.</li>
+ *   <li>{@link #disaggregated}: attention-FFN disaggregation. {@code attentionWorkers} workers each own a set of
+ *       sessions (their attention, norms, router and residual stream); the other {@code workers - attentionWorkers}
+ *       own a range of every MoE layer's experts. Per MoE layer each token's normalized hidden state goes to the FFN
+ *       workers that own its experts as 320-byte vectors, and their outputs come back; each attention worker's
+ *       sessions split into two micro-batches that ping-pong between the pools on a dependency-driven schedule.</li>
  * </ul>
  * Results are bit-identical across all of them.
  *
@@ -19,8 +24,10 @@ package dev.lockstep.moe;
  * @param epochSteps   schedule workers meet at an epoch barrier every this many steps
  * @param ringVectors  320-byte slots per link ring
  * @param idle         how a schedule worker waits at a RECV
+ * @param attentionWorkers 0, or (disaggregated) the workers that own sessions; the rest own experts
  */
-public record ExecutionPlan(int workers, Placement placement, boolean pin, int epochSteps, int ringVectors, Idle idle) {
+public record ExecutionPlan(int workers, Placement placement, boolean pin, int epochSteps, int ringVectors, Idle idle,
+                            int attentionWorkers) {
     public enum Placement { EXPERTS, ROWS }
 
     /** Agrona idle strategies: spin then yield then park (default), spin only, yield only. */
@@ -42,7 +49,15 @@ public record ExecutionPlan(int workers, Placement placement, boolean pin, int e
     public static final int DEFAULT_EPOCH_STEPS = 16;
     public static final int MAX_WORKERS = 64;
 
+    public ExecutionPlan(int workers, Placement placement, boolean pin, int epochSteps, int ringVectors, Idle idle) {
+        this(workers, placement, pin, epochSteps, ringVectors, idle, 0);
+    }
+
     public ExecutionPlan {
+        if (attentionWorkers < 0 || (attentionWorkers > 0 && (attentionWorkers >= workers || placement != Placement.EXPERTS))) {
+            throw new IllegalArgumentException("a disaggregated plan needs 1..workers-1 attention workers and expert placement, got "
+                    + attentionWorkers + " of " + workers + " (" + placement + ")");
+        }
         if (workers < 0 || workers > MAX_WORKERS) {
             throw new IllegalArgumentException("schedule workers must be in [1, " + MAX_WORKERS + "] (0: fork-join), got " + workers);
         }
@@ -65,17 +80,47 @@ public record ExecutionPlan(int workers, Placement placement, boolean pin, int e
         return new ExecutionPlan(workers, placement, pin, DEFAULT_EPOCH_STEPS, DEFAULT_RING_VECTORS, Idle.BACKOFF);
     }
 
+    /**
+     * Attention-FFN disaggregation: {@code attentionWorkers} workers own sessions (the calling thread is the first),
+     * {@code ffnWorkers} own experts; links of {@code ringVectors} slots.
+     */
+    public static ExecutionPlan disaggregated(int attentionWorkers, int ffnWorkers, boolean pin) {
+        if (attentionWorkers < 1 || ffnWorkers < 1 || attentionWorkers + ffnWorkers > MAX_WORKERS) {
+            throw new IllegalArgumentException("disaggregated serving needs >= 1 attention and >= 1 FFN worker, at most "
+                    + MAX_WORKERS + " in all; got " + attentionWorkers + " and " + ffnWorkers);
+        }
+        return new ExecutionPlan(attentionWorkers + ffnWorkers, Placement.EXPERTS, pin, DEFAULT_EPOCH_STEPS, DISAGGREGATED_RING_VECTORS,
+                Idle.BACKOFF, attentionWorkers);
+    }
+
+    /** Ring slots per link when disaggregated: 2048 (640 KiB), two micro-batches' tokens of a decode step in flight on a link. */
+    public static final int DISAGGREGATED_RING_VECTORS = 2048;
+
     /** This plan with workers waiting as {@code idle} says. */
     public ExecutionPlan withIdle(Idle idle) {
-        return new ExecutionPlan(workers, placement, pin, epochSteps, ringVectors, idle);
+        return new ExecutionPlan(workers, placement, pin, epochSteps, ringVectors, idle, attentionWorkers);
     }
 
     public boolean isScheduled() {
         return workers > 0;
     }
 
+    /** True for attention-FFN disaggregation ({@link #disaggregated}). */
+    public boolean isDisaggregated() {
+        return attentionWorkers > 0;
+    }
+
+    /** The workers that own experts when disaggregated (0 otherwise). */
+    public int ffnWorkers() {
+        return attentionWorkers > 0 ? workers - attentionWorkers : 0;
+    }
+
     @Override
     public String toString() {
+        if (isDisaggregated()) {
+            return "disaggregated, " + attentionWorkers + " attention + " + ffnWorkers() + " FFN workers" + (pin ? ", pinned" : "")
+                    + ", idle " + idle.name().toLowerCase();
+        }
         return isScheduled() ? "schedule, " + workers + " workers, placement " + placement.name().toLowerCase() + (pin ? ", pinned" : "")
                 + ", idle " + idle.name().toLowerCase()
                 : "fork-join";

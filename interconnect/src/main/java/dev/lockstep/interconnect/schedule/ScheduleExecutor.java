@@ -264,12 +264,38 @@ public final class ScheduleExecutor implements AutoCloseable {
             throw new ScheduleException("the step reached region " + region + " (" + current.graph().regionName(region) + ") with region "
                     + current.graph().regionName(p[coordinator.pc + 1]) + " not run: the driver and the compiled schedule disagree");
         }
+        if (tasks != ownTasks) {
+            throw new IllegalStateException("reserveRegions before a region-by-region step");
+        }
         tasks[region] = task;
         coordinator.stamp = ++regionStamp;
         runOps(coordinator, region, task);
     }
 
+    /** The region tasks the workers read: the coordinator's own array (region by region) or a step's ({@link #runStep}). */
     private RegionTask[] tasks = new RegionTask[0];
+    private RegionTask[] ownTasks = tasks;
+
+    /**
+     * Runs one whole step of a schedule whose parts need no driver (a graph of flows): {@code stepTasks[r]} is region
+     * {@code r}'s task on every worker, the coordinator included, which runs its own program to the end like the
+     * others. The tasks are published to the workers by the step-start messages. Throws the first failure of any
+     * worker's part (a {@link ScheduleException} whose cause is the part's exception).
+     */
+    public void runStep(Schedule s, RegionTask[] stepTasks) {
+        if (stepTasks.length < s.graph().regions()) {
+            throw new IllegalArgumentException(stepTasks.length + " tasks for " + s.graph().regions() + " regions");
+        }
+        tasks = stepTasks; // before the step-start messages, which publish it
+        begin(s);
+        try {
+            coordinator.stamp = ++regionStamp;
+            runOps(coordinator, -1, null);
+            drainAllOwed();
+        } finally {
+            finishStep();
+        }
+    }
 
     /** Finishes the step (the epoch barrier when due); throws the first failure of any worker's part. */
     public void end() {
@@ -338,9 +364,10 @@ public final class ScheduleExecutor implements AutoCloseable {
 
     /** Before a step: makes room for the regions' tasks (the coordinator's array, read by workers after a RECV). */
     public void reserveRegions(int regions) {
-        if (tasks.length < regions) {
-            tasks = java.util.Arrays.copyOf(tasks, regions);
+        if (ownTasks.length < regions) {
+            ownTasks = java.util.Arrays.copyOf(ownTasks, regions);
         }
+        tasks = ownTasks;
     }
 
     public Histogram stepLatencyNs() {
@@ -364,6 +391,15 @@ public final class ScheduleExecutor implements AutoCloseable {
     /** Parts (a region's COMPUTE op) worker {@code w} has run so far: nonzero for every worker that did its share. */
     public long partsComputed(int worker) {
         return partsComputed.get(worker * 16);
+    }
+
+    /** {@link #partsComputed} of every worker. */
+    public long[] partsComputedAll() {
+        long[] p = new long[workers];
+        for (int w = 0; w < workers; w++) {
+            p[w] = partsComputed(w);
+        }
+        return p;
     }
 
     /** Vectors (headers included) all workers have sent so far. */

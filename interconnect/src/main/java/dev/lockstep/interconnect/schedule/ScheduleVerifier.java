@@ -11,8 +11,9 @@ import java.util.List;
  *   <li>a SEND without exactly one matching RECV (same message and fragment), or the two with different sizes;</li>
  *   <li>a ring overflow: a fragment (plus its header slot) larger than the ring;</li>
  *   <li>a COMPUTE on a worker that lacks the weights its part needs;</li>
- *   <li>a use of data before its RECV: a COMPUTE of a region before the worker has received that region's inputs
- *       and every earlier region's messages to it, or a SEND of a region's output before its COMPUTE;</li>
+ *   <li>a use of data before its RECV: a COMPUTE of a region before the worker has received the flows that region
+ *       declares it consumes ({@link StepGraph#flow}), or, in a region-by-region graph, that region's inputs and every
+ *       earlier region's messages to it; a SEND of a region's output or flow before its COMPUTE;</li>
  *   <li>a possible deadlock: the programs are run in lockstep simulation with the ring capacities and every
  *       message at its largest size (a smaller one only frees space sooner); a state where no worker can move
  *       and some have not finished is a deadlock, and a RECV whose link delivers another message first is an
@@ -128,7 +129,7 @@ public final class ScheduleVerifier {
                     case Schedule.COMPUTE -> {
                         int r = p[i + 1];
                         for (MessageSpec m : messages) {
-                            if (m.to() == w && (m.region() < r || (m.region() == r && m.kind() == MessageSpec.Kind.INPUT)) && !received[w][m.id()]) {
+                            if (m.to() == w && neededBy(m, r) && !received[w][m.id()]) {
                                 throw reject(s, w, pc[w], "uses " + m + " before its RECV");
                             }
                         }
@@ -139,7 +140,7 @@ public final class ScheduleVerifier {
                     }
                     case Schedule.SEND -> {
                         MessageSpec m = messages.get(p[i + 2]);
-                        if (m.kind() == MessageSpec.Kind.OUTPUT && g.part(m.region(), w) != null && !computed[w][m.region()]) {
+                        if (m.kind() != MessageSpec.Kind.INPUT && g.part(m.region(), w) != null && !computed[w][m.region()]) {
                             throw reject(s, w, pc[w], "sends the output of " + g.regionName(m.region()) + " before computing it");
                         }
                         int link = m.from() * workers + m.to();
@@ -207,6 +208,19 @@ public final class ScheduleVerifier {
                 throw new ScheduleException(sb.substring(0, sb.length() - 1));
             }
         }
+    }
+
+    /**
+     * Whether the receiver's part of region {@code r} needs {@code m}: a flow, only in the region that declared it
+     * consumes it; an INPUT, in its region and later; an OUTPUT, in every later region (a region-by-region
+     * schedule declares no finer dependency).
+     */
+    private static boolean neededBy(MessageSpec m, int r) {
+        return switch (m.kind()) {
+            case FLOW -> m.consumer() == r;
+            case INPUT -> m.region() <= r;
+            case OUTPUT -> m.region() < r;
+        };
     }
 
     private static ScheduleException reject(Schedule s, int worker, int op, String why) {

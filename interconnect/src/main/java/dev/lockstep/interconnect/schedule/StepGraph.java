@@ -22,6 +22,7 @@ public final class StepGraph {
     private final List<MessageSpec> messagesView = Collections.unmodifiableList(messages); // one view: executors read it every op
     private final List<String> weightGroups = new ArrayList<>();
     private final List<boolean[]> owners = new ArrayList<>();
+    private boolean dataflow;
 
     public StepGraph(int workers) {
         if (workers < 1) {
@@ -54,11 +55,43 @@ public final class StepGraph {
 
     /** Declares a transfer; returns its message id. */
     public int message(String name, int region, int from, int to, MessageSpec.Kind kind, int maxFloats) {
+        if (kind == MessageSpec.Kind.FLOW) {
+            throw new IllegalArgumentException("a flow names its consumer: use flow(...)");
+        }
         checkWorker(from);
         checkWorker(to);
         MessageSpec m = new MessageSpec(messages.size(), name, region, from, to, kind, maxFloats);
         messages.add(m);
         return m.id();
+    }
+
+    /**
+     * Declares a dependency as data: region {@code producer}'s part on worker {@code from} produces a message that
+     * region {@code consumer}'s part on worker {@code to} consumes (the consumer is declared after the producer).
+     * A graph with flows is compiled by dependency ({@link ScheduleCompiler}): each worker runs its parts in a
+     * topological order of the flows, so a worker may compute a later region while another still works on an
+     * earlier one (micro-batch ping-pong), and the verifier checks each part against the flows it consumes.
+     * Returns the message id.
+     */
+    public int flow(String name, int producer, int from, int consumer, int to, int maxFloats) {
+        checkWorker(from);
+        checkWorker(to);
+        if (producer <= STEP_REGION || producer >= regions.size() || consumer >= regions.size()) {
+            throw new IllegalArgumentException("flow " + name + " between regions " + producer + " and " + consumer + " of " + regions.size());
+        }
+        if (parts.get(producer)[from] == null || parts.get(consumer)[to] == null) {
+            throw new IllegalArgumentException("flow " + name + ": worker " + from + " has no part of " + regions.get(producer)
+                    + " or worker " + to + " has none of " + regions.get(consumer));
+        }
+        MessageSpec m = new MessageSpec(messages.size(), name, producer, from, to, MessageSpec.Kind.FLOW, maxFloats, consumer);
+        messages.add(m);
+        dataflow = true;
+        return m.id();
+    }
+
+    /** True when the graph declares its dependencies ({@link #flow}): the compiler orders regions by them. */
+    public boolean dataflow() {
+        return dataflow;
     }
 
     /** A named set of weights (an expert range of one layer, say); returns its id. */

@@ -29,19 +29,20 @@ public final class Compute implements AutoCloseable {
     private final WorkerPool pool;
     private final ScheduledSteps schedule;
     private final MatmulTask task = new MatmulTask();
+    private final ExecutionPlan plan;
 
     /** Fork-join on {@code pool}. */
     public Compute(Kernels kernels, WorkerPool pool) {
-        this.kernels = kernels;
-        this.pool = pool;
-        this.schedule = null;
+        this(kernels, pool, ExecutionPlan.FORK_JOIN);
     }
 
     /** As {@code plan} says: fork-join on {@code pool}, or a compiled schedule on workers of its own. */
     public Compute(Kernels kernels, WorkerPool pool, ExecutionPlan plan) {
         this.kernels = kernels;
         this.pool = pool;
-        this.schedule = plan.isScheduled() ? new ScheduledSteps(plan) : null;
+        // disaggregated forwards run on the decoder's own workers (DisaggregatedSteps); this compute serves them fork-join
+        this.schedule = plan.isScheduled() && !plan.isDisaggregated() ? new ScheduledSteps(plan) : null;
+        this.plan = plan;
     }
 
     public Kernels kernels() {
@@ -55,7 +56,7 @@ public final class Compute implements AutoCloseable {
 
     /** How forwards run: fork-join, or the schedule's plan. */
     public ExecutionPlan plan() {
-        return schedule != null ? schedule.plan() : ExecutionPlan.FORK_JOIN;
+        return plan;
     }
 
     /** True when MoE experts are split by expert over schedule workers, their tokens moving as messages. */

@@ -119,6 +119,7 @@ public final class SparseMoeBlock implements FeedForward {
         float[] logits = new float[0], probs = new float[0], topW = new float[0], xg = new float[0], yg = new float[0];
         int[] topIdx = new int[0], count = new int[0], first = new int[0], assignToken = new int[0], tokenSlotAssign = new int[0];
         int[] active = new int[0];
+        int activeExperts;
         float[][] g = new float[0][], u = new float[0][];
         float[] gRows = new float[0], uRows = new float[0]; // [assignments, inter]: experts split by rows
         float[] sharedOut = new float[0], sharedGate = new float[0];
@@ -173,6 +174,39 @@ public final class SparseMoeBlock implements FeedForward {
     }
 
     public void forward(Compute c, int layer, float[] x, int n, Scratch s, float[] out, ForwardObserver observer) {
+        route(c, layer, x, n, s, observer);
+        int nActive = s.activeExperts;
+        Kernels kn = c.kernels();
+        // experts; which worker computes which expert rows never changes results
+        Call call = s.call.set(this, kn, n, nActive, s, out);
+        if (c.expertParallel()) {
+            // expert parallelism: each worker holds a range of experts; their tokens go there and come back as vectors
+            c.dataRegion("moe.experts", s.experts.set(this, kn, layer, n, nActive, s, c.workers()));
+            s.experts.clear();
+        } else if (c.expertRows()) {
+            // every active expert split by rows: gate/up rows (then SwiGLU on them), then down rows
+            if (s.gRows.length < n * topK * inter) {
+                s.gRows = new float[n * topK * inter + Compute.OUTPUT_PAD];
+                s.uRows = new float[n * topK * inter + Compute.OUTPUT_PAD];
+            }
+            c.forRange("moe.experts.gate_up", gate[0].tiles(), call.phase(Call.GATE_UP_ROWS));
+            c.forRange("moe.experts.down", down[0].tiles(), call.phase(Call.DOWN_ROWS));
+        } else {
+            // fork-join: each worker takes whole experts as they come (dynamic, for balance)
+            s.next.set(0);
+            c.forRange("moe.experts", c.workers(), call.phase(Call.EXPERTS));
+        }
+        call.clear();
+        finish(c, x, n, s, out);
+    }
+
+    /**
+     * The block's first part, before any expert runs: router logits (+ bias), the family's routing rule, and the
+     * (token, slot) assignments grouped by expert, tokens ascending within an expert, their rows copied to the
+     * scratch's grouped input. The experts then read that input (here, or on FFN workers as messages,
+     * {@link #writeShardTokens}) and write the grouped output that {@link #finish} combines.
+     */
+    public void route(Compute c, int layer, float[] x, int n, Scratch s, ForwardObserver observer) {
         s.ensure(n, nExperts, topK, hidden, inter, c.workers());
         Kernels kn = c.kernels();
         // router: logits (+ bias) -> the family's routing rule -> top-k ids and weights
@@ -221,26 +255,15 @@ public final class SparseMoeBlock implements FeedForward {
                 System.arraycopy(x, t * hidden, s.xg, a * hidden, hidden);
             }
         }
+        s.activeExperts = nActive;
+    }
 
-        // experts; which worker computes which expert rows never changes results
-        Call call = s.call.set(this, kn, n, nActive, s, out);
-        if (c.expertParallel()) {
-            // expert parallelism: each worker holds a range of experts; their tokens go there and come back as vectors
-            c.dataRegion("moe.experts", s.experts.set(this, kn, layer, n, nActive, s, c.workers()));
-            s.experts.clear();
-        } else if (c.expertRows()) {
-            // every active expert split by rows: gate/up rows (then SwiGLU on them), then down rows
-            if (s.gRows.length < n * topK * inter) {
-                s.gRows = new float[n * topK * inter + Compute.OUTPUT_PAD];
-                s.uRows = new float[n * topK * inter + Compute.OUTPUT_PAD];
-            }
-            c.forRange("moe.experts.gate_up", gate[0].tiles(), call.phase(Call.GATE_UP_ROWS));
-            c.forRange("moe.experts.down", down[0].tiles(), call.phase(Call.DOWN_ROWS));
-        } else {
-            // fork-join: each worker takes whole experts as they come (dynamic, for balance)
-            s.next.set(0);
-            c.forRange("moe.experts", c.workers(), call.phase(Call.EXPERTS));
-        }
+    /**
+     * The block's last part, once every routed expert's output rows are in the scratch's grouped output:
+     * {@code out[t]} = the sum over t's experts in ascending id of weight * expert output, then the shared expert.
+     */
+    public void finish(Compute c, float[] x, int n, Scratch s, float[] out) {
+        Call call = s.call.set(this, c.kernels(), n, s.activeExperts, s, out);
         // combine: out[t] = sum over t's experts in ascending id of weight * expert_out
         c.forRange("moe.combine", n, call.phase(Call.COMBINE));
         call.clear();
@@ -261,6 +284,106 @@ public final class SparseMoeBlock implements FeedForward {
                 }
             }
         }
+    }
+
+    // ---------------------------------------------------------------- expert shards (experts [e0, e1) elsewhere)
+
+    /** Most token rows experts {@code [e0, e1)} get from {@code tokens} tokens: each picks at most min(topK, e1 - e0) of them. */
+    public int maxShardRows(int tokens, int e0, int e1) {
+        return tokens * Math.min(topK, e1 - e0);
+    }
+
+    /** Floats of the message that carries experts {@code [e0, e1)} their tokens after {@link #route}: the counts, then the rows. */
+    public int shardTokensFloats(Scratch s, int e0, int e1) {
+        return e1 - e0 + (s.first[e1] - s.first[e0]) * hidden;
+    }
+
+    /** The largest {@link #shardTokensFloats} for a batch of {@code tokens} tokens. */
+    public int maxShardTokensFloats(int tokens, int e0, int e1) {
+        return e1 - e0 + maxShardRows(tokens, e0, e1) * hidden;
+    }
+
+    /**
+     * Floats {@code [off, off + floats)} of experts {@code [e0, e1)}'s tokens message: each expert's token count (as a
+     * float), then the rows routed to them, grouped by expert, tokens ascending.
+     */
+    public void writeShardTokens(Scratch s, int e0, int e1, int off, MemorySegment dst, long dstOff, int floats) {
+        int k = e1 - e0;
+        int i = off, end = off + floats;
+        for (; i < Math.min(k, end); i++, dstOff += Float.BYTES) {
+            dst.set(ValueLayout.JAVA_FLOAT, dstOff, (float) (s.first[e0 + i + 1] - s.first[e0 + i]));
+        }
+        if (i < end) {
+            MemorySegment.copy(s.xg, s.first[e0] * hidden + (i - k), dst, ValueLayout.JAVA_FLOAT, dstOff, end - i);
+        }
+    }
+
+    /** Floats {@code [off, off + floats)} of experts {@code [e0, ...)}'s output rows, into the grouped output where a local run writes them. */
+    public void readShardOutput(Scratch s, int e0, int off, MemorySegment src, long srcOff, int floats) {
+        MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, s.yg, s.first[e0] * hidden + off, floats);
+    }
+
+    /**
+     * Where experts run away from their tokens: the tokens message received ({@link #writeShardTokens}'s layout),
+     * the experts' work buffers and output rows. Grown only, so a steady state allocates nothing.
+     */
+    public static final class Shard {
+        float[] inbox = new float[0];
+        float[] g = new float[0], u = new float[0], y = new float[0];
+        int rows;
+
+        /** Room for experts {@code [e0, e1)} of {@code block} on up to {@code tokens} tokens. */
+        public void ensure(SparseMoeBlock block, int tokens, int e0, int e1) {
+            int rows = block.maxShardRows(tokens, e0, e1), k = e1 - e0;
+            if (inbox.length < k + rows * block.hidden + Compute.OUTPUT_PAD) {
+                inbox = new float[k + rows * block.hidden + Compute.OUTPUT_PAD];
+            }
+            if (y.length < rows * block.hidden + Compute.OUTPUT_PAD) {
+                y = new float[rows * block.hidden + Compute.OUTPUT_PAD];
+            }
+            if (g.length < rows * block.inter + Compute.OUTPUT_PAD) {
+                g = new float[rows * block.inter + Compute.OUTPUT_PAD];
+                u = new float[rows * block.inter + Compute.OUTPUT_PAD];
+            }
+        }
+
+        /** Takes floats {@code [off, off + floats)} of a tokens message. */
+        public void readTokens(int off, MemorySegment src, long srcOff, int floats) {
+            MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, inbox, off, floats);
+        }
+
+        /** No rows this time (the experts had no tokens). */
+        public void empty() {
+            rows = 0;
+        }
+
+        /** Output rows computed by the last {@link SparseMoeBlock#runShard}. */
+        public int rows() {
+            return rows;
+        }
+
+        /** Floats {@code [off, off + floats)} of the output rows. */
+        public void writeOutput(int off, MemorySegment dst, long dstOff, int floats) {
+            MemorySegment.copy(y, off, dst, ValueLayout.JAVA_FLOAT, dstOff, floats);
+        }
+    }
+
+    /**
+     * Runs experts {@code [e0, e1)} on the rows of {@code b}'s tokens message, expert by expert in ascending id, each on
+     * all of its rows at once (the same calls, on the same rows, as a local run): the output rows land in {@code b}
+     * in the message's order. Returns the rows.
+     */
+    public int runShard(Kernels kn, int e0, int e1, Shard b) {
+        int k = e1 - e0, a = 0;
+        for (int j = 0; j < k; j++) {
+            int m = (int) b.inbox[j];
+            if (m > 0) {
+                runExpert(kn, e0 + j, b.inbox, k + a * hidden, m, b.g, b.u, b.y, a * hidden);
+                a += m;
+            }
+        }
+        b.rows = a;
+        return a;
     }
 
     private static float sigmoid(float x) {
@@ -444,17 +567,11 @@ public final class SparseMoeBlock implements FeedForward {
         private int nExperts;
         private int hidden;
         /** Per worker >= 1, its own buffers (index 0 unused: the coordinator works in the shared scratch). */
-        private WorkerBuffers[] local = new WorkerBuffers[0];
+        private Shard[] local = new Shard[0];
         /** Per expert: the stamp of the region run that claimed it (claims only move forward). */
         private final PartClaims claims = new PartClaims(0);
         /** On the coordinator, per worker: it took over every expert of that worker in this run. */
         private boolean[] taken = new boolean[0];
-
-        static final class WorkerBuffers {
-            float[] inbox = new float[0];  // counts of its experts, then token rows
-            float[] g = new float[0], u = new float[0], y = new float[0];
-            int rows;
-        }
 
         ExpertRegion set(SparseMoeBlock block, Kernels kernels, int layer, int n, int activeExperts, Scratch s, int workers) {
             this.block = block;
@@ -477,14 +594,8 @@ public final class SparseMoeBlock implements FeedForward {
                 local = Arrays.copyOf(local, workers);
             }
             for (int w = 1; w < workers; w++) {
-                int rows = maxRows(w), k = first(w + 1) - first(w);
-                WorkerBuffers b = local[w] != null ? local[w] : new WorkerBuffers();
-                if (b.inbox.length < k + rows * block.hidden) {
-                    b.inbox = new float[k + rows * block.hidden + Compute.OUTPUT_PAD];
-                    b.y = new float[rows * block.hidden + Compute.OUTPUT_PAD];
-                    b.g = new float[rows * block.inter + Compute.OUTPUT_PAD];
-                    b.u = new float[rows * block.inter + Compute.OUTPUT_PAD];
-                }
+                Shard b = local[w] != null ? local[w] : new Shard();
+                b.ensure(block, n, first(w), first(w + 1));
                 local[w] = b;
             }
             return this;
@@ -497,11 +608,6 @@ public final class SparseMoeBlock implements FeedForward {
 
         private int first(int worker) {
             return nExperts * worker / workers;
-        }
-
-        /** Most token rows worker {@code w}'s experts can get: each token picks at most min(topK, its experts) of them. */
-        private int maxRows(int w) {
-            return n * Math.min(block.topK, first(w + 1) - first(w));
         }
 
         @Override
@@ -517,9 +623,8 @@ public final class SparseMoeBlock implements FeedForward {
                 g.owns(w, group);
                 g.part(region, w, group);
                 if (w > 0) {
-                    int rows = maxTokens * Math.min(block.topK, e1 - e0), k = e1 - e0;
-                    g.message("moe.l" + layer + ".tokens", region, 0, w, MessageSpec.Kind.INPUT, k + rows * block.hidden);
-                    g.message("moe.l" + layer + ".out", region, w, 0, MessageSpec.Kind.OUTPUT, rows * block.hidden);
+                    g.message("moe.l" + layer + ".tokens", region, 0, w, MessageSpec.Kind.INPUT, block.maxShardTokensFloats(maxTokens, e0, e1));
+                    g.message("moe.l" + layer + ".out", region, w, 0, MessageSpec.Kind.OUTPUT, block.maxShardRows(maxTokens, e0, e1) * block.hidden);
                 }
             }
         }
@@ -553,7 +658,7 @@ public final class SparseMoeBlock implements FeedForward {
             }
             // its own range, first expert first, until meeting the coordinator coming from the end: what it computed
             // is a prefix of the range, and so are the output rows it sends back
-            WorkerBuffers b = local[worker];
+            Shard b = local[worker];
             int k = e1 - e0, a = 0;
             for (int j = 0; j < k; j++) {
                 int m = (int) b.inbox[j];
@@ -576,8 +681,7 @@ public final class SparseMoeBlock implements FeedForward {
         @Override
         public int payloadFloats(MessageSpec m) {
             if (m.kind() == MessageSpec.Kind.INPUT) {
-                int w = m.to();
-                return first(w + 1) - first(w) + (s.first[first(w + 1)] - s.first[first(w)]) * block.hidden;
+                return block.shardTokensFloats(s, first(m.to()), first(m.to() + 1));
             }
             return local[m.from()].rows * hidden;
         }
@@ -585,25 +689,18 @@ public final class SparseMoeBlock implements FeedForward {
         @Override
         public void write(MessageSpec m, int off, MemorySegment dst, long dstOff, int floats) {
             if (m.kind() == MessageSpec.Kind.OUTPUT) {
-                MemorySegment.copy(local[m.from()].y, off, dst, ValueLayout.JAVA_FLOAT, dstOff, floats);
-                return;
-            }
-            int w = m.to(), e0 = first(w), k = first(w + 1) - e0;
-            int i = off, end = off + floats;
-            for (; i < Math.min(k, end); i++, dstOff += Float.BYTES) {
-                dst.set(ValueLayout.JAVA_FLOAT, dstOff, (float) (s.first[e0 + i + 1] - s.first[e0 + i]));
-            }
-            if (i < end) {
-                MemorySegment.copy(s.xg, s.first[e0] * block.hidden + (i - k), dst, ValueLayout.JAVA_FLOAT, dstOff, end - i);
+                local[m.from()].writeOutput(off, dst, dstOff, floats);
+            } else {
+                block.writeShardTokens(s, first(m.to()), first(m.to() + 1), off, dst, dstOff, floats);
             }
         }
 
         @Override
         public void read(MessageSpec m, int off, MemorySegment src, long srcOff, int floats, int total) {
             if (m.kind() == MessageSpec.Kind.INPUT) {
-                MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, local[m.to()].inbox, off, floats);
+                local[m.to()].readTokens(off, src, srcOff, floats);
             } else {
-                MemorySegment.copy(src, ValueLayout.JAVA_FLOAT, srcOff, s.yg, s.first[first(m.from())] * block.hidden + off, floats);
+                block.readShardOutput(s, first(m.from()), off, src, srcOff, floats);
             }
         }
     }

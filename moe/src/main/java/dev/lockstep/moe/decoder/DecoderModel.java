@@ -64,6 +64,8 @@ public final class DecoderModel implements CausalLm {
     /** Serializes forwards: the blocks share task objects, RoPE tables and the worker pool. */
     private final ReentrantLock forwardLock = new ReentrantLock();
     private boolean closed; // guarded by forwardLock
+    /** Attention-FFN disaggregation's workers and schedules, or null (colocated). */
+    private final DisaggregatedSteps disaggregated;
 
     public DecoderModel(Spec config, WeightMatrix embed, Layer[] layers, float[] finalNorm, WeightMatrix lmHead,
                   Compute compute, TierPlacement packedWeights, ModelSummary summary, java.util.List<WeightMatrix> matrices) {
@@ -76,6 +78,7 @@ public final class DecoderModel implements CausalLm {
         this.compute = compute;
         this.packedWeights = packedWeights;
         this.summary = summary;
+        this.disaggregated = compute.plan().isDisaggregated() ? new DisaggregatedSteps(this, compute, compute.plan()) : null;
     }
 
     static final class State implements ForwardState {
@@ -156,6 +159,10 @@ public final class DecoderModel implements CausalLm {
             }
             State state = (State) forwardState;
             validate(batch, logits);
+            if (disaggregated != null) {
+                disaggregated.forward(batch, logits, observer);
+                return;
+            }
             // one compiled schedule per bucket of batch shapes: every region follows from the tokens and logits rows
             compute.beginStep(batch.size(), batch.logitsRows());
             boolean done = false;
@@ -201,18 +208,42 @@ public final class DecoderModel implements CausalLm {
 
     private void forwardLocked(ForwardBatch batch, State s, float[] logits, ForwardObserver observer) {
         int n = batch.size();
-        int h = config.hiddenSize(), vocab = config.vocabSize();
-        int rows = batch.logitsRows();
+        int h = config.hiddenSize();
         for (int q = 0; q < batch.sequences(); q++) {
             batch.sequenceCache(q).reserve(batch.sequenceTokens(q));
         }
         s.ensure(n, h);
-        Kernels kn = compute.kernels();
-        for (Layer layer : layers) {
-            layer.attention().ensureRope(batch.maxPosition() + 1); // a no-op once the tables are long enough
+        ensureRope(batch);
+        embed(batch, s);
+        observer.onHidden(0, s.x, n, h);
+        for (int l = 0; l < layers.length; l++) {
+            attentionHalf(compute, l, batch, s);
+            // sparse MoE (router, top-k, grouped experts) or dense MLP
+            switch (layers[l].ffn()) {
+                case SparseMoeBlock moe -> moe.forward(compute, l, s.xb, n, s.moe, s.branch, observer);
+                case DenseMlpBlock mlp -> mlp.forward(compute, s.xb, n, s.mlp, s.branch);
+            }
+            ffnResidual(compute, l, batch, s);
+            if (l < layers.length - 1) {
+                observer.onHidden(l + 1, s.x, n, h);
+            }
         }
+        head(compute, batch, s, logits, observer);
+        for (int q = 0; q < batch.sequences(); q++) {
+            batch.sequenceCache(q).commit(batch.sequenceTokens(q));
+        }
+    }
 
-        // embedding
+    /** RoPE tables long enough for the batch's positions (a no-op once they are). */
+    void ensureRope(ForwardBatch batch) {
+        for (Layer layer : layers) {
+            layer.attention().ensureRope(batch.maxPosition() + 1);
+        }
+    }
+
+    /** {@code s.x} = the batch's token embeddings (times the embedding scale). */
+    void embed(ForwardBatch batch, State s) {
+        int n = batch.size(), h = config.hiddenSize();
         for (int t = 0; t < n; t++) {
             embed.rowToFloat(batch.token(t), s.x, t * h);
         }
@@ -221,48 +252,47 @@ public final class DecoderModel implements CausalLm {
                 s.x[i] *= config.embeddingScale();
             }
         }
-        observer.onHidden(0, s.x, n, h);
+    }
 
-        for (int l = 0; l < layers.length; l++) {
-            Layer layer = layers[l];
-            // attention rmsnorm
-            kn.rmsNormRows(s.x, 0, h, n, layer.inputNorm(), config.rmsNormEps(), s.xb, 0, h, h);
-            // self-attention (qkv, q/k norm, RoPE, append to each token's cache, causal GQA, o_proj)
-            switch (layer.attention()) {
-                case AttentionBlock a -> a.forward(compute, l, s.xb, batch, s.attention, s.branch);
-                case MlaBlock m -> m.forward(compute, l, s.xb, batch, s.mla, s.branch);
-            }
-            // residual
-            kn.axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
-            // post-attention rmsnorm
-            kn.rmsNormRows(s.x, 0, h, n, layer.postAttentionNorm(), config.rmsNormEps(), s.xb, 0, h, h);
-            // sparse MoE (router, top-k, grouped experts) or dense MLP
-            switch (layer.ffn()) {
-                case SparseMoeBlock moe -> moe.forward(compute, l, s.xb, n, s.moe, s.branch, observer);
-                case DenseMlpBlock mlp -> mlp.forward(compute, s.xb, n, s.mlp, s.branch);
-            }
-            // residual
-            kn.axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
-            NonFiniteException.check(s.x, n, h, batch, false, l);
-            if (l < layers.length - 1) {
-                observer.onHidden(l + 1, s.x, n, h);
-            }
+    /**
+     * Layer {@code l} up to its feed-forward's input: input norm, attention (qkv, q/k norm, RoPE, append to each
+     * token's cache, causal attention, o_proj), the residual add, the post-attention norm into {@code s.xb}.
+     */
+    void attentionHalf(Compute c, int l, ForwardBatch batch, State s) {
+        int n = batch.size(), h = config.hiddenSize();
+        Layer layer = layers[l];
+        Kernels kn = c.kernels();
+        kn.rmsNormRows(s.x, 0, h, n, layer.inputNorm(), config.rmsNormEps(), s.xb, 0, h, h);
+        switch (layer.attention()) {
+            case AttentionBlock a -> a.forward(c, l, s.xb, batch, s.attention, s.branch);
+            case MlaBlock m -> m.forward(c, l, s.xb, batch, s.mla, s.branch);
         }
+        kn.axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
+        kn.rmsNormRows(s.x, 0, h, n, layer.postAttentionNorm(), config.rmsNormEps(), s.xb, 0, h, h);
+    }
 
-        // final norm
-        kn.rmsNormRows(s.x, 0, h, n, finalNorm, config.rmsNormEps(), s.xb, 0, h, h);
+    /** After layer {@code l}'s feed-forward wrote {@code s.branch}: the residual add and the non-finite check. */
+    void ffnResidual(Compute c, int l, ForwardBatch batch, State s) {
+        int n = batch.size(), h = config.hiddenSize();
+        c.kernels().axpy(config.residualScale(), s.branch, 0, s.x, 0, n * h);
+        NonFiniteException.check(s.x, n, h, batch, false, l);
+    }
+
+    /** The final norm and lm_head, for the tokens that want logits (rows gathered when they are not all or one). */
+    void head(Compute c, ForwardBatch batch, State s, float[] logits, ForwardObserver observer) {
+        int n = batch.size(), h = config.hiddenSize(), vocab = config.vocabSize();
+        int rows = batch.logitsRows();
+        c.kernels().rmsNormRows(s.x, 0, h, n, finalNorm, config.rmsNormEps(), s.xb, 0, h, h);
         observer.onHidden(layers.length, s.xb, n, h);
-
-        // lm_head, for the tokens that want logits (rows gathered when they are not all or one)
         if (rows == n) {
-            compute.matmul(lmHead, s.xb, n, logits);
+            c.matmul(lmHead, s.xb, n, logits);
         } else if (rows == 1) {
-            compute.matmul(lmHead, s.xb, batch.logitsToken(0) * h, 1, logits);
+            c.matmul(lmHead, s.xb, batch.logitsToken(0) * h, 1, logits);
         } else if (rows > 1) {
             for (int r = 0; r < rows; r++) {
                 System.arraycopy(s.xb, batch.logitsToken(r) * h, s.branch, r * h, h);
             }
-            compute.matmul(lmHead, s.branch, rows, logits);
+            c.matmul(lmHead, s.branch, rows, logits);
         }
         if (config.logitDivisor() != 1f) {
             for (int i = 0; i < rows * vocab; i++) {
@@ -270,9 +300,10 @@ public final class DecoderModel implements CausalLm {
             }
         }
         NonFiniteException.check(logits, rows, vocab, batch, true, NonFiniteException.LOGITS);
-        for (int q = 0; q < batch.sequences(); q++) {
-            batch.sequenceCache(q).commit(batch.sequenceTokens(q));
-        }
+    }
+
+    Layer[] layerArray() {
+        return layers;
     }
 
     @Override
@@ -316,12 +347,23 @@ public final class DecoderModel implements CausalLm {
 
     @Override
     public ScheduleExecutor scheduleExecutor() {
-        return compute.scheduleExecutor();
+        return disaggregated != null ? disaggregated.executor() : compute.scheduleExecutor();
+    }
+
+    /** Disaggregated: the schedule of one session's batch of {@code tokens} tokens (logits rows change nothing there). */
+    @Override
+    public Schedule schedule(int tokens, int logitsRows) {
+        return disaggregated != null ? disaggregated.schedule(tokens) : compute.schedule(tokens, logitsRows);
     }
 
     @Override
-    public Schedule schedule(int tokens, int logitsRows) {
-        return compute.schedule(tokens, logitsRows);
+    public dev.lockstep.moe.DisaggregationStats disaggregationStats() {
+        forwardLock.lock();
+        try {
+            return disaggregated == null ? null : disaggregated.stats();
+        } finally {
+            forwardLock.unlock();
+        }
     }
 
     /** The compute this model runs on (its execution plan, the schedule executor and compiled schedules when scheduled). */
@@ -347,6 +389,9 @@ public final class DecoderModel implements CausalLm {
             if (!closed) {
                 closed = true;
                 try {
+                    if (disaggregated != null) {
+                        disaggregated.close();
+                    }
                     compute.close();
                 } finally {
                     packedWeights.close();

@@ -46,6 +46,9 @@ public interface KvCache extends AutoCloseable {
     /** Forgets positions {@code [length, length())}: rollback to a shorter prefix. */
     void truncate(int length);
 
+    /** True once closed (a closed cache's session has ended; its blocks are gone). */
+    boolean isClosed();
+
     @Override
     void close();
 }

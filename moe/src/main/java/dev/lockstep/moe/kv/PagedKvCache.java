@@ -226,6 +226,7 @@ public final class PagedKvCache implements KvCache {
         length += KvBlockDescriptor.BLOCK_TOKENS;
     }
 
+    @Override
     public boolean isClosed() {
         return closed;
     }

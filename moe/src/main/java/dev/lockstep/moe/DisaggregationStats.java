@@ -1,0 +1,60 @@
+package dev.lockstep.moe;
+
+/**
+ * What a disaggregated model's steps did so far ({@link CausalLm#disaggregationStats}): the pools' busy time (the
+ * union of their workers' parts), the time both pools were busy at once (ping-pong's overlap), the vectors each
+ * link carried, and each worker's parts and epoch drift.
+ *
+ * @param steps              forwards run
+ * @param pingPongSteps      of those, the ones that ran two micro-batches per attention worker
+ * @param tokens             tokens forwarded
+ * @param stepNanos          wall time of the steps, summed
+ * @param attentionBusyNanos time at least one attention worker computed
+ * @param ffnBusyNanos       time at least one FFN worker computed
+ * @param overlapNanos       time both pools computed at once
+ * @param linkVectors        per link {@code from * workers + to}: 320-byte vectors of token and expert-output messages, headers included
+ * @param vectorsSent        every vector sent, step doorbells included
+ * @param driftP99Nanos      per worker: p99 of its lag behind the first arrival at the epoch barrier
+ * @param partsComputed      per worker: the parts (compiled COMPUTE ops) it ran
+ */
+public record DisaggregationStats(int attentionWorkers, int ffnWorkers, long steps, long pingPongSteps, long tokens, long stepNanos,
+                                  long attentionBusyNanos, long ffnBusyNanos, long overlapNanos, long[] linkVectors, long vectorsSent,
+                                  long[] driftP99Nanos, long[] partsComputed) {
+    public int workers() {
+        return attentionWorkers + ffnWorkers;
+    }
+
+    public double attentionBusyFraction() {
+        return stepNanos == 0 ? 0 : (double) attentionBusyNanos / stepNanos;
+    }
+
+    public double ffnBusyFraction() {
+        return stepNanos == 0 ? 0 : (double) ffnBusyNanos / stepNanos;
+    }
+
+    /** Fraction of the step time both pools computed at once. */
+    public double overlapFraction() {
+        return stepNanos == 0 ? 0 : (double) overlapNanos / stepNanos;
+    }
+
+    /** Vectors per forwarded token on link {@code from -> to}. */
+    public double vectorsPerToken(int from, int to) {
+        return tokens == 0 ? 0 : (double) linkVectors[from * workers() + to] / tokens;
+    }
+
+    /** The difference between two snapshots of the same model (this minus {@code before}). */
+    public DisaggregationStats since(DisaggregationStats before) {
+        long[] links = linkVectors.clone();
+        long[] parts = partsComputed.clone();
+        for (int i = 0; i < links.length; i++) {
+            links[i] -= before.linkVectors[i];
+        }
+        for (int i = 0; i < parts.length; i++) {
+            parts[i] -= before.partsComputed[i];
+        }
+        return new DisaggregationStats(attentionWorkers, ffnWorkers, steps - before.steps, pingPongSteps - before.pingPongSteps,
+                tokens - before.tokens, stepNanos - before.stepNanos, attentionBusyNanos - before.attentionBusyNanos,
+                ffnBusyNanos - before.ffnBusyNanos, overlapNanos - before.overlapNanos, links, vectorsSent - before.vectorsSent,
+                driftP99Nanos, parts);
+    }
+}
