@@ -112,6 +112,7 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         }
         AgenticBench.Report on = runOnce(base.withPrefixCache(true), w);
         Engine.TokenSloReport onSlo = lastSlo;
+        String onPools = lastPools;
         AgenticBench.Report off = runOnce(base.withKvDiskBytes(0).withPrefixCache(false), w);
         Engine.TokenSloReport offTarget = lastSlo;
         AgenticBench.Report single = runOnce(base.withPrefixCache(true), w.withSessions(1));
@@ -132,7 +133,8 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         java.util.Arrays.sort(decodeOne);
         java.util.Arrays.sort(pairRatio);
 
-        out().printf(Locale.ROOT, "%s, %d threads, %d root sessions x %d turns, system %d, tool %d, gen %d tokens, fanout %d, batch budget %d tokens%n%n",
+        String mode = loadOptions().execution().isDisaggregated() ? loadOptions().execution() + ", " : "";
+        out().printf(Locale.ROOT, mode + "%s, %d threads, %d root sessions x %d turns, system %d, tool %d, gen %d tokens, fanout %d, batch budget %d tokens%n%n",
                 model.getFileName(), t, sessions, turns, systemTokens, toolTokens, genTokens, fanout, batchTokens);
         out().printf(Locale.ROOT, "| run | roots | prefix cache | TTFT p50 ms | TTFT p99 ms | token p50 ms | p99 | p999 | p99/p50 | aggregate tok/s | prefix hit | peak KV pages (MB) | steps | step p50 / p99 ms | step tokens p50 / p99 |%n");
         out().printf(Locale.ROOT, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%n");
@@ -167,6 +169,9 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
                                 + " and nothing else took p50 %.3f ms, p99 %.3f ms (p99/p50 %.2f): no chunking of prefill makes a step steadier than that%n",
                         ms(baseline.interToken(), 99) / ms(baseline.interToken(), 50), jitter, p50, p99, p99 / p50);
             }
+        }
+        if (!onPools.isEmpty()) {
+            out().printf(Locale.ROOT, "%ndisaggregated pools (cache-on run): %s%n", onPools);
         }
         out().printf(Locale.ROOT, "%nTTFT p50 off/on: %.1fx (target >= 5); aggregate decode tok/s %d sessions / 1: %.2fx (target >= 1.6); token p99/p50 with the cache: %.2f (target <= 1.5)%n",
                 ttftRatio, sessions, batching, jitter);
@@ -203,12 +208,14 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
     }
 
     private Engine.TokenSloReport lastSlo; // the latest runOnce's engine's target report (null without a target)
+    private String lastPools = ""; // disaggregated: the latest runOnce's pools line
 
     private AgenticBench.Report runOnce(EngineOptions options, AgenticBench.Workload w) {
         try (Engine engine = loadEngine(options)) {
             checkContext(engine, w);
             AgenticBench.Report r = AgenticBench.run(engine, w);
             lastSlo = engine.tokenSloReport();
+            lastPools = ScheduleReport.pools(engine.model(), null);
             return r;
         }
     }

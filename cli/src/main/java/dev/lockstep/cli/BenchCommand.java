@@ -70,9 +70,9 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
         }
         long warmupNanos = (long) (warmupSeconds * 1e9);
         if (executionOptions.scheduled() && threads != null) {
-            throw new IllegalArgumentException("give --threads (fork-join) or --workers (a compiled schedule), not both");
+            throw new IllegalArgumentException("give --threads (fork-join) or --workers / --mode disaggregated (a compiled schedule), not both");
         }
-        List<Integer> counts = executionOptions.scheduled() ? List.of(executionOptions.workers)
+        List<Integer> counts = executionOptions.scheduled() ? List.of(executionOptions.workerCount())
                 : threads != null ? threads
                 : List.of(1, Runtime.getRuntime().availableProcessors()).stream().distinct().toList();
         for (int t : counts) {
@@ -100,7 +100,8 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
         }
         out().printf(Locale.ROOT, "kernels: %s, runs: %d measured per test after >= %d warm-up runs each and >= %.1f s of alternating warm-up; executor: %s%n",
                 dev.lockstep.kernels.KernelProvider.get().name(), repetitions, warmups, warmupSeconds,
-                executionOptions.scheduled() ? "compiled schedule over --workers (threads column: workers)" : "fork-join");
+                executionOptions.disaggregated() ? "disaggregated (threads column: attention + FFN workers)"
+                        : executionOptions.scheduled() ? "compiled schedule over --workers (threads column: workers)" : "fork-join");
         return 0;
     }
 
@@ -157,6 +158,10 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                         engine.modelDir().getFileName(), t, ScheduleReport.size(engine.model()),
                         (scheduled.vectorsSent() - vectorsBefore) / (double) Math.max(1, scheduled.steps() - stepsBefore),
                         scheduled.steps() - stepsBefore, ScheduleReport.latency(scheduled.stepLatencyNs()), ScheduleReport.drift(scheduled));
+                if (engine.model().executionPlan().isDisaggregated()) {
+                    out().printf(Locale.ROOT, "| %s | %d | pools | | | | %s (all tests) |%n", engine.modelDir().getFileName(), t,
+                            ScheduleReport.pools(engine.model(), null));
+                }
             }
             // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.
             double bandwidth = dev.lockstep.kernels.ReadBandwidth.measure(t, 1L << 30, 5);

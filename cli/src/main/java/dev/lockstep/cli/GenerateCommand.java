@@ -140,7 +140,8 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                             engine.model().summary().quantizeNanos() / 1e9) : ""),
                     loadNanos / 1e9, stats.prefillNanos() / 1e6, stats.promptTokens(), stats.decodeNanos() / 1e6, stats.decodeSteps(),
                     stats.decodeSteps() == 0 ? 0.0 : stats.decodeNanos() / 1e6 / stats.decodeSteps(),
-                    engine.model().executionPlan().isScheduled() ? "schedule workers: " + engine.model().executionPlan().workers()
+                    engine.model().executionPlan().isDisaggregated() ? "disaggregated workers: " + engine.model().executionPlan().workers()
+                            : engine.model().executionPlan().isScheduled() ? "schedule workers: " + engine.model().executionPlan().workers()
                             : "threads: " + engine.threads(), engine.kernelsName());
             if (scheduled != null) {
                 err.printf(Locale.ROOT, "schedule: %s%n", ScheduleReport.size(engine.model()));
@@ -148,6 +149,9 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                     double perToken = (scheduled.vectorsSent() - last[1]) / (double) last[2];
                     err.printf(Locale.ROOT, "decode per token: %s; %.1f vectors moved (%.1f KB); epoch drift: %s%n",
                             ScheduleReport.latency(tokenNanos), perToken, perToken * 320 / 1e3, ScheduleReport.drift(scheduled));
+                }
+                if (engine.model().executionPlan().isDisaggregated()) {
+                    err.printf(Locale.ROOT, "pools (whole run): %s%n", ScheduleReport.pools(engine.model(), null));
                 }
             }
         }

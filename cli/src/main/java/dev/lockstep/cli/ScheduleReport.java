@@ -16,9 +16,12 @@ final class ScheduleReport {
     static String size(CausalLm model) {
         ScheduleExecutor ex = model.scheduleExecutor();
         Schedule decode = model.schedule(1, 1);
-        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT, "%d workers, placement %s, %s, idle %s", ex.workers(),
-                model.executionPlan().placement().name().toLowerCase(Locale.ROOT), ex.pinning(),
-                model.executionPlan().idle().name().toLowerCase(Locale.ROOT)));
+        dev.lockstep.moe.ExecutionPlan plan = model.executionPlan();
+        StringBuilder sb = new StringBuilder(plan.isDisaggregated()
+                ? String.format(Locale.ROOT, "%d attention + %d FFN workers, %s, idle %s", plan.attentionWorkers(), plan.ffnWorkers(), ex.pinning(),
+                        plan.idle().name().toLowerCase(Locale.ROOT))
+                : String.format(Locale.ROOT, "%d workers, placement %s, %s, idle %s", ex.workers(),
+                        plan.placement().name().toLowerCase(Locale.ROOT), ex.pinning(), plan.idle().name().toLowerCase(Locale.ROOT)));
         if (decode != null) {
             sb.append(String.format(Locale.ROOT, "; decode step: %d ops (", decode.totalOps()));
             for (int w = 0; w < decode.workers(); w++) {
@@ -26,6 +29,32 @@ final class ScheduleReport {
             }
             sb.append(String.format(Locale.ROOT, "), %d regions, %d of %d links used, <= %,d vectors/step (320 B each)",
                     decode.graph().regions(), decode.linksUsed(), ex.workers() * (ex.workers() - 1), decode.maxVectorsPerStep()));
+        }
+        return sb.toString();
+    }
+
+    /**
+     * Disaggregated: "attention pool busy 61% of the step time, FFN pool 48%, both at once 12%; 40% of steps ran two
+     * micro-batches; vectors per token: w0->w1 21.0, w1->w0 20.0".
+     */
+    static String pools(CausalLm model, dev.lockstep.moe.DisaggregationStats before) {
+        dev.lockstep.moe.DisaggregationStats st = model.disaggregationStats();
+        if (st == null) {
+            return "";
+        }
+        if (before != null) {
+            st = st.since(before);
+        }
+        StringBuilder sb = new StringBuilder(String.format(Locale.ROOT,
+                "attention pool busy %.0f%% of the step time, FFN pool %.0f%%, both at once %.0f%%; %d of %d steps ran two micro-batches; vectors per token:",
+                100 * st.attentionBusyFraction(), 100 * st.ffnBusyFraction(), 100 * st.overlapFraction(), st.pingPongSteps(), st.steps()));
+        for (int from = 0; from < st.workers(); from++) {
+            for (int to = 0; to < st.workers(); to++) {
+                if (from != to && st.linkVectors()[from * st.workers() + to] > 0) {
+                    sb.append(String.format(Locale.ROOT, " w%d->w%d %.1f (%,.0f B)", from, to, st.vectorsPerToken(from, to),
+                            st.vectorsPerToken(from, to) * dev.lockstep.interconnect.VectorDescriptor.VECTOR_BYTES));
+                }
+            }
         }
         return sb.toString();
     }
