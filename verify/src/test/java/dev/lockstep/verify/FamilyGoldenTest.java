@@ -29,6 +29,7 @@ import java.net.URISyntaxException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.HashMap;
 import java.util.Map;
 
@@ -116,27 +117,40 @@ class FamilyGoldenTest {
             try (WorkerPool one = new WorkerPool(1); CausalLm single = ModelFamilies.load(tiny(family), one)) {
                 assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(single, whole, 1), family + ": 1 thread vs 2");
             }
-            for (ExecutionPlan.Placement placement : ExecutionPlan.Placement.values()) {
+            for (ExecutionPlan plan : List.of(ExecutionPlan.scheduled(2, ExecutionPlan.Placement.EXPERTS, false),
+                    ExecutionPlan.scheduled(2, ExecutionPlan.Placement.ROWS, false), ExecutionPlan.disaggregated(2, 2, false))) {
                 try (CausalLm scheduled = ModelFamilies.load(ModelFamilies.readConfig(tiny(family)), KernelProvider.get(), pool,
-                        LoadOptions.DEFAULT.withExecution(ExecutionPlan.scheduled(2, placement, false)))) {
-                    assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(scheduled, whole, 9), family + ": 2 workers, " + placement);
-                    assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(scheduled, whole, 1), family + ": 2 workers decoding, " + placement);
+                        LoadOptions.DEFAULT.withExecution(plan))) {
+                    assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(scheduled, whole, 9), family + ": " + plan);
+                    assertArrayEquals(alone, DecodeConsistencyTest.logitsInBlocks(scheduled, whole, 1), family + ": decoding, " + plan);
+                    if (plan.isDisaggregated()) {
+                        assertArrayEquals(alone, batched(scheduled, whole), family + ": batched with two other sequences, " + plan);
+                    }
                 }
             }
             float[] last = Arrays.copyOfRange(alone, (whole.length - 1) * vocab, whole.length * vocab);
-            try (Engine engine = Engine.load(tiny(family), new EngineOptions(2).withKernelWarmup(false))) {
-                try (Session first = engine.newSession(64)) {
-                    assertArrayEquals(last, first.append(whole).clone(), family + ": a session");
-                }
-                long hits = engine.prefixCache().hitPages();
-                try (Session second = engine.newSession(64)) {
-                    assertArrayEquals(last, second.append(whole).clone(), family + ": through the prefix cache");
-                    assertTrue(engine.prefixCache().hitPages() > hits, family + ": the prefix cache was hit");
-                }
-                try (Session parent = engine.newSession(64)) {
-                    parent.append(system);
-                    try (Session child = parent.fork()) {
-                        assertArrayEquals(last, child.append(user).clone(), family + ": forked");
+            EngineOptions colocated = new EngineOptions(2).withKernelWarmup(false);
+            for (EngineOptions options : List.of(colocated,
+                    colocated.withLoad(LoadOptions.DEFAULT.withExecution(ExecutionPlan.disaggregated(2, 2, false))))) {
+                String how = family + ", " + options.load().execution();
+                try (Engine engine = Engine.load(tiny(family), options)) {
+                    try (Session first = engine.newSession(64)) {
+                        assertArrayEquals(last, first.append(whole).clone(), how + ": a session");
+                    }
+                    long hits = engine.prefixCache().hitPages();
+                    try (Session second = engine.newSession(64)) {
+                        assertArrayEquals(last, second.append(whole).clone(), how + ": through the prefix cache");
+                        assertTrue(engine.prefixCache().hitPages() > hits, how + ": the prefix cache was hit");
+                    }
+                    try (Session parent = engine.newSession(64)) {
+                        parent.append(system);
+                        try (Session child = parent.fork()) {
+                            assertArrayEquals(last, child.append(user).clone(), how + ": forked");
+                        }
+                        // rollback: append the user turn, roll back to the system prompt, append it again
+                        parent.append(user);
+                        parent.rollback(user.length);
+                        assertArrayEquals(last, parent.append(user).clone(), how + ": rolled back and appended again");
                     }
                 }
             }
