@@ -16,7 +16,7 @@ import java.nio.charset.StandardCharsets;
  */
 @Command(name = "lockstep", mixinStandardHelpOptions = true, version = "lockstep 0.1.0",
         description = "Deterministic Mixture-of-Experts inference on the JVM.",
-        subcommands = {GenerateCommand.class, ChatCommand.class, ServeCommand.class, PerplexityCommand.class, InspectCommand.class, BenchCommand.class, QuantizeCommand.class, SynthCommand.class, CommandLine.HelpCommand.class})
+        subcommands = {GenerateCommand.class, ChatCommand.class, ServeCommand.class, PerplexityCommand.class, InspectCommand.class, PlanCommand.class, BenchCommand.class, QuantizeCommand.class, SynthCommand.class, CommandLine.HelpCommand.class})
 public final class LockstepCli {
     public static final int EXIT_USER_ERROR = 2;
     public static final int EXIT_INTERNAL_ERROR = 1;

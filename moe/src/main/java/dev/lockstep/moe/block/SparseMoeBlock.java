@@ -87,8 +87,22 @@ public final class SparseMoeBlock implements FeedForward {
         for (int e = 0; e < nExperts; e++) {
             experts += gate[e].byteSize() + up[e].byteSize() + down[e].byteSize();
         }
-        long sharedBytes = shared == null ? 0 : shared.mlp().weightBytesPerToken() + (shared.gate() == null ? 0 : shared.gate().byteSize());
-        return router.byteSize() + experts * topK / nExperts + sharedBytes;
+        return router.byteSize() + experts * topK / nExperts + sharedBytes();
+    }
+
+    /** Bytes of the router's weights. */
+    public long routerBytes() {
+        return router.byteSize();
+    }
+
+    /** Bytes of routed expert {@code e}'s three matrices. */
+    public long expertBytes(int e) {
+        return gate[e].byteSize() + up[e].byteSize() + down[e].byteSize();
+    }
+
+    /** Bytes of the shared expert and its gate (0 without one). */
+    public long sharedBytes() {
+        return shared == null ? 0 : shared.mlp().weightBytesPerToken() + (shared.gate() == null ? 0 : shared.gate().byteSize());
     }
 
     public SparseMoeBlock(WeightMatrix router, WeightMatrix[] gate, WeightMatrix[] up, WeightMatrix[] down,

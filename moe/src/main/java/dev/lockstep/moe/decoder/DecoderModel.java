@@ -302,6 +302,16 @@ public final class DecoderModel implements CausalLm {
         NonFiniteException.check(logits, rows, vocab, batch, true, NonFiniteException.LOGITS);
     }
 
+    /** Bytes of lm_head's weights. */
+    long lmHeadBytes() {
+        return lmHead.byteSize();
+    }
+
+    /** The disaggregated steps, or null (colocated). */
+    DisaggregatedSteps disaggregatedSteps() {
+        return disaggregated;
+    }
+
     Layer[] layerArray() {
         return layers;
     }

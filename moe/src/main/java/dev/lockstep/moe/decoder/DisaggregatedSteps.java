@@ -99,9 +99,17 @@ final class DisaggregatedSteps implements AutoCloseable {
         }
     }
 
-    /** A compiled batch shape: the schedule and each region's task. */
-    private record Compiled(Schedule schedule, RegionTask[] tasks, int micro, int bucketTokens) {
+    /**
+     * A compiled batch shape: the schedule, each region's task, and what each region is (for the planner): its kind
+     * ({@link #SEGMENT}, {@link #EXPERTS} or -1), MoE layer index k, lane and FFN worker. {@code partNanos} sums the
+     * measured time of each worker's parts (by COMPUTE op index) over {@code runs} steps.
+     */
+    record Compiled(Schedule schedule, RegionTask[] tasks, int micro, int bucketTokens, int[] kind, int[] moeIndex, int[] lane, int[] ffnWorker,
+                    double[][] partNanos, long[] runs) {
     }
+
+    static final int SEGMENT = 0;
+    static final int EXPERTS = 1;
 
     DisaggregatedSteps(DecoderModel model, Compute compute, ExecutionPlan plan) {
         this.model = model;
@@ -224,6 +232,12 @@ final class DisaggregatedSteps implements AutoCloseable {
         }
         long wall = System.nanoTime() - stepStartNs;
         measure(wall, batch.size(), micro);
+        for (int w = 0; w < plan.workers(); w++) {
+            for (int i = 0; i < busyCount[w] && i < c.partNanos[w].length; i++) {
+                c.partNanos[w][i] += busy[w][2 * i + 1] - busy[w][2 * i];
+            }
+        }
+        c.runs[0]++;
         last = c;
         for (int q = 0; q < batch.sequences(); q++) {
             batch.sequenceCache(q).commit(batch.sequenceTokens(q));
@@ -372,6 +386,78 @@ final class DisaggregatedSteps implements AutoCloseable {
         ownedCount = k;
     }
 
+    /**
+     * The compiled shape a decode step of {@code sessions} sessions (one token each) runs, as the step would split
+     * them: sessions spread over the attention workers (the least loaded first), two micro-batches per worker when
+     * one holds two or more and they fit the links; {@code laneTokens} receives each lane's tokens.
+     */
+    Compiled decodeShape(int sessions, int[] laneTokens) {
+        java.util.Arrays.fill(laneTokens, 0);
+        int micro = 1;
+        for (int i = 0; i < sessions; i++) {
+            int w = i % attention;
+            if (i >= attention) {
+                micro = MICRO_BATCHES;
+            }
+            int lane = w * MICRO_BATCHES;
+            if (laneTokens[lane + 1] < laneTokens[lane]) {
+                lane++;
+            }
+            laneTokens[lane]++;
+        }
+        int max = 0;
+        for (int t : laneTokens) {
+            max = Math.max(max, t);
+        }
+        if (micro > 1 && !pingPongFits(bucket(max))) {
+            micro = 1;
+            for (int w = 0; w < attention; w++) {
+                laneTokens[w * MICRO_BATCHES] += laneTokens[w * MICRO_BATCHES + 1];
+                laneTokens[w * MICRO_BATCHES + 1] = 0;
+            }
+            max = 0;
+            for (int t : laneTokens) {
+                max = Math.max(max, t);
+            }
+        }
+        long key = key(micro, bucket(max));
+        Compiled c = compiled.get(key);
+        if (c == null) {
+            c = compile(micro, bucket(max));
+            compiled.put(key, c);
+        }
+        return c;
+    }
+
+    int lanes() {
+        return lanes.length;
+    }
+
+    void clearMeasurements() {
+        for (Compiled c : compiled.values()) {
+            for (double[] p : c.partNanos()) {
+                Arrays.fill(p, 0);
+            }
+            c.runs()[0] = 0;
+        }
+    }
+
+    int[] moeLayers() {
+        return moeLayers.clone();
+    }
+
+    int expertsFromPublic(int layer, int f) {
+        return expertsFrom(layer, f);
+    }
+
+    SparseMoeBlock moeBlock(int layer) {
+        return moe(layer);
+    }
+
+    ExecutionPlan plan() {
+        return plan;
+    }
+
     // ---------------------------------------------------------------- compiling a batch shape
 
     /**
@@ -397,7 +483,9 @@ final class DisaggregatedSteps implements AutoCloseable {
             }
         }
         java.util.List<RegionTask> tasks = new java.util.ArrayList<>();
+        java.util.List<int[]> what = new java.util.ArrayList<>(); // per region: kind, k, lane, f
         tasks.add(STEP_START);
+        what.add(new int[] {-1, -1, -1, -1});
         int[][] ffnRegions = new int[lanes.length][ffn];
         int[] lastSegment = new int[lanes.length];
         for (int k = 0; k <= moes; k++) {
@@ -407,6 +495,7 @@ final class DisaggregatedSteps implements AutoCloseable {
                     int r = g.region("seg " + k + " lane " + a + "." + m);
                     g.part(r, a, attentionWeights);
                     tasks.add(new SegmentTask(k, lanes[lane]));
+                    what.add(new int[] {SEGMENT, k, lane, -1});
                     lastSegment[lane] = r;
                     if (k > 0) {
                         int l = moeLayers[k - 1];
@@ -421,6 +510,7 @@ final class DisaggregatedSteps implements AutoCloseable {
                             int fr = g.region("ffn " + k + " lane " + a + "." + m + " on f" + f);
                             g.part(fr, attention + f, expertWeights[k][f]);
                             tasks.add(new ExpertsTask(k, lanes[lane], f));
+                            what.add(new int[] {EXPERTS, k, lane, f});
                             g.flow("l" + l + ".tokens lane " + a + "." + m, r, a, fr, attention + f,
                                     moe(l).maxShardTokensFloats(bucket, expertsFrom(l, f), expertsFrom(l, f + 1)));
                             ffnRegions[lane][f] = fr;
@@ -432,6 +522,7 @@ final class DisaggregatedSteps implements AutoCloseable {
         int done = g.region("step done");
         g.part(done, 0, StepGraph.NO_WEIGHTS);
         tasks.add(STEP_DONE);
+        what.add(new int[] {-1, -1, -1, -1});
         for (int m = 0; m < micro; m++) {
             for (int a = 1; a < attention; a++) {
                 g.flow("done lane " + a + "." + m, lastSegment[a * MICRO_BATCHES + m], a, done, 0, 0);
@@ -446,7 +537,19 @@ final class DisaggregatedSteps implements AutoCloseable {
         if (events.length < 2 * s.totalOps()) {
             events = new long[2 * s.totalOps()];
         }
-        return new Compiled(s, tasks.toArray(new RegionTask[0]), micro, bucket);
+        int regions = what.size();
+        int[] kind = new int[regions], moeIndex = new int[regions], laneOf = new int[regions], ffnOf = new int[regions];
+        for (int r = 0; r < regions; r++) {
+            kind[r] = what.get(r)[0];
+            moeIndex[r] = what.get(r)[1];
+            laneOf[r] = what.get(r)[2];
+            ffnOf[r] = what.get(r)[3];
+        }
+        double[][] partNanos = new double[workers][];
+        for (int w = 0; w < workers; w++) {
+            partNanos[w] = new double[s.ops(w)];
+        }
+        return new Compiled(s, tasks.toArray(new RegionTask[0]), micro, bucket, kind, moeIndex, laneOf, ffnOf, partNanos, new long[1]);
     }
 
     private static final RegionTask STEP_START = (RegionTask.Doorbells) (worker, stamp) -> {
