@@ -16,10 +16,12 @@ package dev.lockstep.moe;
  * @param vectorsSent        every vector sent, step doorbells included
  * @param driftP99Nanos      per worker: p99 of its lag behind the first arrival at the epoch barrier
  * @param partsComputed      per worker: the parts (compiled COMPUTE ops) it ran
+ * @param expertReplans      times the experts' ranges moved between FFN workers (routing counts drifted)
+ * @param prefixRouted       new sessions sent to the attention worker holding a prefix of their KV pages
  */
 public record DisaggregationStats(int attentionWorkers, int ffnWorkers, long steps, long pingPongSteps, long tokens, long stepNanos,
                                   long attentionBusyNanos, long ffnBusyNanos, long overlapNanos, long[] linkVectors, long vectorsSent,
-                                  long[] driftP99Nanos, long[] partsComputed) {
+                                  long[] driftP99Nanos, long[] partsComputed, long expertReplans, long prefixRouted) {
     public int workers() {
         return attentionWorkers + ffnWorkers;
     }
@@ -55,6 +57,6 @@ public record DisaggregationStats(int attentionWorkers, int ffnWorkers, long ste
         return new DisaggregationStats(attentionWorkers, ffnWorkers, steps - before.steps, pingPongSteps - before.pingPongSteps,
                 tokens - before.tokens, stepNanos - before.stepNanos, attentionBusyNanos - before.attentionBusyNanos,
                 ffnBusyNanos - before.ffnBusyNanos, overlapNanos - before.overlapNanos, links, vectorsSent - before.vectorsSent,
-                driftP99Nanos, parts);
+                driftP99Nanos, parts, expertReplans - before.expertReplans, prefixRouted - before.prefixRouted);
     }
 }

@@ -15,6 +15,7 @@ import dev.lockstep.moe.LoadOptions;
 import dev.lockstep.moe.LogitsMode;
 import dev.lockstep.moe.ModelFamilies;
 import dev.lockstep.moe.kv.PagedKvCache;
+import dev.lockstep.moe.decoder.DecoderModel;
 import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
@@ -155,6 +156,56 @@ class DisaggregatedForwardTest {
                 assertEquals(seqs[q].length, done[q], "sequence " + q + " ran to its end");
                 assertArrayEquals(DecodeConsistencyTest.logitsInBlocks(reference, seqs[q], seqs[q].length), got[q], "sequence " + q);
                 caches[q].close();
+            }
+        }
+    }
+
+    @Test
+    void expertsMoveBetweenFfnWorkersByRoutingCountsAndNoLogitChanges() {
+        try (CausalLm model = disaggregated(Golden.bundledModel(), 1, 3)) {
+            DecoderModel dm = (DecoderModel) model;
+            int[][] even = dm.expertPlacement();
+            assertArrayEquals(new int[] {0, 5, 10, 16}, even[0], "16 experts over 3 FFN workers start even");
+            assertSoloLogits(model, reference, 6, 41);
+            // the routing counts of those steps load the even ranges unevenly: threshold 1.0 moves them
+            assertTrue(dm.rebalanceExperts(1.0), "the placement moved");
+            int[][] moved = dm.expertPlacement();
+            assertFalse(java.util.Arrays.deepEquals(even, moved), "some layer's ranges changed");
+            for (int[] layer : moved) {
+                for (int f = 0; f < 3; f++) {
+                    assertTrue(layer[f] < layer[f + 1], "every FFN worker keeps at least one expert: " + java.util.Arrays.toString(layer));
+                }
+            }
+            assertEquals(1, model.disaggregationStats().expertReplans());
+            assertSoloLogits(model, reference, 6, 43); // recompiled for the new ranges, same bits
+            assertFalse(dm.rebalanceExperts(1e9), "a placement within the threshold stays");
+        }
+    }
+
+    @Test
+    void aForkedSessionRunsOnItsParentsAttentionWorker() {
+        int vocab = reference.vocabSize();
+        try (CausalLm model = disaggregated(Golden.bundledModel(), 2, 1); KvPagePool kv = model.newKvPagePool(MemoryTier.HBM, 16)) {
+            DecoderModel dm = (DecoderModel) model;
+            ForwardState state = model.newState(40);
+            float[] logits = new float[40 * vocab];
+            int[] prompt = Golden.randomTokens(9, 40, vocab);
+            PagedKvCache a = new PagedKvCache(kv, 64), b = new PagedKvCache(kv, 64);
+            model.forward(prompt, 0, 40, a, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+            model.forward(prompt, 0, 40, b, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+            int wa = dm.attentionWorkerOf(a), wb = dm.attentionWorkerOf(b);
+            assertTrue(wa != wb && wa >= 0 && wb >= 0, "two sessions spread over the two attention workers: " + wa + ", " + wb);
+            try (PagedKvCache childOfB = b.fork(); PagedKvCache childOfA = a.fork(); PagedKvCache fresh = new PagedKvCache(kv, 64)) {
+                model.forward(new int[] {5}, 0, 1, childOfB, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                model.forward(new int[] {5}, 0, 1, childOfA, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                assertEquals(wb, dm.attentionWorkerOf(childOfB), "b's fork shares b's KV pages: b's worker");
+                assertEquals(wa, dm.attentionWorkerOf(childOfA), "a's fork shares a's KV pages: a's worker");
+                model.forward(new int[] {5}, 0, 1, fresh, state, logits, LogitsMode.LAST, ForwardObserver.NONE);
+                assertEquals(0, dm.attentionWorkerOf(fresh), "a session sharing nothing: the least loaded (ties: the lowest)");
+                assertEquals(2, model.disaggregationStats().prefixRouted());
+            } finally {
+                a.close();
+                b.close();
             }
         }
     }

@@ -302,6 +302,11 @@ public final class SparseMoeBlock implements FeedForward {
 
     // ---------------------------------------------------------------- expert shards (experts [e0, e1) elsewhere)
 
+    /** After {@link #route}: the token rows routed to expert {@code e} this forward. */
+    public int routedRows(Scratch s, int e) {
+        return s.first[e + 1] - s.first[e];
+    }
+
     /** Most token rows experts {@code [e0, e1)} get from {@code tokens} tokens: each picks at most min(topK, e1 - e0) of them. */
     public int maxShardRows(int tokens, int e0, int e1) {
         return tokens * Math.min(topK, e1 - e0);

@@ -302,6 +302,40 @@ public final class DecoderModel implements CausalLm {
         NonFiniteException.check(logits, rows, vocab, batch, true, NonFiniteException.LOGITS);
     }
 
+    /**
+     * Disaggregated: moves the experts' ranges between FFN workers now if the rows routed since the last check loaded
+     * them above {@code threshold} x the mean (the engine checks every few hundred steps at 1.25 by itself); returns
+     * whether they moved. Between steps only (it takes the forward lock).
+     */
+    public boolean rebalanceExperts(double threshold) {
+        forwardLock.lock();
+        try {
+            return disaggregated != null && disaggregated.rebalance(threshold);
+        } finally {
+            forwardLock.unlock();
+        }
+    }
+
+    /** Disaggregated: per MoE layer, FFN worker f's experts are {@code [p[layer][f], p[layer][f + 1])}; null when colocated. */
+    public int[][] expertPlacement() {
+        forwardLock.lock();
+        try {
+            return disaggregated == null ? null : disaggregated.placement();
+        } finally {
+            forwardLock.unlock();
+        }
+    }
+
+    /** Disaggregated: the attention worker holding {@code cache}'s session, or -1 (not seen yet, or colocated). */
+    public int attentionWorkerOf(KvCache cache) {
+        forwardLock.lock();
+        try {
+            return disaggregated == null ? -1 : disaggregated.attentionWorkerOf(cache);
+        } finally {
+            forwardLock.unlock();
+        }
+    }
+
     /** Bytes of lm_head's weights. */
     long lmHeadBytes() {
         return lmHead.byteSize();

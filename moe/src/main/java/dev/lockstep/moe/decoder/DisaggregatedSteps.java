@@ -19,6 +19,7 @@ import dev.lockstep.moe.block.Compute;
 import dev.lockstep.moe.block.DenseMlpBlock;
 import dev.lockstep.moe.block.SparseMoeBlock;
 import dev.lockstep.moe.kv.KvCache;
+import dev.lockstep.moe.kv.PagedKvCache;
 
 import java.lang.foreign.MemorySegment;
 import java.util.Arrays;
@@ -63,6 +64,12 @@ final class DisaggregatedSteps implements AutoCloseable {
     private final SparseMoeBlock.Shard[] shards;
     private final org.agrona.collections.Long2ObjectHashMap<Compiled> compiled = new org.agrona.collections.Long2ObjectHashMap<>();
     private final Kernels kernels;
+    /** Per model layer (MoE layers only): FFN worker f owns experts [firstExpert[l][f], firstExpert[l][f + 1]). */
+    private final int[][] firstExpert;
+    private long stepsSinceCheck, replans, prefixRouted;
+    /** Steps between two placement checks, and the load imbalance (max / mean rows per FFN worker) that moves experts. */
+    static final int PLACEMENT_WINDOW_STEPS = 256;
+    static final double PLACEMENT_IMBALANCE = 1.25;
 
     // session ownership: which attention worker holds each live session's KV cache
     private KvCache[] owned = new KvCache[16];
@@ -90,6 +97,7 @@ final class DisaggregatedSteps implements AutoCloseable {
         int[] globalRow = new int[0];
         int n;
         long tokens; // while splitting
+        long[][] routed; // per MoE layer index, per expert: rows routed since the last placement check
         float[] stepLogits; // the forward's logits: this lane writes its rows
 
         Lane(int worker, Kernels kernels, int hidden) {
@@ -138,9 +146,20 @@ final class DisaggregatedSteps implements AutoCloseable {
                         + ": every FFN worker must own at least one expert");
             }
         }
+        this.firstExpert = new int[layers.length][];
+        for (int l : moeLayers) {
+            firstExpert[l] = new int[ffn + 1];
+            for (int f = 0; f <= ffn; f++) {
+                firstExpert[l][f] = moe(l).nExperts() * f / ffn; // even ranges until routing counts say otherwise
+            }
+        }
         this.lanes = new Lane[attention * MICRO_BATCHES];
         for (int i = 0; i < lanes.length; i++) {
             lanes[i] = new Lane(i / MICRO_BATCHES, kernels, hidden);
+            lanes[i].routed = new long[moeLayers.length][];
+            for (int k = 0; k < moeLayers.length; k++) {
+                lanes[i].routed[k] = new long[moe(moeLayers[k]).nExperts()];
+            }
         }
         this.shards = new SparseMoeBlock.Shard[ffn];
         for (int f = 0; f < ffn; f++) {
@@ -158,7 +177,7 @@ final class DisaggregatedSteps implements AutoCloseable {
     }
 
     private int expertsFrom(int layer, int f) {
-        return moe(layer).nExperts() * f / ffn;
+        return firstExpert[layer][f];
     }
 
     ScheduleExecutor executor() {
@@ -187,6 +206,9 @@ final class DisaggregatedSteps implements AutoCloseable {
             batch.sequenceCache(q).reserve(batch.sequenceTokens(q));
         }
         model.ensureRope(batch);
+        if (++stepsSinceCheck >= PLACEMENT_WINDOW_STEPS) {
+            rebalance(PLACEMENT_IMBALANCE);
+        }
         int micro = split(batch);
         int bucket = bucket(maxLaneTokens());
         if (micro > 1 && !pingPongFits(bucket)) {
@@ -337,7 +359,12 @@ final class DisaggregatedSteps implements AutoCloseable {
         }
     }
 
-    /** The attention worker that holds {@code cache}: its owner, or (a new session) the one holding the fewest sessions. */
+    /**
+     * The attention worker that holds {@code cache}: its owner, or, for a new session, the worker whose sessions share
+     * the longest prefix of its KV pages (a fork, a prompt found in the prefix cache: Dynamo's KV-aware routing),
+     * unless that worker already holds more than {@link #ROUTING_SLACK} sessions above the least loaded; otherwise the
+     * least loaded (ties: the lowest).
+     */
     private int ownerOf(KvCache cache) {
         for (int i = 0; i < ownedCount; i++) {
             if (owned[i] == cache) {
@@ -345,10 +372,23 @@ final class DisaggregatedSteps implements AutoCloseable {
             }
         }
         int[] held = sessionsHeld();
-        int best = 0;
+        int least = 0;
         for (int w = 1; w < attention; w++) {
-            if (held[w] < held[best]) {
-                best = w;
+            if (held[w] < held[least]) {
+                least = w;
+            }
+        }
+        int best = least, bestShared = 0;
+        if (cache instanceof PagedKvCache paged && paged.mappedBlocks() > 0) {
+            for (int i = 0; i < ownedCount; i++) {
+                int w = owner[i];
+                if (owned[i] instanceof PagedKvCache other && held[w] <= held[least] + ROUTING_SLACK) {
+                    int shared = sharedPrefixPages(paged, other);
+                    if (shared > bestShared || (shared == bestShared && shared > 0 && w < best)) {
+                        best = w;
+                        bestShared = shared;
+                    }
+                }
             }
         }
         if (ownedCount == owned.length) {
@@ -357,7 +397,32 @@ final class DisaggregatedSteps implements AutoCloseable {
         }
         owned[ownedCount] = cache;
         owner[ownedCount++] = best;
+        if (bestShared > 0) {
+            prefixRouted++;
+        }
         return best;
+    }
+
+    /** Sessions a worker may hold above the least loaded one and still take a new session for the KV prefix it shares. */
+    static final int ROUTING_SLACK = 2;
+
+    /** Leading KV pages two caches share (the same page ids: a fork's, or pages the prefix cache attached to both). */
+    private static int sharedPrefixPages(PagedKvCache a, PagedKvCache b) {
+        int n = Math.min(a.mappedBlocks(), b.mappedBlocks()), i = 0;
+        while (i < n && a.page(i) == b.page(i)) {
+            i++;
+        }
+        return i;
+    }
+
+    /** The attention worker holding {@code cache}'s session, or -1 if it has not run yet. */
+    int attentionWorkerOf(KvCache cache) {
+        for (int i = 0; i < ownedCount; i++) {
+            if (owned[i] == cache) {
+                return owner[i];
+            }
+        }
+        return -1;
     }
 
     private int[] heldScratch = new int[0];
@@ -456,6 +521,104 @@ final class DisaggregatedSteps implements AutoCloseable {
 
     ExecutionPlan plan() {
         return plan;
+    }
+
+    // ---------------------------------------------------------------- expert placement
+
+    /**
+     * Between steps: when the rows routed since the last check loaded the FFN workers unevenly (the busiest above
+     * {@code threshold} x the mean, in some MoE layer), moves the range boundaries so each worker's experts got about
+     * the same rows, and drops the compiled schedules (their messages are sized by the ranges). Never inside a step;
+     * the logits do not change (each expert computes the same rows, combined in the same order). Returns whether the
+     * placement changed.
+     */
+    boolean rebalance(double threshold) {
+        stepsSinceCheck = 0;
+        boolean changed = false;
+        for (int k = 0; k < moeLayers.length; k++) {
+            int l = moeLayers[k];
+            int experts = moe(l).nExperts();
+            long[] rows = new long[experts];
+            long total = 0;
+            for (Lane lane : lanes) {
+                for (int e = 0; e < experts; e++) {
+                    rows[e] += lane.routed[k][e];
+                    lane.routed[k][e] = 0;
+                }
+            }
+            for (long r : rows) {
+                total += r;
+            }
+            if (total == 0 || ffn == 1) {
+                continue;
+            }
+            if (imbalance(rows, firstExpert[l]) <= threshold) {
+                continue;
+            }
+            int[] balanced = balanced(rows, ffn);
+            if (imbalance(rows, balanced) < imbalance(rows, firstExpert[l]) && !Arrays.equals(balanced, firstExpert[l])) {
+                System.arraycopy(balanced, 0, firstExpert[l], 0, balanced.length);
+                changed = true;
+            }
+        }
+        if (changed) {
+            replans++;
+            compiled.clear();
+            last = null;
+        }
+        return changed;
+    }
+
+    /** The busiest FFN worker's rows over the mean, for ranges {@code first}. */
+    static double imbalance(long[] rows, int[] first) {
+        int workers = first.length - 1;
+        long total = 0, max = 0;
+        for (int f = 0; f < workers; f++) {
+            long load = 0;
+            for (int e = first[f]; e < first[f + 1]; e++) {
+                load += rows[e];
+            }
+            total += load;
+            max = Math.max(max, load);
+        }
+        return total == 0 ? 1 : (double) max * workers / total;
+    }
+
+    /**
+     * Contiguous ranges, at least one expert each, whose rows are as even as a greedy cut makes them: boundary f at
+     * the expert where the running sum is nearest f/F of the total.
+     */
+    static int[] balanced(long[] rows, int workers) {
+        int experts = rows.length;
+        long total = 0;
+        for (long r : rows) {
+            total += r;
+        }
+        int[] first = new int[workers + 1];
+        first[workers] = experts;
+        long prefix = 0; // rows of experts [0, e)
+        int e = 0;
+        for (int f = 1; f < workers; f++) {
+            double target = (double) total * f / workers;
+            int lo = first[f - 1] + 1, hi = experts - (workers - f);
+            while (e < lo) {
+                prefix += rows[e++];
+            }
+            while (e < hi && Math.abs(prefix + rows[e] - target) <= Math.abs(prefix - target)) {
+                prefix += rows[e++];
+            }
+            first[f] = e;
+        }
+        return first;
+    }
+
+    /** FFN worker {@code f}'s first expert of every MoE layer and the end of its range: {@code [layer][f]}, MoE layers only. */
+    int[][] placement() {
+        int[][] p = new int[moeLayers.length][];
+        for (int k = 0; k < moeLayers.length; k++) {
+            p[k] = firstExpert[moeLayers[k]].clone();
+        }
+        return p;
     }
 
     // ---------------------------------------------------------------- compiling a batch shape
@@ -669,7 +832,12 @@ final class DisaggregatedSteps implements AutoCloseable {
         if (k < moeLayers.length) {
             int l = moeLayers[k];
             model.attentionHalf(c, l, b, s);
-            moe(l).route(c, l, s.xb, n, s.moe, ForwardObserver.NONE);
+            SparseMoeBlock block = moe(l);
+            block.route(c, l, s.xb, n, s.moe, ForwardObserver.NONE);
+            long[] routed = lane.routed[k];
+            for (int e = 0; e < routed.length; e++) {
+                routed[e] += block.routedRows(s.moe, e);
+            }
         } else {
             model.head(c, b, s, lane.logits, ForwardObserver.NONE);
             int vocab = model.vocabSize();
@@ -747,7 +915,7 @@ final class DisaggregatedSteps implements AutoCloseable {
             drift[w] = executor.driftNs(w).getValueAtPercentile(99);
         }
         return new DisaggregationStats(attention, ffn, steps, pingPongSteps, tokens, stepNanos, attentionBusyNanos, ffnBusyNanos,
-                overlapNanos, linkVectors.clone(), executor.vectorsSent(), drift, executor.partsComputedAll());
+                overlapNanos, linkVectors.clone(), executor.vectorsSent(), drift, executor.partsComputedAll(), replans, prefixRouted);
     }
 
     @Override
