@@ -84,6 +84,32 @@ class CliErrorsTest {
     }
 
     @Test
+    void disaggregatedGenerateGivesTheSameTextAndReportsThePoolsAndPlanSizesIt() {
+        CliTest.Run r = CliTest.run("generate", "--model", MODEL, "--prompt", "In the beginning God created", "-n", "12", "--temp", "0",
+                "--mode", "disaggregated", "--attention-workers", "1", "--ffn-workers", "2");
+        CliTest.Run reference = CliTest.run("generate", "--model", MODEL, "--prompt", "In the beginning God created", "-n", "12", "--temp", "0");
+        assertEquals(0, r.code(), r.err());
+        assertEquals(reference.out(), r.out(), "the same text as colocated");
+        assertTrue(r.err().contains("schedule: 1 attention + 2 FFN workers") && r.err().contains("pools (whole run): attention pool busy ")
+                && r.err().contains("w0->w1 ") && r.err().contains("w2->w0 "), r.err());
+        CliTest.Run plan = CliTest.run("plan", "--model", MODEL, "--attention-workers", "2", "--ffn-workers", "2", "--batch", "8", "--context", "64",
+                "--link-gbps", "50", "--link-latency-ns", "1500", "--memory-gbs", "20");
+        assertEquals(0, plan.code(), plan.err());
+        assertTrue(plan.out().contains("2 micro-batch(es) per attention worker (tokens per lane: w0.0 2, w0.1 2, w1.0 2, w1.1 2)")
+                && plan.out().contains("- step (critical path) ") && plan.out().contains("- w3 (FFN): computes ")
+                && plan.out().contains("- vectors per token per link: ") && plan.out().contains("- where the step waits (longest):"), plan.out());
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--attention-workers", "2"},
+                "--attention-workers and --ffn-workers need --mode disaggregated");
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--mode", "split"},
+                "--mode must be colocated or disaggregated, got 'split'");
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--mode", "disaggregated", "--workers", "2"},
+                "--workers is for a colocated schedule");
+        assertOneLineError(new String[]{"generate", "--model", MODEL, "--prompt", "x", "--mode", "disaggregated", "--ffn-workers", "17"},
+                "17 FFN workers for 16 experts in layer 0");
+        assertOneLineError(new String[]{"plan", "--model", MODEL, "--batch", "0"}, "need --batch >= 1");
+    }
+
+    @Test
     void agenticBenchRunsAndRefusesBadSizes() {
         CliTest.Run r = CliTest.run("bench", "agentic", "--model", MODEL, "--sessions", "2", "--system-tokens", "40", "--turns", "2",
                 "--tool-tokens", "8", "--gen-tokens", "4", "--fanout", "1", "--threads", "1", "--kv-disk", "4m");
