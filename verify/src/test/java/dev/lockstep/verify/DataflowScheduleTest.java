@@ -207,6 +207,50 @@ class DataflowScheduleTest {
     }
 
     @Test
+    void aStalledFfnWorkerIsNamedAndTheExecutorRefusesMoreSteps() {
+        java.util.concurrent.CountDownLatch release = new java.util.concurrent.CountDownLatch(1);
+        PingPong p = new PingPong(8);
+        RegionTask[] tasks = p.tasks.clone();
+        RegionTask ffn = tasks[2]; // ffn 0A, on worker 1
+        tasks[2] = new RegionTask() {
+            @Override
+            public void compute(int worker, long stamp) {
+                try {
+                    release.await();
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+                ffn.compute(worker, stamp);
+            }
+
+            @Override
+            public int payloadFloats(MessageSpec m) {
+                return ffn.payloadFloats(m);
+            }
+
+            @Override
+            public void write(MessageSpec m, int off, MemorySegment dst, long dstOff, int n) {
+                ffn.write(m, off, dst, dstOff, n);
+            }
+
+            @Override
+            public void read(MessageSpec m, int off, MemorySegment src, long srcOff, int n, int total) {
+                ffn.read(m, off, src, srcOff, n, total);
+            }
+        };
+        Schedule s = ScheduleCompiler.compile(p.g, 64);
+        assertTrue(s.graph().regionName(2).equals("ffn 0A"), s.graph().regionName(2));
+        try (ScheduleExecutor ex = new ScheduleExecutor(2, 64, 4, false, ScheduleExecutor::defaultIdle)) {
+            ex.stallTimeout(java.time.Duration.ofMillis(300));
+            ScheduleException e = assertThrows(ScheduleException.class, () -> ex.runStep(s, tasks));
+            assertTrue(e.getMessage().contains("worker 1 stalled") && e.getMessage().contains("out 0A"), e.getMessage());
+            release.countDown();
+            ScheduleException next = assertThrows(ScheduleException.class, () -> ex.runStep(s, p.tasks));
+            assertTrue(next.getMessage().contains("broken"), next.getMessage());
+        }
+    }
+
+    @Test
     void theVerifierChecksDeclaredFlowsOnly() {
         Schedule s = ScheduleCompiler.compile(new PingPong(80).g, 64);
         // worker 1 computes A's part of layer 0 before receiving its tokens: swap the RECV and the COMPUTE

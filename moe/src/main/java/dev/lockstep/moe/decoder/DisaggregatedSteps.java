@@ -64,6 +64,7 @@ final class DisaggregatedSteps implements AutoCloseable {
     private final SparseMoeBlock.Shard[] shards;
     private final org.agrona.collections.Long2ObjectHashMap<Compiled> compiled = new org.agrona.collections.Long2ObjectHashMap<>();
     private final Kernels kernels;
+    private final int ringVectors;
     /** Per model layer (MoE layers only): FFN worker f owns experts [firstExpert[l][f], firstExpert[l][f + 1]). */
     private final int[][] firstExpert;
     private long stepsSinceCheck, replans, prefixRouted;
@@ -169,7 +170,32 @@ final class DisaggregatedSteps implements AutoCloseable {
         this.busy = new long[plan.workers()][64];
         this.busyCount = new int[plan.workers()];
         this.linkVectors = new long[plan.workers() * plan.workers()];
-        this.executor = new ScheduleExecutor(plan.workers(), plan.ringVectors(), plan.epochSteps(), plan.pin(), plan.idle()::create);
+        this.ringVectors = ringVectors(plan.ringVectors());
+        this.executor = new ScheduleExecutor(plan.workers(), ringVectors, plan.epochSteps(), plan.pin(), plan.idle()::create);
+    }
+
+    /** Lanes of up to this many tokens (decode steps of up to 32 sessions per attention worker) always ping-pong. */
+    static final int PING_PONG_TOKENS = 16;
+    private static final int MAX_RING_VECTORS = 1 << 16;
+
+    /**
+     * Slots per link: at least the plan's, and room for both micro-batches' largest messages of a
+     * {@link #PING_PONG_TOKENS}-token lane at once (a power of two, at most 2^16: 20 MiB), so decode steps ping-pong
+     * whatever the model's width (a 2048-wide model's 16-token message is 3,300 vectors).
+     */
+    private int ringVectors(int planned) {
+        int need = 0;
+        for (int l : moeLayers) {
+            SparseMoeBlock b = moe(l);
+            for (int f = 0; f < ffn; f++) {
+                int e0 = expertsFrom(l, f), e1 = expertsFrom(l, f + 1);
+                int in = MessageDescriptor.fragmentVectors(b.maxShardTokensFloats(PING_PONG_TOKENS, e0, e1));
+                int out = MessageDescriptor.fragmentVectors(b.maxShardRows(PING_PONG_TOKENS, e0, e1) * hidden);
+                need = Math.max(need, MICRO_BATCHES * Math.max(in, out));
+            }
+        }
+        int ring = Math.max(planned, Integer.highestOneBit(Math.max(1, need - 1)) << 1);
+        return Math.min(ring, Math.max(planned, MAX_RING_VECTORS));
     }
 
     private SparseMoeBlock moe(int layer) {
@@ -293,7 +319,7 @@ final class DisaggregatedSteps implements AutoCloseable {
                 int e0 = expertsFrom(l, f), e1 = expertsFrom(l, f + 1);
                 int in = MessageDescriptor.fragmentVectors(b.maxShardTokensFloats(bucket, e0, e1));
                 int out = MessageDescriptor.fragmentVectors(b.maxShardRows(bucket, e0, e1) * hidden);
-                if (MICRO_BATCHES * Math.max(in, out) > plan.ringVectors()) {
+                if (MICRO_BATCHES * Math.max(in, out) > ringVectors) {
                     return false;
                 }
             }
@@ -691,7 +717,7 @@ final class DisaggregatedSteps implements AutoCloseable {
                 g.flow("done lane " + a + "." + m, lastSegment[a * MICRO_BATCHES + m], a, done, 0, 0);
             }
         }
-        Schedule s = ScheduleCompiler.compile(g, plan.ringVectors());
+        Schedule s = ScheduleCompiler.compile(g, ringVectors);
         for (int w = 0; w < workers; w++) {
             if (busy[w].length < 2 * s.ops(w)) {
                 busy[w] = new long[2 * s.ops(w)];
@@ -852,7 +878,7 @@ final class DisaggregatedSteps implements AutoCloseable {
     /** Vectors a message of {@code floats} payload floats takes on its link, headers included (sender side). */
     private void countLink(MessageSpec m, int floats) {
         int payload = VectorDescriptor.vectorsForFloats(floats);
-        int per = plan.ringVectors() - 1;
+        int per = ringVectors - 1;
         int fragments = Math.max(1, (payload + per - 1) / per);
         linkVectors[m.from() * plan.workers() + m.to()] += fragments + payload;
     }
