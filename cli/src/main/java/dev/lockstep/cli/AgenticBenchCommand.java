@@ -133,9 +133,10 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
         java.util.Arrays.sort(decodeOne);
         java.util.Arrays.sort(pairRatio);
 
-        String mode = loadOptions().execution().isDisaggregated() ? loadOptions().execution() + ", " : "";
-        out().printf(Locale.ROOT, mode + "%s, %d threads, %d root sessions x %d turns, system %d, tool %d, gen %d tokens, fanout %d, batch budget %d tokens%n%n",
-                model.getFileName(), t, sessions, turns, systemTokens, toolTokens, genTokens, fanout, batchTokens);
+        // disaggregated forwards run on the plan's workers: --threads sizes nothing there
+        String how = loadOptions().execution().isDisaggregated() ? loadOptions().execution().toString() : t + " threads";
+        out().printf(Locale.ROOT, "%s, %s, %d root sessions x %d turns, system %d, tool %d, gen %d tokens, fanout %d, batch budget %d tokens%n%n",
+                model.getFileName(), how, sessions, turns, systemTokens, toolTokens, genTokens, fanout, batchTokens);
         out().printf(Locale.ROOT, "| run | roots | prefix cache | TTFT p50 ms | TTFT p99 ms | token p50 ms | p99 | p999 | p99/p50 | aggregate tok/s | prefix hit | peak KV pages (MB) | steps | step p50 / p99 ms | step tokens p50 / p99 |%n");
         out().printf(Locale.ROOT, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|%n");
         if (baseline != null) {
