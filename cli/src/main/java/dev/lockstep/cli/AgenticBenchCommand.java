@@ -216,7 +216,7 @@ final class AgenticBenchCommand extends LoadingCommand implements Callable<Integ
             checkContext(engine, w);
             AgenticBench.Report r = AgenticBench.run(engine, w);
             lastSlo = engine.tokenSloReport();
-            lastPools = ScheduleReport.pools(engine.model(), null);
+            lastPools = ScheduleReport.pools(engine.model());
             return r;
         }
     }

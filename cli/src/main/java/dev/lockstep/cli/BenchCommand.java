@@ -160,7 +160,7 @@ final class BenchCommand extends LoadingCommand implements Callable<Integer> {
                         scheduled.steps() - stepsBefore, ScheduleReport.latency(scheduled.stepLatencyNs()), ScheduleReport.drift(scheduled));
                 if (engine.model().executionPlan().isDisaggregated()) {
                     out().printf(Locale.ROOT, "| %s | %d | pools | | | | %s (all tests) |%n", engine.modelDir().getFileName(), t,
-                            ScheduleReport.pools(engine.model(), null));
+                            ScheduleReport.pools(engine.model()));
                 }
             }
             // The roofline of decode on this machine, measured now: read bandwidth with t threads over 1 GiB.

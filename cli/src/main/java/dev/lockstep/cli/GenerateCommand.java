@@ -151,7 +151,7 @@ final class GenerateCommand extends LoadingCommand implements Callable<Integer> 
                             ScheduleReport.latency(tokenNanos), perToken, perToken * 320 / 1e3, ScheduleReport.drift(scheduled));
                 }
                 if (engine.model().executionPlan().isDisaggregated()) {
-                    err.printf(Locale.ROOT, "pools (whole run): %s%n", ScheduleReport.pools(engine.model(), null));
+                    err.printf(Locale.ROOT, "pools (whole run): %s%n", ScheduleReport.pools(engine.model()));
                 }
             }
         }

@@ -37,13 +37,10 @@ final class ScheduleReport {
      * Disaggregated: "attention pool busy 61% of the step time, FFN pool 48%, both at once 12%; 40% of steps ran two
      * micro-batches; vectors per token: w0->w1 21.0, w1->w0 20.0".
      */
-    static String pools(CausalLm model, dev.lockstep.moe.DisaggregationStats before) {
+    static String pools(CausalLm model) {
         dev.lockstep.moe.DisaggregationStats st = model.disaggregationStats();
         if (st == null) {
             return "";
-        }
-        if (before != null) {
-            st = st.since(before);
         }
         StringBuilder sb = new StringBuilder(String.format(Locale.ROOT,
                 "attention pool busy %.0f%% of the step time, FFN pool %.0f%%, both at once %.0f%%; %d of %d steps ran two micro-batches; vectors per token:",

@@ -43,20 +43,4 @@ public record DisaggregationStats(int attentionWorkers, int ffnWorkers, long ste
     public double vectorsPerToken(int from, int to) {
         return tokens == 0 ? 0 : (double) linkVectors[from * workers() + to] / tokens;
     }
-
-    /** The difference between two snapshots of the same model (this minus {@code before}). */
-    public DisaggregationStats since(DisaggregationStats before) {
-        long[] links = linkVectors.clone();
-        long[] parts = partsComputed.clone();
-        for (int i = 0; i < links.length; i++) {
-            links[i] -= before.linkVectors[i];
-        }
-        for (int i = 0; i < parts.length; i++) {
-            parts[i] -= before.partsComputed[i];
-        }
-        return new DisaggregationStats(attentionWorkers, ffnWorkers, steps - before.steps, pingPongSteps - before.pingPongSteps,
-                tokens - before.tokens, stepNanos - before.stepNanos, attentionBusyNanos - before.attentionBusyNanos,
-                ffnBusyNanos - before.ffnBusyNanos, overlapNanos - before.overlapNanos, links, vectorsSent - before.vectorsSent,
-                driftP99Nanos, parts, expertReplans - before.expertReplans, prefixRouted - before.prefixRouted);
-    }
 }

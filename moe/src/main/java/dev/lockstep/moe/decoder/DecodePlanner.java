@@ -109,7 +109,7 @@ public final class DecodePlanner {
             bytes += (double) n * model.spec().hiddenSize() * 2; // embedding rows (bf16)
             from = 0;
         } else {
-            bytes += steps.moeBlock(moes[k - 1]).sharedBytes();
+            bytes += steps.moe(moes[k - 1]).sharedBytes();
             from = moes[k - 1] + 1;
         }
         int to = k < moes.length ? moes[k] : layers.length;
@@ -119,7 +119,7 @@ public final class DecodePlanner {
         }
         if (k < moes.length) { // the MoE layer up to its router
             bytes += layers[to].attention().weightBytesPerToken() + (double) n * context * model.spec().kv().layer(to).bytesPerPosition()
-                    + steps.moeBlock(to).routerBytes();
+                    + steps.moe(to).routerBytes();
         } else {
             bytes += model.lmHeadBytes();
         }
@@ -129,8 +129,8 @@ public final class DecodePlanner {
     /** Bytes FFN worker {@code f} reads for MoE layer index {@code k} and {@code n} tokens: the distinct experts of its range they pick. */
     static double expertBytes(DisaggregatedSteps steps, int k, int f, int n) {
         int l = steps.moeLayers()[k];
-        SparseMoeBlock b = steps.moeBlock(l);
-        int e0 = steps.expertsFromPublic(l, f), e1 = steps.expertsFromPublic(l, f + 1);
+        SparseMoeBlock b = steps.moe(l);
+        int e0 = steps.expertsFrom(l, f), e1 = steps.expertsFrom(l, f + 1);
         double untouched = Math.pow(1 - (double) b.topK() / b.nExperts(), n);
         return (e1 - e0) * (1 - untouched) * b.expertBytes(e0);
     }
@@ -148,8 +148,8 @@ public final class DecodePlanner {
         int attention = steps.plan().attentionWorkers();
         int f = c.kind()[region] == DisaggregatedSteps.EXPERTS ? c.ffnWorker()[region] : m.to() - attention;
         int l = steps.moeLayers()[c.moeIndex()[region]];
-        SparseMoeBlock b = steps.moeBlock(l);
-        int e0 = steps.expertsFromPublic(l, f), e1 = steps.expertsFromPublic(l, f + 1);
+        SparseMoeBlock b = steps.moe(l);
+        int e0 = steps.expertsFrom(l, f), e1 = steps.expertsFrom(l, f + 1);
         int rows = (int) Math.round((double) n * b.topK() * (e1 - e0) / b.nExperts());
         int hidden = model.spec().hiddenSize();
         return c.kind()[region] == DisaggregatedSteps.EXPERTS ? rows * hidden : (e1 - e0) + rows * hidden;

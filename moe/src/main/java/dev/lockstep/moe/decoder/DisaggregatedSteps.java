@@ -77,6 +77,7 @@ final class DisaggregatedSteps implements AutoCloseable {
     private int[] owner = new int[16];
     private int ownedCount;
     private final int[] sessionsPerWorker;
+    private final int[] heldScratch; // per attention worker: live sessions it holds (while choosing an owner)
     private int[] seqWorker = new int[16], seqLane = new int[16], seqLaneIndex = new int[16];
 
     // measurements, per step (driver) and cumulative
@@ -86,11 +87,9 @@ final class DisaggregatedSteps implements AutoCloseable {
     private final long[] linkVectors;
     private long stepStartNs;
     private long steps, tokens, stepNanos, attentionBusyNanos, ffnBusyNanos, overlapNanos, pingPongSteps;
-    private Compiled last;
 
     /** One micro-batch of one attention worker: its tokens, its own forward state and an inline compute. */
     static final class Lane {
-        final int worker;
         final Compute compute;
         final DecoderModel.State state;
         final ForwardBatch batch = new ForwardBatch(1);
@@ -101,8 +100,7 @@ final class DisaggregatedSteps implements AutoCloseable {
         long[][] routed; // per MoE layer index, per expert: rows routed since the last placement check
         float[] stepLogits; // the forward's logits: this lane writes its rows
 
-        Lane(int worker, Kernels kernels, int hidden) {
-            this.worker = worker;
+        Lane(Kernels kernels, int hidden) {
             this.compute = new Compute(kernels, new WorkerPool(1));
             this.state = new DecoderModel.State(1, hidden);
         }
@@ -113,7 +111,7 @@ final class DisaggregatedSteps implements AutoCloseable {
      * ({@link #SEGMENT}, {@link #EXPERTS} or -1), MoE layer index k, lane and FFN worker. {@code partNanos} sums the
      * measured time of each worker's parts (by COMPUTE op index) over {@code runs} steps.
      */
-    record Compiled(Schedule schedule, RegionTask[] tasks, int micro, int bucketTokens, int[] kind, int[] moeIndex, int[] lane, int[] ffnWorker,
+    record Compiled(Schedule schedule, RegionTask[] tasks, int micro, int[] kind, int[] moeIndex, int[] lane, int[] ffnWorker,
                     double[][] partNanos, long[] runs) {
     }
 
@@ -156,7 +154,7 @@ final class DisaggregatedSteps implements AutoCloseable {
         }
         this.lanes = new Lane[attention * MICRO_BATCHES];
         for (int i = 0; i < lanes.length; i++) {
-            lanes[i] = new Lane(i / MICRO_BATCHES, kernels, hidden);
+            lanes[i] = new Lane(kernels, hidden);
             lanes[i].routed = new long[moeLayers.length][];
             for (int k = 0; k < moeLayers.length; k++) {
                 lanes[i].routed[k] = new long[moe(moeLayers[k]).nExperts()];
@@ -167,6 +165,7 @@ final class DisaggregatedSteps implements AutoCloseable {
             shards[f] = new SparseMoeBlock.Shard();
         }
         this.sessionsPerWorker = new int[attention];
+        this.heldScratch = new int[attention];
         this.busy = new long[plan.workers()][64];
         this.busyCount = new int[plan.workers()];
         this.linkVectors = new long[plan.workers() * plan.workers()];
@@ -184,25 +183,30 @@ final class DisaggregatedSteps implements AutoCloseable {
      * whatever the model's width (a 2048-wide model's 16-token message is 3,300 vectors).
      */
     private int ringVectors(int planned) {
+        int ring = Math.max(planned, Integer.highestOneBit(Math.max(1, pingPongVectors(PING_PONG_TOKENS) - 1)) << 1);
+        return Math.min(ring, Math.max(planned, MAX_RING_VECTORS));
+    }
+
+    /** Slots both micro-batches' largest messages of lanes of {@code tokens} tokens take on a link at once (the busiest link). */
+    private int pingPongVectors(int tokens) {
         int need = 0;
         for (int l : moeLayers) {
             SparseMoeBlock b = moe(l);
             for (int f = 0; f < ffn; f++) {
                 int e0 = expertsFrom(l, f), e1 = expertsFrom(l, f + 1);
-                int in = MessageDescriptor.fragmentVectors(b.maxShardTokensFloats(PING_PONG_TOKENS, e0, e1));
-                int out = MessageDescriptor.fragmentVectors(b.maxShardRows(PING_PONG_TOKENS, e0, e1) * hidden);
+                int in = MessageDescriptor.fragmentVectors(b.maxShardTokensFloats(tokens, e0, e1));
+                int out = MessageDescriptor.fragmentVectors(b.maxShardRows(tokens, e0, e1) * hidden);
                 need = Math.max(need, MICRO_BATCHES * Math.max(in, out));
             }
         }
-        int ring = Math.max(planned, Integer.highestOneBit(Math.max(1, need - 1)) << 1);
-        return Math.min(ring, Math.max(planned, MAX_RING_VECTORS));
+        return need;
     }
 
-    private SparseMoeBlock moe(int layer) {
+    SparseMoeBlock moe(int layer) {
         return (SparseMoeBlock) layers[layer].ffn();
     }
 
-    private int expertsFrom(int layer, int f) {
+    int expertsFrom(int layer, int f) {
         return firstExpert[layer][f];
     }
 
@@ -214,11 +218,6 @@ final class DisaggregatedSteps implements AutoCloseable {
     Schedule schedule(int tokens) {
         Compiled c = compiled.get(key(1, bucket(tokens)));
         return c == null ? null : c.schedule;
-    }
-
-    /** The schedule the last step ran, or null. */
-    Schedule lastSchedule() {
-        return last == null ? null : last.schedule;
     }
 
     // ---------------------------------------------------------------- one step (the driver, worker 0)
@@ -252,12 +251,7 @@ final class DisaggregatedSteps implements AutoCloseable {
                 }
             }
         }
-        long key = key(micro, bucket);
-        Compiled c = compiled.get(key);
-        if (c == null) {
-            c = compile(micro, bucket);
-            compiled.put(key, c);
-        }
+        Compiled c = shape(micro, bucket);
         for (int l : moeLayers) {
             for (int f = 0; f < ffn; f++) {
                 shards[f].ensure(moe(l), bucket, expertsFrom(l, f), expertsFrom(l, f + 1));
@@ -286,7 +280,6 @@ final class DisaggregatedSteps implements AutoCloseable {
             }
         }
         c.runs[0]++;
-        last = c;
         for (int q = 0; q < batch.sequences(); q++) {
             batch.sequenceCache(q).commit(batch.sequenceTokens(q));
         }
@@ -313,18 +306,7 @@ final class DisaggregatedSteps implements AutoCloseable {
      * messages) fit the ring at once: then no send waits for a receive that waits for it.
      */
     private boolean pingPongFits(int bucket) {
-        for (int l : moeLayers) {
-            SparseMoeBlock b = moe(l);
-            for (int f = 0; f < ffn; f++) {
-                int e0 = expertsFrom(l, f), e1 = expertsFrom(l, f + 1);
-                int in = MessageDescriptor.fragmentVectors(b.maxShardTokensFloats(bucket, e0, e1));
-                int out = MessageDescriptor.fragmentVectors(b.maxShardRows(bucket, e0, e1) * hidden);
-                if (MICRO_BATCHES * Math.max(in, out) > ringVectors) {
-                    return false;
-                }
-            }
-        }
-        return true;
+        return pingPongVectors(bucket) <= ringVectors;
     }
 
     /** Gives each sequence its attention worker and fills the lanes; returns the micro-batches per worker (2 when a worker has 2+ sessions). */
@@ -451,12 +433,7 @@ final class DisaggregatedSteps implements AutoCloseable {
         return -1;
     }
 
-    private int[] heldScratch = new int[0];
-
     private int[] sessionsHeld() {
-        if (heldScratch.length < attention) {
-            heldScratch = new int[attention];
-        }
         Arrays.fill(heldScratch, 0);
         for (int i = 0; i < ownedCount; i++) {
             heldScratch[owner[i]]++;
@@ -511,10 +488,15 @@ final class DisaggregatedSteps implements AutoCloseable {
                 max = Math.max(max, t);
             }
         }
-        long key = key(micro, bucket(max));
+        return shape(micro, bucket(max));
+    }
+
+    /** The compiled shape of {@code micro} lanes per attention worker of up to {@code bucket} tokens (compiled on first use). */
+    private Compiled shape(int micro, int bucket) {
+        long key = key(micro, bucket);
         Compiled c = compiled.get(key);
         if (c == null) {
-            c = compile(micro, bucket(max));
+            c = compile(micro, bucket);
             compiled.put(key, c);
         }
         return c;
@@ -533,16 +515,9 @@ final class DisaggregatedSteps implements AutoCloseable {
         }
     }
 
+    /** The model layers with routed experts, in order (read-only). */
     int[] moeLayers() {
-        return moeLayers.clone();
-    }
-
-    int expertsFromPublic(int layer, int f) {
-        return expertsFrom(layer, f);
-    }
-
-    SparseMoeBlock moeBlock(int layer) {
-        return moe(layer);
+        return moeLayers;
     }
 
     ExecutionPlan plan() {
@@ -590,7 +565,6 @@ final class DisaggregatedSteps implements AutoCloseable {
         if (changed) {
             replans++;
             compiled.clear();
-            last = null;
         }
         return changed;
     }
@@ -738,7 +712,7 @@ final class DisaggregatedSteps implements AutoCloseable {
         for (int w = 0; w < workers; w++) {
             partNanos[w] = new double[s.ops(w)];
         }
-        return new Compiled(s, tasks.toArray(new RegionTask[0]), micro, bucket, kind, moeIndex, laneOf, ffnOf, partNanos, new long[1]);
+        return new Compiled(s, tasks.toArray(new RegionTask[0]), micro, kind, moeIndex, laneOf, ffnOf, partNanos, new long[1]);
     }
 
     private static final RegionTask STEP_START = (RegionTask.Doorbells) (worker, stamp) -> {
