@@ -676,7 +676,8 @@ public final class SparseMoeBlock implements FeedForward {
                 return;
             }
             // its own range, first expert first, until meeting the coordinator coming from the end: what it computed
-            // is a prefix of the range, and so are the output rows it sends back
+            // is a prefix of the range, and so are the output rows it sends back. (runShard's loop with a claim
+            // first: a late worker must not read `block` before a claim succeeds, as the region may have been cleared.)
             Shard b = local[worker];
             int k = e1 - e0, a = 0;
             for (int j = 0; j < k; j++) {
